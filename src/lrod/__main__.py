@@ -1,0 +1,3 @@
+from lrod.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The gRPC front: servicers that validate, convert, call the manager, convert back."""

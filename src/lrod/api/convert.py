@@ -1,0 +1,89 @@
+"""Domain objects to and from protobuf messages: the only module of the api
+that knows both."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
+from google.rpc import error_details_pb2, status_pb2
+
+from lrod.domain.operation import Operation, PublicError, poll_after
+from lrod.jobs.registry import JobType
+from lrod.v1 import job_service_pb2, operation_metadata_pb2
+
+Metadata = operation_metadata_pb2.OperationMetadata
+
+
+def timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if moment is None:
+        return None
+    value = timestamp_pb2.Timestamp()
+    value.FromDatetime(moment)
+    return value
+
+
+def duration(span: timedelta | None) -> duration_pb2.Duration | None:
+    if span is None:
+        return None
+    value = duration_pb2.Duration()
+    value.FromTimedelta(span)
+    return value
+
+
+def status(error: PublicError) -> status_pb2.Status:
+    result = status_pb2.Status(code=int(error.code), message=error.message)
+    result.details.add().Pack(error_details_pb2.ErrorInfo(
+        reason=error.reason, domain=error.domain, metadata=dict(error.metadata)
+    ))
+    return result
+
+
+def metadata(op: Operation, now: datetime) -> Metadata:
+    queued_later = op.state.value == "QUEUED" and (op.attempt > 0 or op.run_after > now)
+    return Metadata(
+        state=Metadata.State.Value(op.state.value),
+        job_type=op.job_type,
+        progress=operation_metadata_pb2.Progress(
+            completed=op.progress.completed, total=op.progress.total, stage=op.progress.stage
+        ),
+        attempt=op.attempt,
+        max_attempts=op.max_attempts,
+        create_time=timestamp(op.create_time),
+        start_time=timestamp(op.start_time),
+        update_time=timestamp(op.update_time),
+        end_time=timestamp(op.end_time),
+        next_attempt_time=timestamp(op.run_after if queued_later else None),
+        cancel_requested=op.cancel_requested,
+        last_attempt_error=status(op.last_attempt_error) if op.last_attempt_error else None,
+        poll_after=duration(poll_after(op, now)),
+        labels=dict(op.labels),
+        priority=op.priority,
+        expire_time=timestamp(op.expire_time),
+    )
+
+
+def operation(op: Operation, now: datetime) -> operations_pb2.Operation:
+    result = operations_pb2.Operation(name=op.name, done=op.done)
+    result.metadata.Pack(metadata(op, now))
+    if op.done:
+        if op.result is not None and op.error is None:
+            result.response.CopyFrom(any_pb2.Any(type_url=op.result.type_url,
+                                                 value=op.result.value))
+        else:
+            assert op.error is not None, f"{op.name} is done with neither result nor error"
+            result.error.CopyFrom(status(op.error))
+    return result
+
+
+def job_type(jt: JobType) -> job_service_pb2.JobType:
+    return job_service_pb2.JobType(
+        name=jt.name,
+        input_type=jt.input_type.DESCRIPTOR.full_name,
+        output_type=jt.output_type.DESCRIPTOR.full_name,
+        max_attempts=jt.max_attempts,
+        default_timeout=duration(jt.default_timeout),
+        max_timeout=duration(jt.max_timeout),
+        description=jt.description,
+    )

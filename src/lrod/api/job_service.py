@@ -1,0 +1,44 @@
+"""lrod.v1.JobService: Submit, WatchOperation, ListJobTypes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+from google.longrunning import operations_pb2
+
+from lrod.api import convert, errors
+from lrod.api.identity import caller
+from lrod.api.validation import new_job
+from lrod.manager import OperationManager
+from lrod.v1 import job_service_pb2, job_service_pb2_grpc
+
+
+class JobService(job_service_pb2_grpc.JobServiceServicer):  # type: ignore[misc]
+    def __init__(self, manager: OperationManager) -> None:
+        self._manager = manager
+
+    @errors.unary
+    async def Submit(
+        self, request: job_service_pb2.SubmitRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.Operation:
+        now = self._manager.clock()
+        job = new_job(request, self._manager.registry, caller(context), now)
+        return convert.operation(await self._manager.submit(job), now)
+
+    @errors.streaming
+    async def WatchOperation(
+        self, request: job_service_pb2.WatchOperationRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[job_service_pb2.WatchOperationResponse]:
+        async for op in self._manager.watch(caller(context), request.name):
+            yield job_service_pb2.WatchOperationResponse(
+                operation=convert.operation(op, self._manager.clock())
+            )
+
+    @errors.unary
+    async def ListJobTypes(
+        self, request: job_service_pb2.ListJobTypesRequest, context: grpc.aio.ServicerContext
+    ) -> job_service_pb2.ListJobTypesResponse:
+        return job_service_pb2.ListJobTypesResponse(
+            job_types=[convert.job_type(t) for t in self._manager.registry]
+        )

@@ -1,0 +1,73 @@
+"""google.longrunning.Operations, exactly as AIP-151 has it."""
+
+from __future__ import annotations
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import empty_pb2
+
+from lrod.api import convert, errors
+from lrod.api.identity import caller
+from lrod.domain.errors import FieldViolation, InvalidArgument
+from lrod.manager import OperationManager
+
+COLLECTIONS = ("", "operations")
+
+
+class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore[misc]
+    def __init__(self, manager: OperationManager) -> None:
+        self._manager = manager
+
+    @errors.unary
+    async def ListOperations(
+        self, request: operations_pb2.ListOperationsRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.ListOperationsResponse:
+        if request.name not in COLLECTIONS:
+            raise InvalidArgument.of([FieldViolation(
+                "name", "must be empty or `operations`", "INVALID_COLLECTION"
+            )])
+        page = await self._manager.list(
+            caller(context), request.filter, request.page_size, request.page_token
+        )
+        now = self._manager.clock()
+        return operations_pb2.ListOperationsResponse(
+            operations=[convert.operation(op, now) for op in page.operations],
+            next_page_token=page.next_page_token,
+        )
+
+    @errors.unary
+    async def GetOperation(
+        self, request: operations_pb2.GetOperationRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.Operation:
+        op = await self._manager.get(caller(context), request.name)
+        return convert.operation(op, self._manager.clock())
+
+    @errors.unary
+    async def DeleteOperation(
+        self, request: operations_pb2.DeleteOperationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._manager.delete(caller(context), request.name)
+        return empty_pb2.Empty()
+
+    @errors.unary
+    async def CancelOperation(
+        self, request: operations_pb2.CancelOperationRequest, context: grpc.aio.ServicerContext
+    ) -> empty_pb2.Empty:
+        await self._manager.cancel(caller(context), request.name)
+        return empty_pb2.Empty()
+
+    @errors.unary
+    async def WaitOperation(
+        self, request: operations_pb2.WaitOperationRequest, context: grpc.aio.ServicerContext
+    ) -> operations_pb2.Operation:
+        timeout = None
+        if request.HasField("timeout"):
+            timeout = request.timeout.ToTimedelta().total_seconds()
+            if timeout < 0:
+                raise InvalidArgument.of([FieldViolation(
+                    "timeout", "must not be negative", "INVALID_TIMEOUT"
+                )])
+        op = await self._manager.wait(
+            caller(context), request.name, timeout, context.time_remaining()
+        )
+        return convert.operation(op, self._manager.clock())

@@ -1,0 +1,36 @@
+"""One grpc.aio server on one port: JobService, Operations, Health, reflection."""
+
+from __future__ import annotations
+
+import grpc
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from lrod.api.health import HealthMonitor
+from lrod.api.job_service import JobService
+from lrod.api.operations_service import OperationsService
+from lrod.manager import OperationManager
+from lrod.v1 import job_service_pb2, job_service_pb2_grpc
+
+JOB_SERVICE = job_service_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
+OPERATIONS_SERVICE = operations_pb2.DESCRIPTOR.services_by_name["Operations"].full_name
+SERVICES = (JOB_SERVICE, OPERATIONS_SERVICE)
+
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def build_server(manager: OperationManager, health: HealthMonitor) -> grpc.aio.Server:
+    server = grpc.aio.server(options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.so_reuseport", 0),
+    ])
+    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobService(manager), server)
+    operations_pb2_grpc.add_OperationsServicer_to_server(OperationsService(manager), server)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+    reflection.enable_server_reflection(
+        (*SERVICES, health_name, reflection.SERVICE_NAME), server
+    )
+    return server

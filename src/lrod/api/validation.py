@@ -1,0 +1,123 @@
+"""SubmitRequest checked and turned into a NewJob; every problem is reported
+as a field violation at once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from google.protobuf.message import DecodeError
+
+from lrod.domain.errors import FieldViolation, InvalidArgument
+from lrod.domain.names import new_operation_id
+from lrod.domain.operation import Payload
+from lrod.domain.submission import (
+    NewJob,
+    dedupe_key_violations,
+    label_violations,
+    priority_violations,
+    request_id_violations,
+    timeout_violations,
+)
+from lrod.jobs.registry import JobType, Registry
+from lrod.v1 import job_service_pb2
+
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+
+
+def new_job(
+    request: job_service_pb2.SubmitRequest, registry: Registry, owner: str, now: datetime
+) -> NewJob:
+    problems: list[FieldViolation] = []
+    job_type = registry.get(request.job_type)
+    payload: Payload | None = None
+    if not request.job_type:
+        problems.append(FieldViolation("job_type", "is required", "MISSING_JOB_TYPE"))
+    elif job_type is None:
+        problems.append(FieldViolation(
+            "job_type", f"unknown job type {request.job_type[:100]!r}; see ListJobTypes",
+            "UNKNOWN_JOB_TYPE",
+        ))
+    else:
+        payload = _input(request, job_type, problems)
+    labels = dict(request.labels)
+    problems += request_id_violations(request.request_id)
+    problems += label_violations(labels)
+    problems += priority_violations(request.priority)
+    problems += dedupe_key_violations(request.dedupe_key)
+    timeout = _timeout(request, problems)
+    if job_type is not None:
+        problems += timeout_violations(timeout, job_type.max_timeout)
+    schedule = _schedule(request, now, problems)
+    if problems:
+        raise InvalidArgument.of(problems, reason=problems[0].reason)
+    assert job_type is not None and payload is not None
+    return NewJob(
+        id=new_operation_id(),
+        owner=owner,
+        job_type=job_type.name,
+        input=payload,
+        max_attempts=job_type.max_attempts,
+        create_time=now,
+        run_after=max(schedule or now, now),
+        priority=request.priority,
+        labels=labels,
+        timeout=timeout,
+        request_id=request.request_id or None,
+        dedupe_key=request.dedupe_key or None,
+        schedule_time=schedule,
+    )
+
+
+def _input(
+    request: job_service_pb2.SubmitRequest, job_type: JobType, problems: list[FieldViolation]
+) -> Payload | None:
+    if not request.HasField("input"):
+        problems.append(FieldViolation("input", "is required", "MISSING_INPUT"))
+        return None
+    if request.input.type_url != job_type.input_type_url:
+        problems.append(FieldViolation(
+            "input",
+            f"must be a {job_type.input_type.DESCRIPTOR.full_name} for job type {job_type.name}",
+            "WRONG_INPUT_TYPE",
+        ))
+        return None
+    try:
+        message = job_type.input_type.FromString(request.input.value)
+    except DecodeError:
+        problems.append(FieldViolation(
+            "input", f"does not decode as {job_type.input_type.DESCRIPTOR.full_name}",
+            "UNDECODABLE_INPUT",
+        ))
+        return None
+    # Re-encoded deterministically, so equal requests have equal fingerprints.
+    return Payload(job_type.input_type_url, message.SerializeToString(deterministic=True))
+
+
+def _timeout(
+    request: job_service_pb2.SubmitRequest, problems: list[FieldViolation]
+) -> timedelta | None:
+    if not request.HasField("timeout"):
+        return None
+    try:
+        return request.timeout.ToTimedelta()
+    except (ValueError, OverflowError):
+        problems.append(FieldViolation("timeout", "is not a valid duration", "INVALID_TIMEOUT"))
+        return None
+
+
+def _schedule(
+    request: job_service_pb2.SubmitRequest, now: datetime, problems: list[FieldViolation]
+) -> datetime | None:
+    if not request.HasField("schedule_time"):
+        return None
+    try:
+        moment = request.schedule_time.ToDatetime(tzinfo=now.tzinfo)
+    except (ValueError, OverflowError):
+        problems.append(FieldViolation("schedule_time", "is not a valid time",
+                                       "INVALID_SCHEDULE_TIME"))
+        return None
+    if moment > now + MAX_SCHEDULE_AHEAD:
+        problems.append(FieldViolation("schedule_time", "at most 366 days ahead",
+                                       "INVALID_SCHEDULE_TIME"))
+        return None
+    return moment

@@ -1,0 +1,108 @@
+"""Wiring: the store, hub, manager, worker pool and gRPC server of one process,
+and their orderly start and drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+import grpc
+
+from lrod.api.health import HealthMonitor
+from lrod.api.server import SERVICES, build_server
+from lrod.hub import ChangeHub
+from lrod.jobs.registry import Registry
+from lrod.manager import ManagerSettings, OperationManager
+from lrod.store.engine import DEFAULT_DATABASE_URL, open_database
+from lrod.store.migrate import upgrade
+from lrod.store.sql_store import SqlStore
+from lrod.worker import WorkerPool, WorkerSettings
+
+log = logging.getLogger("lrod")
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+
+
+@dataclass(frozen=True)
+class Settings:
+    address: str = DEFAULT_ADDRESS
+    database_url: str = DEFAULT_DATABASE_URL
+    serve_api: bool = True
+    workers: WorkerSettings | None = field(default_factory=WorkerSettings)
+    manager: ManagerSettings = field(default_factory=ManagerSettings)
+    migrate: bool = True
+    janitor_interval: float = 60.0
+    janitor_batch: int = 500
+
+
+class Service:
+    """One lrod process: API and/or workers on one database."""
+
+    def __init__(self, settings: Settings, registry: Registry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.hub = ChangeHub()
+        self.store = SqlStore(open_database(settings.database_url), self.hub)
+        self.manager = OperationManager(self.store, self.hub, registry, settings.manager)
+        self.health = HealthMonitor(self.store, SERVICES)
+        self.pool = (
+            WorkerPool(self.store, self.hub, registry, settings.workers)
+            if settings.workers is not None and settings.workers.concurrency > 0
+            else None
+        )
+        self.server: grpc.aio.Server | None = None
+        self.port: int | None = None
+        self._janitor: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        if self.settings.migrate:
+            await asyncio.to_thread(upgrade, self.settings.database_url)
+        if self.settings.serve_api:
+            await self.health.start()
+            self.server = build_server(self.manager, self.health)
+            self.port = self.server.add_insecure_port(self.settings.address)
+            await self.server.start()
+            log.info("serving on port %d", self.port)
+        if self.pool is not None:
+            self.pool.start()
+        self._janitor = asyncio.create_task(self._expire_loop(), name="lrod-janitor")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: refuse new Submits, report NOT_SERVING, let running jobs
+        finish within the grace period, hand back the rest, then close."""
+        self.manager.accepting = False
+        await self.health.drain()
+        if self._janitor is not None:
+            self._janitor.cancel()
+            await asyncio.gather(self._janitor, return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.stop(grace)
+        if self.server is not None:
+            await self.server.stop(1.0)
+        await self.health.stop()
+        await self.store.close()
+
+    async def _expire_loop(self) -> None:
+        while True:
+            try:
+                while await self.store.expire(self.manager.clock(), self.settings.janitor_batch):
+                    await asyncio.sleep(0)
+            except Exception:
+                log.exception("expiring operations failed")
+            await asyncio.sleep(self.settings.janitor_interval)
+
+
+async def run(settings: Settings, registry: Registry) -> None:
+    """Run until SIGTERM or SIGINT, then drain and return."""
+    service = Service(settings, registry)
+    await service.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        await service.stop()

@@ -1,0 +1,117 @@
+"""The `lrod` command line. Every option has an LROD_* environment variable."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from lrod import logs
+from lrod.app import DEFAULT_ADDRESS, Settings, run
+from lrod.jobs.registry import load_registry
+from lrod.manager import ManagerSettings
+from lrod.store.engine import DEFAULT_DATABASE_URL
+from lrod.worker import WorkerSettings
+
+DEFAULT_JOBS = "lrod.jobs.examples:registry"
+
+database_option = click.option(
+    "--database-url", envvar="LROD_DATABASE_URL", default=DEFAULT_DATABASE_URL,
+    show_default=True, help="sqlite:///PATH or postgresql://USER@HOST/DB.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--log-level", envvar="LROD_LOG_LEVEL", default="INFO", show_default=True)
+@click.option("--log-json/--no-log-json", envvar="LROD_LOG_JSON", default=False,
+              help="One JSON object per log line.")
+def main(log_level: str, log_json: bool) -> None:
+    """lrod: long-running operations over gRPC."""
+    logs.configure(log_level, log_json)
+
+
+def _worker_options(func: Any) -> Any:
+    for option in reversed([
+        click.option("--jobs", envvar="LROD_JOBS", default=DEFAULT_JOBS, show_default=True,
+                     help="The job registry to load, as module:attribute."),
+        click.option("--concurrency", envvar="LROD_CONCURRENCY", default=4, show_default=True,
+                     type=click.IntRange(min=0), help="Jobs run at once (0: no workers)."),
+        click.option("--lease-seconds", envvar="LROD_LEASE_SECONDS", default=30.0,
+                     show_default=True, type=click.FloatRange(min=0.5)),
+        click.option("--drain-seconds", envvar="LROD_DRAIN_SECONDS", default=10.0,
+                     show_default=True, type=click.FloatRange(min=0),
+                     help="On SIGTERM, how long running jobs get to finish."),
+        click.option("--poll-seconds", envvar="LROD_POLL_SECONDS", default=1.0,
+                     show_default=True, type=click.FloatRange(min=0.01),
+                     help="How often idle workers look for due jobs without a wake-up."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _workers(concurrency: int, lease_seconds: float, drain_seconds: float,
+             poll_seconds: float) -> WorkerSettings:
+    return WorkerSettings(concurrency=concurrency, lease=timedelta(seconds=lease_seconds),
+                          drain_grace=drain_seconds, poll_interval=poll_seconds)
+
+
+@main.command()
+@click.option("--address", envvar="LROD_ADDRESS", default=DEFAULT_ADDRESS, show_default=True,
+              help="host:port to listen on.")
+@database_option
+@_worker_options
+@click.option("--max-wait-seconds", envvar="LROD_MAX_WAIT_SECONDS", default=60.0,
+              show_default=True, type=click.FloatRange(min=0),
+              help="The longest WaitOperation holds a call.")
+def serve(address: str, database_url: str, jobs: str, concurrency: int, lease_seconds: float,
+          drain_seconds: float, poll_seconds: float, max_wait_seconds: float) -> None:
+    """Serve the API, with embedded workers unless --concurrency 0."""
+    settings = Settings(
+        address=address,
+        database_url=database_url,
+        workers=_workers(concurrency, lease_seconds, drain_seconds, poll_seconds),
+        manager=ManagerSettings(max_wait=max_wait_seconds),
+    )
+    asyncio.run(run(settings, load_registry(jobs)))
+
+
+@main.command()
+@database_option
+@_worker_options
+def worker(database_url: str, jobs: str, concurrency: int, lease_seconds: float,
+           drain_seconds: float, poll_seconds: float) -> None:
+    """Run workers only (no API)."""
+    settings = Settings(
+        database_url=database_url,
+        serve_api=False,
+        workers=_workers(max(concurrency, 1), lease_seconds, drain_seconds, poll_seconds),
+    )
+    asyncio.run(run(settings, load_registry(jobs)))
+
+
+@main.group()
+def db() -> None:
+    """Database administration."""
+
+
+@db.command("upgrade")
+@database_option
+def db_upgrade(database_url: str) -> None:
+    """Apply the schema migrations (safe to run from several processes)."""
+    from lrod.store.migrate import upgrade
+
+    upgrade(database_url)
+    click.echo("database is up to date")
+
+
+@main.command()
+@database_option
+@click.argument("name")
+def attempts(database_url: str, name: str) -> None:
+    """Show the attempt history of an operation, internal errors included
+    (operators only: reads the database directly)."""
+    from lrod.operator import print_attempts
+
+    asyncio.run(print_attempts(database_url, name))

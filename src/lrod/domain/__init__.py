@@ -1,0 +1,1 @@
+"""The job model: plain data and rules. Imports neither grpc nor SQLAlchemy."""

@@ -1,0 +1,32 @@
+"""Operation ids: unguessable, URL-safe, and checked before any lookup."""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from lrod.domain.errors import FieldViolation, InvalidArgument
+from lrod.domain.operation import OPERATION_PREFIX
+
+# 16 random bytes, base64url without padding: 22 characters, 128 bits.
+_ID = re.compile(r"[A-Za-z0-9_-]{22}")
+
+
+def new_operation_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def parse_operation_name(name: str, field: str = "name") -> str:
+    """Return the id in `operations/{id}`, or raise InvalidArgument."""
+    if not name.startswith(OPERATION_PREFIX):
+        raise InvalidArgument.of(
+            [FieldViolation(field, "must have the form operations/{id}", "MALFORMED_NAME")],
+            reason="MALFORMED_NAME",
+        )
+    op_id = name[len(OPERATION_PREFIX) :]
+    if not _ID.fullmatch(op_id):
+        raise InvalidArgument.of(
+            [FieldViolation(field, "the operation id is malformed", "MALFORMED_NAME")],
+            reason="MALFORMED_NAME",
+        )
+    return op_id

@@ -1,0 +1,30 @@
+"""When a failed attempt runs again: exponential backoff with full jitter."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delay before attempt n+1 is drawn uniformly from
+    [minimum, min(maximum, minimum * factor ** (n - 1))]."""
+
+    minimum: timedelta = timedelta(seconds=1)
+    maximum: timedelta = timedelta(minutes=5)
+    factor: float = 2.0
+
+    def ceiling(self, attempt: int) -> timedelta:
+        grown = self.minimum.total_seconds() * self.factor ** max(attempt - 1, 0)
+        return timedelta(seconds=min(grown, self.maximum.total_seconds()))
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> timedelta:
+        low = self.minimum.total_seconds()
+        high = self.ceiling(attempt).total_seconds()
+        return timedelta(seconds=(rng or random).uniform(low, max(low, high)))
+
+
+def should_retry(*, retryable: bool, attempt: int, max_attempts: int) -> bool:
+    return retryable and attempt < max_attempts

@@ -1,0 +1,124 @@
+"""A job as submitted, its validation rules, and its idempotency fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from lrod.domain.errors import FieldViolation
+from lrod.domain.operation import Payload
+
+MAX_LABELS = 64
+LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+MAX_DEDUPE_KEY = 256
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """Everything the store needs to create an operation."""
+
+    id: str
+    owner: str
+    job_type: str
+    input: Payload
+    max_attempts: int
+    create_time: datetime
+    run_after: datetime
+    priority: int = 0
+    labels: Mapping[str, str] = field(default_factory=dict)
+    timeout: timedelta | None = None
+    request_id: str | None = None
+    dedupe_key: str | None = None
+    schedule_time: datetime | None = None
+
+    def fingerprint(self) -> str:
+        """A digest of what the caller asked for, to tell a repeat from a reuse
+        of the same request_id (AIP-155). Server-chosen fields stay out."""
+        body = {
+            "job_type": self.job_type,
+            "input_type": self.input.type_url,
+            "input": self.input.value.hex(),
+            "labels": sorted(self.labels.items()),
+            "priority": self.priority,
+            "schedule_time": self.schedule_time.isoformat() if self.schedule_time else None,
+            "timeout": self.timeout.total_seconds() if self.timeout is not None else None,
+            "dedupe_key": self.dedupe_key,
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def label_violations(labels: Mapping[str, str]) -> list[FieldViolation]:
+    problems: list[FieldViolation] = []
+    if len(labels) > MAX_LABELS:
+        problems.append(FieldViolation("labels", f"at most {MAX_LABELS} labels", "TOO_MANY_LABELS"))
+    for key, value in sorted(labels.items()):
+        if not LABEL_KEY.fullmatch(key):
+            problems.append(
+                FieldViolation(
+                    f"labels[{key!r}]",
+                    "keys are 1-63 characters of [a-z0-9_-], starting with a letter",
+                    "INVALID_LABEL",
+                )
+            )
+        if not LABEL_VALUE.fullmatch(value):
+            problems.append(
+                FieldViolation(
+                    f"labels[{key!r}]",
+                    "values are 0-63 characters of [a-z0-9_-]",
+                    "INVALID_LABEL",
+                )
+            )
+    return problems
+
+
+def request_id_violations(request_id: str) -> list[FieldViolation]:
+    if not request_id:
+        return []
+    try:
+        uuid.UUID(request_id)
+    except ValueError:
+        return [FieldViolation("request_id", "must be a UUID", "INVALID_REQUEST_ID")]
+    return []
+
+
+def priority_violations(priority: int) -> list[FieldViolation]:
+    if MIN_PRIORITY <= priority <= MAX_PRIORITY:
+        return []
+    return [
+        FieldViolation(
+            "priority", f"must be from {MIN_PRIORITY} to {MAX_PRIORITY}", "INVALID_PRIORITY"
+        )
+    ]
+
+
+def dedupe_key_violations(dedupe_key: str) -> list[FieldViolation]:
+    if len(dedupe_key) <= MAX_DEDUPE_KEY:
+        return []
+    return [
+        FieldViolation(
+            "dedupe_key", f"at most {MAX_DEDUPE_KEY} characters", "INVALID_DEDUPE_KEY"
+        )
+    ]
+
+
+def timeout_violations(timeout: timedelta | None, maximum: timedelta) -> list[FieldViolation]:
+    if timeout is None:
+        return []
+    if timeout <= timedelta(0):
+        return [FieldViolation("timeout", "must be positive", "INVALID_TIMEOUT")]
+    if timeout > maximum:
+        return [
+            FieldViolation(
+                "timeout",
+                f"at most {maximum.total_seconds():g}s for this job type",
+                "INVALID_TIMEOUT",
+            )
+        ]
+    return []

@@ -1,0 +1,102 @@
+"""In-process wake-ups: who waits on which operation, and whether work arrived.
+
+The store calls the hub after each commit; waiters, watchers and workers wait
+on it instead of polling the database. On PostgreSQL a listener feeds the same
+hub from other processes' notifications.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+_MAX_TIMER = 60.0
+
+
+class Subscription:
+    """Set whenever the operation changed since the last `wait` returned."""
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float | None) -> bool:
+        """True if a change arrived, False on timeout."""
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+        except TimeoutError:
+            return False
+        self._event.clear()
+        return True
+
+
+class ChangeHub:
+    def __init__(self) -> None:
+        self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
+        self._cancel_handlers: dict[str, asyncio.Event] = {}
+        self._work = asyncio.Event()
+
+    # -- what the store reports -------------------------------------------
+    def operations_changed(self, ids: Iterable[str]) -> None:
+        for op_id in ids:
+            for subscription in self._subscribers.get(op_id, ()):
+                subscription.notify()
+
+    def cancel_requested(self, ids: Iterable[str]) -> None:
+        for op_id in ids:
+            event = self._cancel_handlers.get(op_id)
+            if event is not None:
+                event.set()
+
+    def work_available(self, due: datetime | None = None) -> None:
+        delay = 0.0 if due is None else (due - datetime.now(UTC)).total_seconds()
+        if delay <= 0:
+            self._work.set()
+        elif delay < _MAX_TIMER:
+            # Far-off work is found by the workers' periodic poll instead.
+            asyncio.get_running_loop().call_later(delay, self._work.set)
+
+    def everything_changed(self) -> None:
+        """After a lost notification channel: wake everyone to re-read."""
+        self.operations_changed(list(self._subscribers))
+        self.work_available()
+
+    # -- who listens ------------------------------------------------------
+    @contextmanager
+    def subscribe(self, op_id: str) -> Iterator[Subscription]:
+        subscription = Subscription()
+        self._subscribers[op_id].add(subscription)
+        try:
+            yield subscription
+        finally:
+            subscribers = self._subscribers[op_id]
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[op_id]
+
+    @contextmanager
+    def cancellation(self, op_id: str) -> Iterator[asyncio.Event]:
+        """An event set when CancelOperation reaches the running job `op_id`."""
+        event = asyncio.Event()
+        self._cancel_handlers[op_id] = event
+        try:
+            yield event
+        finally:
+            self._cancel_handlers.pop(op_id, None)
+
+    async def wait_for_work(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._work.wait(), timeout)
+        except TimeoutError:
+            return
+        finally:
+            self._work.clear()
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(s) for s in self._subscribers.values())

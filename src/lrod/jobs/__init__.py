@@ -1,0 +1,1 @@
+"""What job authors use: the registry, the handler context, and job errors."""

@@ -1,0 +1,99 @@
+"""The handler's view of its job: progress, heartbeats, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lrod.domain.operation import Progress
+
+
+class JobCancelled(Exception):
+    """Raised by `JobContext.raise_if_cancelled` once a cancel was requested."""
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    operation_name: str
+    job_type: str
+    attempt: int
+    max_attempts: int
+    labels: Mapping[str, str]
+
+
+class JobContext:
+    """Safe to use from the event loop (async handlers) and from the worker
+    thread of a sync handler. Progress writes are coalesced by the worker."""
+
+    def __init__(self, info: JobInfo, loop: asyncio.AbstractEventLoop) -> None:
+        self.info = info
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._progress = Progress()
+        self._unsent = False
+        self._dirty = asyncio.Event()
+        self._cancel_flag = threading.Event()
+        self._cancelled = asyncio.Event()
+        self.stopped = threading.Event()  # the attempt's time ran out or was abandoned
+
+    # -- for handlers -------------------------------------------------------
+    def report_progress(self, completed: int, total: int | None = None,
+                        stage: str | None = None) -> None:
+        with self._lock:
+            old = self._progress
+            self._unsent = True
+            self._progress = Progress(
+                completed=completed,
+                total=old.total if total is None else total,
+                stage=old.stage if stage is None else stage,
+            )
+        self._call_soon(self._dirty.set)
+
+    def heartbeat(self) -> None:
+        """Say the job is alive without new progress; the lease is renewed
+        regardless while the handler runs, so this is rarely needed."""
+        self._call_soon(self._dirty.set)
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_flag.is_set()
+
+    async def cancelled(self) -> None:
+        """Wait until a cancel is requested."""
+        await self._cancelled.wait()
+
+    def raise_if_cancelled(self) -> None:
+        if self._cancel_flag.is_set() or self.stopped.is_set():
+            raise JobCancelled()
+
+    # -- for the worker -----------------------------------------------------
+    def request_cancel(self) -> None:
+        self._cancel_flag.set()
+        self._cancelled.set()
+
+    def take_progress(self) -> Progress | None:
+        """The progress reported since the last call, if any."""
+        with self._lock:
+            unsent, self._unsent = self._unsent, False
+            progress = self._progress
+        self._dirty.clear()
+        return progress if unsent else None
+
+    async def wait_for_report(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._dirty.wait(), timeout)
+        except TimeoutError:
+            return
+
+    def _call_soon(self, callback: object) -> None:
+        assert callable(callback)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            callback()
+        else:
+            self._loop.call_soon_threadsafe(callback)

@@ -1,0 +1,94 @@
+"""The job type registry: names mapped to handlers with declared messages."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from google.protobuf.message import Message
+
+from lrod.domain.retry import Backoff
+from lrod.jobs.context import JobContext
+
+Handler = Callable[[JobContext, Any], Awaitable[Message] | Message]
+
+TYPE_URL_PREFIX = "type.googleapis.com/"
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    handler: Handler
+    input_type: type[Message]
+    output_type: type[Message]
+    max_attempts: int = 3
+    default_timeout: timedelta = timedelta(minutes=10)
+    max_timeout: timedelta = timedelta(hours=1)
+    backoff: Backoff = field(default_factory=Backoff)
+    retention: timedelta = timedelta(days=7)
+    retryable_exceptions: tuple[type[BaseException], ...] = ()
+    retry_timeouts: bool = True
+    description: str = ""
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+    @property
+    def input_type_url(self) -> str:
+        return TYPE_URL_PREFIX + self.input_type.DESCRIPTOR.full_name
+
+    @property
+    def output_type_url(self) -> str:
+        return TYPE_URL_PREFIX + self.output_type.DESCRIPTOR.full_name
+
+
+class Registry:
+    def __init__(self) -> None:
+        self._types: dict[str, JobType] = {}
+
+    def register(self, job_type: JobType) -> JobType:
+        if job_type.name in self._types:
+            raise ValueError(f"job type {job_type.name!r} is registered twice")
+        if job_type.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._types[job_type.name] = job_type
+        return job_type
+
+    def job(self, name: str, *, input: type[Message], output: type[Message],
+            **options: Any) -> Callable[[Handler], Handler]:
+        """Decorator: `@registry.job("x.y", input=XJob, output=XResult)`."""
+
+        def decorate(handler: Handler) -> Handler:
+            doc = (inspect.getdoc(handler) or "").split("\n", 1)[0]
+            options.setdefault("description", doc)
+            self.register(JobType(name, handler, input, output, **options))
+            return handler
+
+        return decorate
+
+    def get(self, name: str) -> JobType | None:
+        return self._types.get(name)
+
+    def __iter__(self) -> Iterator[JobType]:
+        return iter(sorted(self._types.values(), key=lambda t: t.name))
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+
+def load_registry(spec: str) -> Registry:
+    """Load `module:attribute`, a Registry or a callable returning one."""
+    module_name, _, attribute = spec.partition(":")
+    target: Any = importlib.import_module(module_name)
+    for part in (attribute or "registry").split("."):
+        target = getattr(target, part)
+    if callable(target) and not isinstance(target, Registry):
+        target = target()
+    if not isinstance(target, Registry):
+        raise TypeError(f"{spec} is not a lrod Registry")
+    return target

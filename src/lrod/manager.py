@@ -1,0 +1,124 @@
+"""Every operation on jobs the API offers, on top of the store and the hub.
+No grpc here: the api layer validates and converts, then calls this."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from lrod.clock import Clock, utcnow
+from lrod.domain.errors import Unavailable
+from lrod.domain.filters import parse_filter
+from lrod.domain.names import parse_operation_name
+from lrod.domain.operation import Operation
+from lrod.domain.paging import Cursor, decode_page_token, encode_page_token, page_size
+from lrod.domain.submission import NewJob
+from lrod.hub import ChangeHub
+from lrod.jobs.registry import Registry
+from lrod.store.protocol import OperationStore
+
+DEFAULT_RETENTION = timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class ManagerSettings:
+    # The longest a WaitOperation is held, whatever its timeout and deadline.
+    max_wait: float = 60.0
+    # Answer a little before the caller's deadline, so it gets the state
+    # rather than DEADLINE_EXCEEDED.
+    deadline_margin: float = 0.05
+
+
+@dataclass(frozen=True)
+class Page:
+    operations: Sequence[Operation]
+    next_page_token: str
+
+
+class OperationManager:
+    def __init__(
+        self,
+        store: OperationStore,
+        hub: ChangeHub,
+        registry: Registry,
+        settings: ManagerSettings | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.registry = registry
+        self.settings = settings or ManagerSettings()
+        self.clock = clock
+        self.accepting = True
+
+    async def submit(self, job: NewJob) -> Operation:
+        if not self.accepting:
+            raise Unavailable("The server is shutting down; submit to another one.",
+                              reason="SERVER_DRAINING", retry_after_seconds=1.0)
+        operation, _created = await self.store.create(job, job.fingerprint())
+        return operation
+
+    async def get(self, owner: str, name: str) -> Operation:
+        return await self.store.get(parse_operation_name(name), owner, self.clock())
+
+    async def list(self, owner: str, filter_text: str, size: int, token: str) -> Page:
+        query = parse_filter(filter_text)
+        limit = page_size(size)
+        binding = query.digest()
+        after = decode_page_token(token, binding)
+        found = await self.store.list(owner, query, after, limit + 1, self.clock())
+        page, more = found[:limit], len(found) > limit
+        next_token = ""
+        if more:
+            last = page[-1]
+            next_token = encode_page_token(Cursor(last.create_time, last.id), binding)
+        return Page(page, next_token)
+
+    async def cancel(self, owner: str, name: str) -> Operation:
+        op_id = parse_operation_name(name)
+        retention = self._retention(await self.store.get(op_id, owner, self.clock()))
+        return await self.store.cancel(op_id, owner, self.clock(), retention)
+
+    async def delete(self, owner: str, name: str) -> None:
+        await self.store.delete(parse_operation_name(name), owner, self.clock())
+
+    async def wait(self, owner: str, name: str, timeout: float | None,
+                   time_remaining: float | None) -> Operation:
+        """Return once the operation is done, or at the shortest of `timeout`,
+        the RPC's remaining time and the cap, with its latest state."""
+        op_id = parse_operation_name(name)
+        limit = self.settings.max_wait
+        if timeout is not None:
+            limit = min(limit, timeout)
+        if time_remaining is not None:
+            limit = min(limit, time_remaining - self.settings.deadline_margin)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(limit, 0.0)
+        with self.hub.subscribe(op_id) as changes:
+            while True:
+                op = await self.store.get(op_id, owner, self.clock())
+                remaining = deadline - loop.time()
+                if op.done or remaining <= 0:
+                    return op
+                if not await changes.wait(remaining):
+                    return await self.store.get(op_id, owner, self.clock())
+
+    async def watch(self, owner: str, name: str) -> AsyncIterator[Operation]:
+        """The operation now, then after every change, ending once done."""
+        op_id = parse_operation_name(name)
+        with self.hub.subscribe(op_id) as changes:
+            seen = -1
+            while True:
+                op = await self.store.get(op_id, owner, self.clock())
+                if op.version != seen:
+                    seen = op.version
+                    yield op
+                if op.done:
+                    return
+                await changes.wait(None)
+
+    def _retention(self, op: Operation) -> timedelta:
+        job_type = self.registry.get(op.job_type)
+        return job_type.retention if job_type else DEFAULT_RETENTION

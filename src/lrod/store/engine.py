@@ -1,0 +1,95 @@
+"""Engines for a database URL. The only place that branches on the dialect
+(besides the DDL the migrations emit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+DEFAULT_DATABASE_URL = "sqlite:///lrod.db"
+
+
+@dataclass(frozen=True)
+class Database:
+    """`writer` runs transactions that write; `reader` the reads. On SQLite the
+    writer is one connection that starts every transaction with BEGIN IMMEDIATE,
+    so writes queue in-process instead of failing with 'database is locked'."""
+
+    url: URL
+    writer: AsyncEngine
+    reader: AsyncEngine
+
+    @property
+    def dialect(self) -> str:
+        return self.url.get_backend_name()
+
+    async def dispose(self) -> None:
+        await self.writer.dispose()
+        if self.reader is not self.writer:
+            await self.reader.dispose()
+
+
+def sync_url(url: str) -> URL:
+    """The URL for synchronous tools (migrations)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite")
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ValueError(f"unsupported database: {parsed.get_backend_name()}")
+
+
+def async_url(url: str) -> URL:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if parsed.get_backend_name() == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ValueError(f"unsupported database: {parsed.get_backend_name()}")
+
+
+def open_database(url: str, *, pool_size: int = 10) -> Database:
+    target = async_url(url)
+    if target.get_backend_name() == "sqlite":
+        return _sqlite(target)
+    engine = create_async_engine(target, pool_size=pool_size, max_overflow=pool_size,
+                                 pool_pre_ping=True)
+    return Database(target, engine, engine)
+
+
+def _sqlite(target: URL) -> Database:
+    writer = create_async_engine(target, pool_size=1, max_overflow=0)
+    reader = create_async_engine(target, pool_size=4, max_overflow=4)
+    _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
+    _configure_sqlite(reader, begin="BEGIN")
+    return Database(target, writer, reader)
+
+
+def configure_sqlite_connection(dbapi_connection: Any) -> None:
+    """Durable WAL (synchronous=FULL: an acknowledged commit survives power loss)."""
+    # pysqlite's own transaction handling is switched off so that ours
+    # (BEGIN IMMEDIATE) is what runs.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=FULL",
+        "PRAGMA busy_timeout=10000",
+        "PRAGMA foreign_keys=ON",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        configure_sqlite_connection(dbapi_connection)
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql(begin)

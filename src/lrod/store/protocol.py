@@ -1,0 +1,103 @@
+"""The storage port. Everything above the store talks to this Protocol only."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from lrod.domain.filters import Filter
+from lrod.domain.operation import Operation, Payload, Progress, PublicError
+from lrod.domain.paging import Cursor
+from lrod.domain.submission import NewJob
+
+
+class ChangeListener(Protocol):
+    """Told after each commit what changed (the hub implements it)."""
+
+    def operations_changed(self, ids: Iterable[str]) -> None: ...
+    def cancel_requested(self, ids: Iterable[str]) -> None: ...
+    def work_available(self, due: datetime | None = None) -> None:
+        """Work is ready now, or will be at `due`."""
+        ...
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker holds: the operation and the lease token that fences
+    every write of this attempt."""
+
+    operation: Operation
+    lease_token: str
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    held: bool
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    operation_id: str
+    number: int
+    worker_id: str
+    start_time: datetime
+    end_time: datetime | None
+    outcome: str
+    error: PublicError | None
+    internal_error: str | None
+
+
+class OperationStore(Protocol):
+    async def create(self, job: NewJob, fingerprint: str) -> tuple[Operation, bool]:
+        """Store `job`, or return the operation it repeats (same request_id, or
+        an active one with the same dedupe key); the flag says it was created."""
+        ...
+
+    async def get(self, op_id: str, owner: str, now: datetime) -> Operation: ...
+
+    async def list(
+        self, owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
+    ) -> Sequence[Operation]: ...
+
+    async def cancel(
+        self, op_id: str, owner: str, now: datetime, retention: timedelta
+    ) -> Operation: ...
+
+    async def delete(self, op_id: str, owner: str, now: datetime) -> None: ...
+
+    async def claim(
+        self, worker_id: str, now: datetime, lease: timedelta, limit: int
+    ) -> Sequence[Claim]: ...
+
+    async def heartbeat(
+        self, claim: Claim, now: datetime, lease: timedelta, progress: Progress | None
+    ) -> Heartbeat: ...
+
+    async def succeed(
+        self, claim: Claim, now: datetime, result: Payload, retention: timedelta
+    ) -> Operation | None: ...
+
+    async def fail(
+        self,
+        claim: Claim,
+        now: datetime,
+        error: PublicError,
+        internal_error: str | None,
+        retry_at: datetime | None,
+        retention: timedelta,
+    ) -> Operation | None: ...
+
+    async def cancel_running(
+        self, claim: Claim, now: datetime, retention: timedelta
+    ) -> Operation | None: ...
+
+    async def release(self, claim: Claim, now: datetime) -> Operation | None: ...
+
+    async def attempts(self, op_id: str) -> Sequence[AttemptRecord]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...

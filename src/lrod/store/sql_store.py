@@ -1,0 +1,439 @@
+"""The operation store on SQLAlchemy Core: one class for SQLite and PostgreSQL.
+
+Every write runs in one transaction on the writer engine and, once committed,
+tells the ChangeListener what changed. Worker writes are fenced by the lease
+token of the claim, so a worker that lost its lease cannot overwrite a newer
+attempt.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lrod.domain.errors import AlreadyExists, Code, FailedPrecondition, NotFound, OperationExpired
+from lrod.domain.filters import Filter
+from lrod.domain.operation import Operation, Payload, Progress, PublicError
+from lrod.domain.paging import Cursor
+from lrod.domain.states import State, check_move, sources_of
+from lrod.domain.submission import NewJob
+from lrod.store.engine import Database
+from lrod.store.errors import database_unavailable, translated_errors
+from lrod.store.filtering import after_cursor, filter_clauses
+from lrod.store.protocol import AttemptRecord, ChangeListener, Claim, Heartbeat
+from lrod.store.rows import error_from_json, error_to_json, new_row, to_operation
+from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow
+
+log = logging.getLogger("lrod.store")
+
+_OPS = OperationRow.__table__
+_T = _OPS.c
+_LABELS = LabelRow.__table__
+_ATTEMPTS = AttemptRow.__table__
+_EXPIRED = ExpiredRow.__table__
+
+CANCELLED_ERROR = PublicError(Code.CANCELLED, "The operation was cancelled.", "OPERATION_CANCELLED")
+
+
+@dataclass
+class _Changes:
+    operations: set[str] = field(default_factory=set)
+    cancels: set[str] = field(default_factory=set)
+    work: bool = False
+    work_due: datetime | None = None
+
+
+class _Silent:
+    def operations_changed(self, ids: Any) -> None: ...
+    def cancel_requested(self, ids: Any) -> None: ...
+    def work_available(self, due: datetime | None = None) -> None: ...
+
+
+class SqlStore:
+    def __init__(self, database: Database, listener: ChangeListener | None = None) -> None:
+        self._db = database
+        self.listener: ChangeListener = listener or _Silent()
+
+    # -- transactions -----------------------------------------------------
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[tuple[AsyncConnection, _Changes]]:
+        changes = _Changes()
+        with translated_errors():
+            async with self._db.writer.begin() as conn:
+                yield conn, changes
+        self._announce(changes)
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        with translated_errors():
+            async with self._db.reader.connect() as conn:
+                yield conn
+
+    def _announce(self, changes: _Changes) -> None:
+        if changes.operations:
+            self.listener.operations_changed(changes.operations)
+        if changes.cancels:
+            self.listener.cancel_requested(changes.cancels)
+        if changes.work:
+            self.listener.work_available(changes.work_due)
+
+    # -- the API side -----------------------------------------------------
+    async def create(self, job: NewJob, fingerprint: str) -> tuple[Operation, bool]:
+        # A concurrent Submit with the same request_id or dedupe key may win
+        # the insert on PostgreSQL; the retry then finds and returns its row.
+        for _ in range(3):
+            try:
+                async with self._write() as (conn, changes):
+                    existing = await self._duplicate_of(conn, job, fingerprint)
+                    if existing is not None:
+                        return existing, False
+                    row = (await conn.execute(
+                        insert(_OPS).values(new_row(job, fingerprint)).returning(*_T)
+                    )).one()
+                    if job.labels:
+                        await conn.execute(
+                            insert(_LABELS),
+                            [{"operation_id": job.id, "key": k, "value": v}
+                             for k, v in job.labels.items()],
+                        )
+                    changes.operations.add(job.id)
+                    changes.work, changes.work_due = True, job.run_after
+                return to_operation(row), True
+            except IntegrityError:
+                log.debug("create of %s lost a race; reading the winner", job.id)
+        raise database_unavailable()
+
+    async def _duplicate_of(
+        self, conn: AsyncConnection, job: NewJob, fingerprint: str
+    ) -> Operation | None:
+        if job.request_id:
+            row = (await conn.execute(
+                select(_OPS).where(_T.owner == job.owner, _T.request_id == job.request_id)
+            )).first()
+            if row is not None:
+                if row.request_fingerprint != fingerprint:
+                    raise AlreadyExists(
+                        "This request_id was already used for a different request.",
+                        reason="REQUEST_ID_REUSED",
+                        metadata={"request_id": job.request_id},
+                    )
+                return to_operation(row)
+        if job.dedupe_key:
+            row = (await conn.execute(
+                select(_OPS).where(
+                    _T.owner == job.owner,
+                    _T.job_type == job.job_type,
+                    _T.dedupe_key == job.dedupe_key,
+                    _T.state.in_([State.QUEUED.value, State.RUNNING.value]),
+                )
+            )).first()
+            if row is not None:
+                return to_operation(row)
+        return None
+
+    async def get(self, op_id: str, owner: str, now: datetime) -> Operation:
+        async with self._read() as conn:
+            row = (await conn.execute(
+                select(_OPS).where(_T.id == op_id, _T.owner == owner)
+            )).first()
+            if row is None:
+                raise await self._missing(conn, op_id, owner)
+        op = to_operation(row)
+        if op.expire_time is not None and op.expire_time <= now:
+            raise _expired(op_id)
+        return op
+
+    async def _missing(self, conn: AsyncConnection, op_id: str, owner: str) -> NotFound:
+        tombstone = (await conn.execute(
+            select(_EXPIRED.c.id).where(_EXPIRED.c.id == op_id, _EXPIRED.c.owner == owner)
+        )).first()
+        if tombstone is not None:
+            return _expired(op_id)
+        return NotFound(
+            f"Operation operations/{op_id} was not found.",
+            metadata={"name": f"operations/{op_id}"},
+        )
+
+    async def list(
+        self, owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
+    ) -> Sequence[Operation]:
+        stmt = (
+            select(_OPS)
+            .where(_T.owner == owner, (_T.expire_time.is_(None)) | (_T.expire_time > now))
+            .where(*filter_clauses(query))
+            .order_by(_T.create_time.desc(), _T.id.desc())
+            .limit(limit)
+        )
+        if after is not None:
+            stmt = stmt.where(after_cursor(after))
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [to_operation(r) for r in rows]
+
+    async def cancel(
+        self, op_id: str, owner: str, now: datetime, retention: timedelta
+    ) -> Operation:
+        async with self._write() as (conn, changes):
+            row = (await conn.execute(
+                select(_OPS).where(_T.id == op_id, _T.owner == owner).with_for_update()
+            )).first()
+            if row is None:
+                raise await self._missing(conn, op_id, owner)
+            op = to_operation(row)
+            if op.done or op.cancel_requested:
+                return op
+            values: dict[str, Any] = {"cancel_requested": True}
+            if op.state is State.QUEUED:
+                check_move(op.state, State.CANCELLED)
+                values |= _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR)
+            else:
+                changes.cancels.add(op_id)
+            row = (await conn.execute(
+                update(_OPS).where(_T.id == op_id).values(
+                    **values, update_time=now, version=_T.version + 1
+                ).returning(*_T)
+            )).one()
+            changes.operations.add(op_id)
+        return to_operation(row)
+
+    async def delete(self, op_id: str, owner: str, now: datetime) -> None:
+        async with self._write() as (conn, changes):
+            row = (await conn.execute(
+                select(_T.state, _T.expire_time)
+                .where(_T.id == op_id, _T.owner == owner).with_for_update()
+            )).first()
+            if row is None:
+                raise await self._missing(conn, op_id, owner)
+            if row.expire_time is not None and row.expire_time <= now:
+                raise _expired(op_id)
+            if State(row.state).active:
+                raise FailedPrecondition(
+                    "The operation is not done; cancel it first or wait for it to finish.",
+                    reason="OPERATION_NOT_DONE",
+                    metadata={"name": f"operations/{op_id}", "state": row.state},
+                )
+            await _delete_rows(conn, [op_id])
+            changes.operations.add(op_id)
+
+    # -- the worker side --------------------------------------------------
+    async def claim(
+        self, worker_id: str, now: datetime, lease: timedelta, limit: int
+    ) -> Sequence[Claim]:
+        token = secrets.token_hex(16)
+        async with self._write() as (conn, changes):
+            due = await conn.execute(
+                select(_T.id)
+                .where(_T.state == State.QUEUED.value, _T.run_after <= now)
+                .order_by(_T.priority.desc(), _T.run_after, _T.create_time)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = [r.id for r in due]
+            if not ids:
+                return []
+            rows = (await conn.execute(
+                update(_OPS)
+                .where(_T.id.in_(ids), _T.state.in_(_values(sources_of(State.RUNNING))))
+                .values(
+                    state=State.RUNNING.value,
+                    attempt=_T.attempt + 1,
+                    lease_owner=worker_id,
+                    lease_token=token,
+                    lease_expires_at=now + lease,
+                    start_time=func.coalesce(_T.start_time, now),
+                    update_time=now,
+                    version=_T.version + 1,
+                )
+                .returning(*_T)
+            )).all()
+            await conn.execute(insert(_ATTEMPTS), [
+                {"operation_id": r.id, "number": r.attempt, "worker_id": worker_id,
+                 "lease_token": token, "start_time": now, "outcome": "RUNNING"}
+                for r in rows
+            ])
+            changes.operations.update(r.id for r in rows)
+        claims = [Claim(to_operation(r), token) for r in rows]
+        claims.sort(key=lambda c: (-c.operation.priority, c.operation.run_after))
+        return claims
+
+    async def heartbeat(
+        self, claim: Claim, now: datetime, lease: timedelta, progress: Progress | None
+    ) -> Heartbeat:
+        values: dict[str, Any] = {"lease_expires_at": now + lease}
+        if progress is not None:
+            values |= {
+                "progress_completed": progress.completed,
+                "progress_total": progress.total,
+                "progress_stage": progress.stage,
+                "update_time": now,
+                "version": _T.version + 1,
+            }
+        async with self._write() as (conn, changes):
+            row = (await conn.execute(
+                update(_OPS).where(*_held(claim)).values(**values).returning(_T.cancel_requested)
+            )).first()
+            if row is not None and progress is not None:
+                changes.operations.add(claim.operation.id)
+        if row is None:
+            return Heartbeat(held=False, cancel_requested=False)
+        return Heartbeat(held=True, cancel_requested=bool(row.cancel_requested))
+
+    async def succeed(
+        self, claim: Claim, now: datetime, result: Payload, retention: timedelta
+    ) -> Operation | None:
+        values = _terminal(State.SUCCEEDED, now, retention, None)
+        values |= {"result_type": result.type_url, "result_value": result.value}
+        return await self._finish(claim, now, State.SUCCEEDED, values, None, None)
+
+    async def fail(
+        self,
+        claim: Claim,
+        now: datetime,
+        error: PublicError,
+        internal_error: str | None,
+        retry_at: datetime | None,
+        retention: timedelta,
+    ) -> Operation | None:
+        values: dict[str, Any] = {"last_attempt_error": error_to_json(error)}
+        if retry_at is not None:
+            values |= {"state": State.QUEUED.value, "run_after": retry_at}
+            target = State.QUEUED
+        else:
+            values |= _terminal(State.FAILED, now, retention, error)
+            target = State.FAILED
+        return await self._finish(claim, now, target, values, error, internal_error)
+
+    async def cancel_running(
+        self, claim: Claim, now: datetime, retention: timedelta
+    ) -> Operation | None:
+        values = _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR)
+        return await self._finish(claim, now, State.CANCELLED, values, CANCELLED_ERROR, None)
+
+    async def release(self, claim: Claim, now: datetime) -> Operation | None:
+        """Hand a running job back at once (graceful drain): the attempt does
+        not count, and any worker may claim it now."""
+        values = {"state": State.QUEUED.value, "run_after": now, "attempt": _T.attempt - 1}
+        return await self._finish(claim, now, State.QUEUED, values, None, None,
+                                  outcome="RELEASED")
+
+    async def _finish(
+        self,
+        claim: Claim,
+        now: datetime,
+        target: State,
+        values: dict[str, Any],
+        error: PublicError | None,
+        internal_error: str | None,
+        outcome: str | None = None,
+    ) -> Operation | None:
+        check_move(State.RUNNING, target)
+        async with self._write() as (conn, changes):
+            row = (await conn.execute(
+                update(_OPS).where(*_held(claim)).values(
+                    **values,
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    update_time=now,
+                    version=_T.version + 1,
+                ).returning(*_T)
+            )).first()
+            if row is None:
+                log.warning(
+                    "refused a stale write: operations/%s attempt %d no longer holds its lease",
+                    claim.operation.id, claim.operation.attempt,
+                )
+                return None
+            await conn.execute(
+                update(_ATTEMPTS)
+                .where(_ATTEMPTS.c.operation_id == claim.operation.id,
+                       _ATTEMPTS.c.lease_token == claim.lease_token)
+                .values(end_time=now, outcome=outcome or target.value,
+                        error=error_to_json(error), internal_error=internal_error)
+            )
+            changes.operations.add(claim.operation.id)
+            changes.work = target is State.QUEUED
+            changes.work_due = row.run_after
+        return to_operation(row)
+
+    async def attempts(self, op_id: str) -> Sequence[AttemptRecord]:
+        a = _ATTEMPTS.c
+        async with self._read() as conn:
+            rows = (await conn.execute(
+                select(_ATTEMPTS).where(a.operation_id == op_id).order_by(a.id)
+            )).all()
+        return [
+            AttemptRecord(r.operation_id, r.number, r.worker_id, r.start_time, r.end_time,
+                          r.outcome, error_from_json(r.error), r.internal_error)
+            for r in rows
+        ]
+
+    # -- housekeeping -----------------------------------------------------
+    async def expire(self, now: datetime, batch: int) -> int:
+        """Delete up to `batch` expired operations, leaving tombstones."""
+        async with self._write() as (conn, changes):
+            rows = (await conn.execute(
+                select(_T.id, _T.owner, _T.expire_time)
+                .where(_T.expire_time <= now).limit(batch).with_for_update(skip_locked=True)
+            )).all()
+            if not rows:
+                return 0
+            await conn.execute(insert(_EXPIRED), [
+                {"id": r.id, "owner": r.owner, "expire_time": r.expire_time} for r in rows
+            ])
+            await _delete_rows(conn, [r.id for r in rows])
+            changes.operations.update(r.id for r in rows)
+        return len(rows)
+
+    async def ping(self) -> None:
+        async with self._read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self._db.dispose()
+
+
+def _held(claim: Claim) -> tuple[Any, ...]:
+    """The fence: the row is still RUNNING under this claim's lease token."""
+    return (
+        _T.id == claim.operation.id,
+        _T.lease_token == claim.lease_token,
+        _T.state == State.RUNNING.value,
+    )
+
+
+def _terminal(
+    state: State, now: datetime, retention: timedelta, error: PublicError | None
+) -> dict[str, Any]:
+    return {
+        "state": state.value,
+        "end_time": now,
+        "expire_time": now + retention,
+        "error": error_to_json(error),
+    }
+
+
+def _values(states: frozenset[State]) -> list[str]:
+    return sorted(s.value for s in states)
+
+
+def _expired(op_id: str) -> OperationExpired:
+    return OperationExpired(
+        f"Operation operations/{op_id} has expired and was removed.",
+        metadata={"name": f"operations/{op_id}"},
+    )
+
+
+async def _delete_rows(conn: AsyncConnection, ids: list[str]) -> None:
+    await conn.execute(delete(_LABELS).where(_LABELS.c.operation_id.in_(ids)))
+    await conn.execute(delete(_ATTEMPTS).where(_ATTEMPTS.c.operation_id.in_(ids)))
+    await conn.execute(delete(_OPS).where(_T.id.in_(ids)))

@@ -1,0 +1,227 @@
+"""One attempt of one job: run the handler under its time limit while a
+keeper renews the lease, writes coalesced progress and relays cancellation;
+then record the outcome, fenced by the claim's lease token."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import timedelta
+
+from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError, Message
+
+from lrod.clock import Clock
+from lrod.domain.errors import Code, LrodError
+from lrod.domain.operation import Payload, PublicError
+from lrod.domain.retry import should_retry
+from lrod.hub import ChangeHub
+from lrod.jobs.context import JobCancelled, JobContext, JobInfo
+from lrod.jobs.registry import JobType, Registry
+from lrod.store.protocol import Claim, OperationStore
+from lrod.worker import outcome as oc
+
+log = logging.getLogger("lrod.worker")
+
+
+@dataclass(frozen=True)
+class AttemptSettings:
+    lease: timedelta = timedelta(seconds=30)
+    progress_interval: float = 0.2
+    cancel_grace: float = 5.0
+
+
+class Attempt:
+    def __init__(
+        self,
+        claim: Claim,
+        registry: Registry,
+        store: OperationStore,
+        hub: ChangeHub,
+        settings: AttemptSettings,
+        clock: Clock,
+        executor: Executor,
+    ) -> None:
+        self.claim = claim
+        self._registry = registry
+        self._store = store
+        self._hub = hub
+        self._settings = settings
+        self._clock = clock
+        self._executor = executor
+        op = claim.operation
+        self.ctx = JobContext(
+            JobInfo(op.name, op.job_type, op.attempt, op.max_attempts, op.labels),
+            asyncio.get_running_loop(),
+        )
+        self._handler: asyncio.Future[Message] | None = None
+        self._releasing = False
+        self._lease_lost = False
+
+    @property
+    def operation_id(self) -> str:
+        return self.claim.operation.id
+
+    def release(self) -> None:
+        """Stop the handler and hand the job back (graceful drain)."""
+        self._releasing = True
+        self._stop_handler()
+
+    async def run(self) -> None:
+        job_type = self._registry.get(self.claim.operation.job_type)
+        if job_type is None:
+            error = PublicError(Code.FAILED_PRECONDITION,
+                                "This server does not know the job type.", "UNKNOWN_JOB_TYPE")
+            await self._record(oc.Failed(error, "job type not registered", False), None)
+            return
+        outcome = await self._execute(job_type)
+        await self._record(outcome, job_type)
+
+    async def _execute(self, job_type: JobType) -> oc.Outcome:
+        try:
+            message = job_type.input_type.FromString(self.claim.operation.input.value)
+        except DecodeError as error:
+            return oc.from_exception(error, job_type)
+        timeout = (self.claim.operation.timeout or job_type.default_timeout).total_seconds()
+        with self._hub.cancellation(self.operation_id) as cancel_event:
+            if self.claim.operation.cancel_requested:
+                cancel_event.set()
+            self._handler = asyncio.ensure_future(self._invoke(job_type, message))
+            helpers = [
+                asyncio.create_task(self._keep_lease()),
+                asyncio.create_task(self._relay_cancel(cancel_event)),
+            ]
+            try:
+                return await self._await_handler(job_type, timeout)
+            finally:
+                for helper in helpers:
+                    helper.cancel()
+                await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def _invoke(self, job_type: JobType, message: Message) -> Message:
+        if job_type.is_async:
+            result = job_type.handler(self.ctx, message)
+            assert asyncio.iscoroutine(result)
+            return await result  # type: ignore[no-any-return]
+        loop = asyncio.get_running_loop()
+        call = functools.partial(job_type.handler, self.ctx, message)
+        return await loop.run_in_executor(self._executor, call)  # type: ignore[arg-type]
+
+    async def _await_handler(self, job_type: JobType, timeout: float) -> oc.Outcome:
+        assert self._handler is not None
+        done, _ = await asyncio.wait({self._handler}, timeout=timeout)
+        if not done:
+            self.ctx.stopped.set()
+            self._stop_handler()
+            await asyncio.gather(self._handler, return_exceptions=True)
+            if self._interrupted() is None:
+                return oc.Failed(oc.DEADLINE_ERROR, f"timed out after {timeout:g}s",
+                                 job_type.retry_timeouts)
+        interrupted = self._interrupted()
+        if interrupted is not None:
+            return interrupted
+        if self._handler.cancelled():
+            return oc.Cancelled()
+        error = self._handler.exception()
+        if error is not None:
+            if isinstance(error, JobCancelled) and self.ctx.cancel_requested:
+                return oc.Cancelled()
+            return oc.from_exception(error, job_type)
+        result = self._handler.result()
+        if not isinstance(result, job_type.output_type):
+            return oc.wrong_output(result, job_type)
+        return oc.Succeeded(result)
+
+    def _interrupted(self) -> oc.Outcome | None:
+        if self._lease_lost:
+            return oc.LeaseLost()
+        if self._releasing:
+            return oc.Released()
+        if self.ctx.cancel_requested and self._handler is not None and (
+            self._handler.cancelled() or self._handler.exception() is not None
+        ):
+            return oc.Cancelled()
+        return None
+
+    def _stop_handler(self) -> None:
+        self.ctx.stopped.set()
+        if self._handler is not None and not self._handler.done():
+            self._handler.cancel()
+
+    async def _relay_cancel(self, cancel_event: asyncio.Event) -> None:
+        await cancel_event.wait()
+        log.info("cancel requested", extra={"operation": self.claim.operation.name})
+        self.ctx.request_cancel()
+        await asyncio.sleep(self._settings.cancel_grace)
+        self._stop_handler()
+
+    async def _keep_lease(self) -> None:
+        lease = self._settings.lease
+        interval = lease.total_seconds() / 3
+        loop = asyncio.get_running_loop()
+        last_write = loop.time()
+        while True:
+            await self.ctx.wait_for_report(max(0.0, last_write + interval - loop.time()))
+            pause = last_write + self._settings.progress_interval - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            progress = self.ctx.take_progress()
+            if progress is None and loop.time() - last_write < interval:
+                continue
+            try:
+                beat = await self._store.heartbeat(self.claim, self._clock(), lease, progress)
+            except LrodError as error:
+                log.warning("heartbeat failed: %s", error.message)
+                last_write = loop.time()
+                continue
+            last_write = loop.time()
+            if not beat.held:
+                log.warning("lease lost", extra={"operation": self.claim.operation.name})
+                self._lease_lost = True
+                self._stop_handler()
+                return
+            if beat.cancel_requested:
+                self._hub.cancel_requested([self.operation_id])
+
+    async def _record(self, outcome: oc.Outcome, job_type: JobType | None) -> None:
+        store, claim, now = self._store, self.claim, self._clock()
+        retention = job_type.retention if job_type else timedelta(days=7)
+        if isinstance(outcome, oc.LeaseLost):
+            return
+        progress = self.ctx.take_progress()
+        if progress is not None and not isinstance(outcome, oc.Released):
+            await store.heartbeat(claim, now, self._settings.lease, progress)
+        if isinstance(outcome, oc.Succeeded):
+            packed = any_pb2.Any()
+            packed.Pack(outcome.result)
+            await store.succeed(claim, now, Payload(packed.type_url, packed.value), retention)
+        elif isinstance(outcome, oc.Cancelled):
+            await store.cancel_running(claim, now, retention)
+        elif isinstance(outcome, oc.Released):
+            await store.release(claim, now)
+        else:
+            await self._record_failure(outcome, job_type)
+
+    async def _record_failure(self, failure: oc.Failed, job_type: JobType | None) -> None:
+        op, now = self.claim.operation, self._clock()
+        retention = job_type.retention if job_type else timedelta(days=7)
+        retry = job_type is not None and should_retry(
+            retryable=failure.retryable, attempt=op.attempt, max_attempts=op.max_attempts
+        )
+        log.info(
+            "attempt failed",
+            extra={"operation": op.name, "attempt": op.attempt, "reason": failure.error.reason,
+                   "retry": retry, "internal_error": failure.internal_error},
+        )
+        error = failure.error
+        retry_at = None
+        if retry:
+            assert job_type is not None
+            retry_at = now + job_type.backoff.delay(op.attempt)
+        elif failure.retryable and op.attempt >= op.max_attempts:
+            error = oc.exhausted(error, op.attempt)
+        await self._store.fail(self.claim, now, error, failure.internal_error, retry_at,
+                               retention)
