@@ -10,11 +10,11 @@ from pkgutil import extend_path
 
 __path__ = extend_path(__path__, __name__)
 
-from lrod.domain.errors import Code  # noqa: E402
-from lrod.domain.retry import Backoff  # noqa: E402
-from lrod.jobs.context import JobCancelled, JobContext  # noqa: E402
-from lrod.jobs.errors import JobError, PermanentJobError, RetryableJobError  # noqa: E402
-from lrod.jobs.registry import JobType, Registry  # noqa: E402
+from lrod.domain.errors import Code
+from lrod.domain.retry import Backoff
+from lrod.jobs.context import JobCancelled, JobContext
+from lrod.jobs.errors import JobError, PermanentJobError, RetryableJobError
+from lrod.jobs.registry import JobType, Registry
 
 __all__ = [
     "Backoff",

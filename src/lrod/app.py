@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass, field
+
 import grpc
 
 from lrod.api.health import HealthMonitor
@@ -86,11 +87,13 @@ class Service:
     async def _expire_loop(self) -> None:
         while True:
             try:
-                while await self.store.expire(self.manager.clock(), self.settings.janitor_batch):
-                    await asyncio.sleep(0)
+                removed = await self.store.expire(self.manager.clock(), self.settings.janitor_batch)
             except Exception:
                 log.exception("expiring operations failed")
-            await asyncio.sleep(self.settings.janitor_interval)
+                removed = 0
+            # A full batch means more are due: go again at once.
+            if removed < self.settings.janitor_batch:
+                await asyncio.sleep(self.settings.janitor_interval)
 
 
 async def run(settings: Settings, registry: Registry) -> None:

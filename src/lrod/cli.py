@@ -18,55 +18,113 @@ from lrod.worker import WorkerSettings
 DEFAULT_JOBS = "lrod.jobs.examples:registry"
 
 database_option = click.option(
-    "--database-url", envvar="LROD_DATABASE_URL", default=DEFAULT_DATABASE_URL,
-    show_default=True, help="sqlite:///PATH or postgresql://USER@HOST/DB.",
+    "--database-url",
+    envvar="LROD_DATABASE_URL",
+    default=DEFAULT_DATABASE_URL,
+    show_default=True,
+    help="sqlite:///PATH or postgresql://USER@HOST/DB.",
 )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", envvar="LROD_LOG_LEVEL", default="INFO", show_default=True)
-@click.option("--log-json/--no-log-json", envvar="LROD_LOG_JSON", default=False,
-              help="One JSON object per log line.")
+@click.option(
+    "--log-json/--no-log-json",
+    envvar="LROD_LOG_JSON",
+    default=False,
+    help="One JSON object per log line.",
+)
 def main(log_level: str, log_json: bool) -> None:
     """lrod: long-running operations over gRPC."""
     logs.configure(log_level, log_json)
 
 
 def _worker_options(func: Any) -> Any:
-    for option in reversed([
-        click.option("--jobs", envvar="LROD_JOBS", default=DEFAULT_JOBS, show_default=True,
-                     help="The job registry to load, as module:attribute."),
-        click.option("--concurrency", envvar="LROD_CONCURRENCY", default=4, show_default=True,
-                     type=click.IntRange(min=0), help="Jobs run at once (0: no workers)."),
-        click.option("--lease-seconds", envvar="LROD_LEASE_SECONDS", default=30.0,
-                     show_default=True, type=click.FloatRange(min=0.5)),
-        click.option("--drain-seconds", envvar="LROD_DRAIN_SECONDS", default=10.0,
-                     show_default=True, type=click.FloatRange(min=0),
-                     help="On SIGTERM, how long running jobs get to finish."),
-        click.option("--poll-seconds", envvar="LROD_POLL_SECONDS", default=1.0,
-                     show_default=True, type=click.FloatRange(min=0.01),
-                     help="How often idle workers look for due jobs without a wake-up."),
-    ]):
+    for option in reversed(
+        [
+            click.option(
+                "--jobs",
+                envvar="LROD_JOBS",
+                default=DEFAULT_JOBS,
+                show_default=True,
+                help="The job registry to load, as module:attribute.",
+            ),
+            click.option(
+                "--concurrency",
+                envvar="LROD_CONCURRENCY",
+                default=4,
+                show_default=True,
+                type=click.IntRange(min=0),
+                help="Jobs run at once (0: no workers).",
+            ),
+            click.option(
+                "--lease-seconds",
+                envvar="LROD_LEASE_SECONDS",
+                default=30.0,
+                show_default=True,
+                type=click.FloatRange(min=0.5),
+            ),
+            click.option(
+                "--drain-seconds",
+                envvar="LROD_DRAIN_SECONDS",
+                default=10.0,
+                show_default=True,
+                type=click.FloatRange(min=0),
+                help="On SIGTERM, how long running jobs get to finish.",
+            ),
+            click.option(
+                "--poll-seconds",
+                envvar="LROD_POLL_SECONDS",
+                default=1.0,
+                show_default=True,
+                type=click.FloatRange(min=0.01),
+                help="How often idle workers look for due jobs without a wake-up.",
+            ),
+        ]
+    ):
         func = option(func)
     return func
 
 
-def _workers(concurrency: int, lease_seconds: float, drain_seconds: float,
-             poll_seconds: float) -> WorkerSettings:
-    return WorkerSettings(concurrency=concurrency, lease=timedelta(seconds=lease_seconds),
-                          drain_grace=drain_seconds, poll_interval=poll_seconds)
+def _workers(
+    concurrency: int, lease_seconds: float, drain_seconds: float, poll_seconds: float
+) -> WorkerSettings:
+    return WorkerSettings(
+        concurrency=concurrency,
+        lease=timedelta(seconds=lease_seconds),
+        drain_grace=drain_seconds,
+        poll_interval=poll_seconds,
+    )
 
 
 @main.command()
-@click.option("--address", envvar="LROD_ADDRESS", default=DEFAULT_ADDRESS, show_default=True,
-              help="host:port to listen on.")
+@click.option(
+    "--address",
+    envvar="LROD_ADDRESS",
+    default=DEFAULT_ADDRESS,
+    show_default=True,
+    help="host:port to listen on.",
+)
 @database_option
 @_worker_options
-@click.option("--max-wait-seconds", envvar="LROD_MAX_WAIT_SECONDS", default=60.0,
-              show_default=True, type=click.FloatRange(min=0),
-              help="The longest WaitOperation holds a call.")
-def serve(address: str, database_url: str, jobs: str, concurrency: int, lease_seconds: float,
-          drain_seconds: float, poll_seconds: float, max_wait_seconds: float) -> None:
+@click.option(
+    "--max-wait-seconds",
+    envvar="LROD_MAX_WAIT_SECONDS",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="The longest WaitOperation holds a call.",
+)
+def serve(
+    address: str,
+    database_url: str,
+    jobs: str,
+    concurrency: int,
+    lease_seconds: float,
+    drain_seconds: float,
+    poll_seconds: float,
+    max_wait_seconds: float,
+) -> None:
     """Serve the API, with embedded workers unless --concurrency 0."""
     settings = Settings(
         address=address,
@@ -80,8 +138,14 @@ def serve(address: str, database_url: str, jobs: str, concurrency: int, lease_se
 @main.command()
 @database_option
 @_worker_options
-def worker(database_url: str, jobs: str, concurrency: int, lease_seconds: float,
-           drain_seconds: float, poll_seconds: float) -> None:
+def worker(
+    database_url: str,
+    jobs: str,
+    concurrency: int,
+    lease_seconds: float,
+    drain_seconds: float,
+    poll_seconds: float,
+) -> None:
     """Run workers only (no API)."""
     settings = Settings(
         database_url=database_url,

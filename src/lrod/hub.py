@@ -28,7 +28,8 @@ class Subscription:
     async def wait(self, timeout: float | None) -> bool:
         """True if a change arrived, False on timeout."""
         try:
-            await asyncio.wait_for(self._event.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._event.wait()
         except TimeoutError:
             return False
         self._event.clear()
@@ -91,7 +92,8 @@ class ChangeHub:
 
     async def wait_for_work(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._work.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._work.wait()
         except TimeoutError:
             return
         finally:

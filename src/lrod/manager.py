@@ -55,8 +55,11 @@ class OperationManager:
 
     async def submit(self, job: NewJob) -> Operation:
         if not self.accepting:
-            raise Unavailable("The server is shutting down; submit to another one.",
-                              reason="SERVER_DRAINING", retry_after_seconds=1.0)
+            raise Unavailable(
+                "The server is shutting down; submit to another one.",
+                reason="SERVER_DRAINING",
+                retry_after_seconds=1.0,
+            )
         operation, _created = await self.store.create(job, job.fingerprint())
         return operation
 
@@ -84,8 +87,9 @@ class OperationManager:
     async def delete(self, owner: str, name: str) -> None:
         await self.store.delete(parse_operation_name(name), owner, self.clock())
 
-    async def wait(self, owner: str, name: str, timeout: float | None,
-                   time_remaining: float | None) -> Operation:
+    async def wait(
+        self, owner: str, name: str, timeout: float | None, time_remaining: float | None
+    ) -> Operation:
         """Return once the operation is done, or at the shortest of `timeout`,
         the RPC's remaining time and the cap, with its latest state."""
         op_id = parse_operation_name(name)

@@ -21,8 +21,10 @@ async def print_attempts(database_url: str, name: str) -> None:
         return
     for r in records:
         ended = r.end_time.isoformat() if r.end_time else "-"
-        click.echo(f"#{r.number} {r.outcome:<13} worker={r.worker_id} "
-                   f"start={r.start_time.isoformat()} end={ended}")
+        click.echo(
+            f"#{r.number} {r.outcome:<13} worker={r.worker_id} "
+            f"start={r.start_time.isoformat()} end={ended}"
+        )
         if r.error is not None:
             click.echo(f"   public: {r.error.code.name} {r.error.reason}: {r.error.message}")
         if r.internal_error:

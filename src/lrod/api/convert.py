@@ -34,16 +34,18 @@ def duration(span: timedelta | None) -> duration_pb2.Duration | None:
 
 def status(error: PublicError) -> status_pb2.Status:
     result = status_pb2.Status(code=int(error.code), message=error.message)
-    result.details.add().Pack(error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=error.domain, metadata=dict(error.metadata)
-    ))
+    result.details.add().Pack(
+        error_details_pb2.ErrorInfo(
+            reason=error.reason, domain=error.domain, metadata=dict(error.metadata)
+        )
+    )
     return result
 
 
 def metadata(op: Operation, now: datetime) -> Metadata:
     queued_later = op.state.value == "QUEUED" and (op.attempt > 0 or op.run_after > now)
     return Metadata(
-        state=Metadata.State.Value(op.state.value),
+        state=op.state.value,
         job_type=op.job_type,
         progress=operation_metadata_pb2.Progress(
             completed=op.progress.completed, total=op.progress.total, stage=op.progress.stage
@@ -69,8 +71,9 @@ def operation(op: Operation, now: datetime) -> operations_pb2.Operation:
     result.metadata.Pack(metadata(op, now))
     if op.done:
         if op.result is not None and op.error is None:
-            result.response.CopyFrom(any_pb2.Any(type_url=op.result.type_url,
-                                                 value=op.result.value))
+            result.response.CopyFrom(
+                any_pb2.Any(type_url=op.result.type_url, value=op.result.value)
+            )
         else:
             assert op.error is not None, f"{op.name} is done with neither result nor error"
             result.error.CopyFrom(status(op.error))

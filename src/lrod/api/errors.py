@@ -50,12 +50,14 @@ def status_of(error: LrodError) -> status_pb2.Status:
     )
     status.details.add().Pack(info)
     if error.violations:
-        bad = error_details_pb2.BadRequest(field_violations=[
-            error_details_pb2.BadRequest.FieldViolation(
-                field=v.field, description=v.description, reason=v.reason
-            )
-            for v in error.violations
-        ])
+        bad = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(
+                    field=v.field, description=v.description, reason=v.reason
+                )
+                for v in error.violations
+            ]
+        )
         status.details.add().Pack(bad)
     if error.retry_after_seconds is not None:
         delay = duration_pb2.Duration()
@@ -66,9 +68,7 @@ def status_of(error: LrodError) -> status_pb2.Status:
 
 def internal_status() -> status_pb2.Status:
     status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
-    status.details.add().Pack(
-        error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN)
-    )
+    status.details.add().Pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))
     return status
 
 
@@ -102,8 +102,9 @@ def unary(method: Unary[_R]) -> Unary[_R]:
 
 def streaming(method: Streaming[_R]) -> Streaming[_R]:
     @functools.wraps(method)
-    async def wrapper(self: Any, request: Any,
-                      context: grpc.aio.ServicerContext) -> AsyncIterator[_R]:
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[_R]:
         try:
             async for item in method(self, request, context):
                 yield item

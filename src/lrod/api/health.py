@@ -20,8 +20,9 @@ class HealthMonitor:
     """Pings the store every `interval` seconds and sets the status of the
     whole server ("") and of each service accordingly."""
 
-    def __init__(self, store: OperationStore, services: tuple[str, ...],
-                 interval: float = 2.0) -> None:
+    def __init__(
+        self, store: OperationStore, services: tuple[str, ...], interval: float = 2.0
+    ) -> None:
         self.servicer = health.aio.HealthServicer()
         self._store = store
         self._services = ("", *services)
@@ -35,7 +36,8 @@ class HealthMonitor:
 
     async def check(self) -> bool:
         try:
-            await asyncio.wait_for(self._store.ping(), self._interval)
+            async with asyncio.timeout(self._interval):
+                await self._store.ping()
             healthy = True
         except (LrodError, TimeoutError) as error:
             log.warning("database check failed: %s", error)

@@ -14,7 +14,7 @@ from lrod.manager import OperationManager
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc
 
 
-class JobService(job_service_pb2_grpc.JobServiceServicer):  # type: ignore[misc]
+class JobService(job_service_pb2_grpc.JobServiceServicer):
     def __init__(self, manager: OperationManager) -> None:
         self._manager = manager
 

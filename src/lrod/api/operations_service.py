@@ -23,9 +23,9 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
         self, request: operations_pb2.ListOperationsRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.ListOperationsResponse:
         if request.name not in COLLECTIONS:
-            raise InvalidArgument.of([FieldViolation(
-                "name", "must be empty or `operations`", "INVALID_COLLECTION"
-            )])
+            raise InvalidArgument.of(
+                [FieldViolation("name", "must be empty or `operations`", "INVALID_COLLECTION")]
+            )
         page = await self._manager.list(
             caller(context), request.filter, request.page_size, request.page_token
         )
@@ -64,9 +64,9 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
         if request.HasField("timeout"):
             timeout = request.timeout.ToTimedelta().total_seconds()
             if timeout < 0:
-                raise InvalidArgument.of([FieldViolation(
-                    "timeout", "must not be negative", "INVALID_TIMEOUT"
-                )])
+                raise InvalidArgument.of(
+                    [FieldViolation("timeout", "must not be negative", "INVALID_TIMEOUT")]
+                )
         op = await self._manager.wait(
             caller(context), request.name, timeout, context.time_remaining()
         )

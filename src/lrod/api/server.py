@@ -21,16 +21,17 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 def build_server(manager: OperationManager, health: HealthMonitor) -> grpc.aio.Server:
-    server = grpc.aio.server(options=[
-        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ("grpc.so_reuseport", 0),
-    ])
-    job_service_pb2_grpc.add_JobServiceServicer_to_server(JobService(manager), server)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    add_job_service = job_service_pb2_grpc.add_JobServiceServicer_to_server
+    add_job_service(JobService(manager), server)  # type: ignore[no-untyped-call]
     operations_pb2_grpc.add_OperationsServicer_to_server(OperationsService(manager), server)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-    reflection.enable_server_reflection(
-        (*SERVICES, health_name, reflection.SERVICE_NAME), server
-    )
+    reflection.enable_server_reflection((*SERVICES, health_name, reflection.SERVICE_NAME), server)
     return server

@@ -33,10 +33,13 @@ def new_job(
     if not request.job_type:
         problems.append(FieldViolation("job_type", "is required", "MISSING_JOB_TYPE"))
     elif job_type is None:
-        problems.append(FieldViolation(
-            "job_type", f"unknown job type {request.job_type[:100]!r}; see ListJobTypes",
-            "UNKNOWN_JOB_TYPE",
-        ))
+        problems.append(
+            FieldViolation(
+                "job_type",
+                f"unknown job type {request.job_type[:100]!r}; see ListJobTypes",
+                "UNKNOWN_JOB_TYPE",
+            )
+        )
     else:
         payload = _input(request, job_type, problems)
     labels = dict(request.labels)
@@ -50,7 +53,8 @@ def new_job(
     schedule = _schedule(request, now, problems)
     if problems:
         raise InvalidArgument.of(problems, reason=problems[0].reason)
-    assert job_type is not None and payload is not None
+    assert job_type is not None
+    assert payload is not None
     return NewJob(
         id=new_operation_id(),
         owner=owner,
@@ -75,19 +79,25 @@ def _input(
         problems.append(FieldViolation("input", "is required", "MISSING_INPUT"))
         return None
     if request.input.type_url != job_type.input_type_url:
-        problems.append(FieldViolation(
-            "input",
-            f"must be a {job_type.input_type.DESCRIPTOR.full_name} for job type {job_type.name}",
-            "WRONG_INPUT_TYPE",
-        ))
+        problems.append(
+            FieldViolation(
+                "input",
+                f"must be a {job_type.input_type.DESCRIPTOR.full_name} "
+                f"for job type {job_type.name}",
+                "WRONG_INPUT_TYPE",
+            )
+        )
         return None
     try:
         message = job_type.input_type.FromString(request.input.value)
     except DecodeError:
-        problems.append(FieldViolation(
-            "input", f"does not decode as {job_type.input_type.DESCRIPTOR.full_name}",
-            "UNDECODABLE_INPUT",
-        ))
+        problems.append(
+            FieldViolation(
+                "input",
+                f"does not decode as {job_type.input_type.DESCRIPTOR.full_name}",
+                "UNDECODABLE_INPUT",
+            )
+        )
         return None
     # Re-encoded deterministically, so equal requests have equal fingerprints.
     return Payload(job_type.input_type_url, message.SerializeToString(deterministic=True))
@@ -113,11 +123,13 @@ def _schedule(
     try:
         moment = request.schedule_time.ToDatetime(tzinfo=now.tzinfo)
     except (ValueError, OverflowError):
-        problems.append(FieldViolation("schedule_time", "is not a valid time",
-                                       "INVALID_SCHEDULE_TIME"))
+        problems.append(
+            FieldViolation("schedule_time", "is not a valid time", "INVALID_SCHEDULE_TIME")
+        )
         return None
     if moment > now + MAX_SCHEDULE_AHEAD:
-        problems.append(FieldViolation("schedule_time", "at most 366 days ahead",
-                                       "INVALID_SCHEDULE_TIME"))
+        problems.append(
+            FieldViolation("schedule_time", "at most 366 days ahead", "INVALID_SCHEDULE_TIME")
+        )
         return None
     return moment

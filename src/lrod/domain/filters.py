@@ -74,8 +74,9 @@ class Filter:
 
 
 def _invalid(description: str) -> InvalidArgument:
-    return InvalidArgument.of([FieldViolation("filter", description, "INVALID_FILTER")],
-                              reason="INVALID_FILTER")
+    return InvalidArgument.of(
+        [FieldViolation("filter", description, "INVALID_FILTER")], reason="INVALID_FILTER"
+    )
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:

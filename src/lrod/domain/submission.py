@@ -102,9 +102,7 @@ def dedupe_key_violations(dedupe_key: str) -> list[FieldViolation]:
     if len(dedupe_key) <= MAX_DEDUPE_KEY:
         return []
     return [
-        FieldViolation(
-            "dedupe_key", f"at most {MAX_DEDUPE_KEY} characters", "INVALID_DEDUPE_KEY"
-        )
+        FieldViolation("dedupe_key", f"at most {MAX_DEDUPE_KEY} characters", "INVALID_DEDUPE_KEY")
     ]
 
 

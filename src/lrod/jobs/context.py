@@ -39,8 +39,9 @@ class JobContext:
         self.stopped = threading.Event()  # the attempt's time ran out or was abandoned
 
     # -- for handlers -------------------------------------------------------
-    def report_progress(self, completed: int, total: int | None = None,
-                        stage: str | None = None) -> None:
+    def report_progress(
+        self, completed: int, total: int | None = None, stage: str | None = None
+    ) -> None:
         with self._lock:
             old = self._progress
             self._unsent = True
@@ -83,7 +84,8 @@ class JobContext:
 
     async def wait_for_report(self, timeout: float) -> None:
         try:
-            await asyncio.wait_for(self._dirty.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._dirty.wait()
         except TimeoutError:
             return
 

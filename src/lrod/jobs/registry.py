@@ -59,8 +59,9 @@ class Registry:
         self._types[job_type.name] = job_type
         return job_type
 
-    def job(self, name: str, *, input: type[Message], output: type[Message],
-            **options: Any) -> Callable[[Handler], Handler]:
+    def job(
+        self, name: str, *, input: type[Message], output: type[Message], **options: Any
+    ) -> Callable[[Handler], Handler]:
         """Decorator: `@registry.job("x.y", input=XJob, output=XResult)`."""
 
         def decorate(handler: Handler) -> Handler:

@@ -56,8 +56,9 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
     target = async_url(url)
     if target.get_backend_name() == "sqlite":
         return _sqlite(target)
-    engine = create_async_engine(target, pool_size=pool_size, max_overflow=pool_size,
-                                 pool_pre_ping=True)
+    engine = create_async_engine(
+        target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+    )
     return Database(target, engine, engine)
 
 

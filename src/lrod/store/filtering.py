@@ -46,7 +46,8 @@ def _positive(c: Condition) -> ColumnElement[bool]:
         return exists(
             select(1).where(_L.operation_id == _T.id, _L.key == c.label_key, _L.value == c.value)
         )
-    assert c.field is Field.CREATE_TIME and isinstance(c.value, datetime)
+    assert c.field is Field.CREATE_TIME
+    assert isinstance(c.value, datetime)
     column = _T.create_time
     return {
         Op.EQ: column == c.value,

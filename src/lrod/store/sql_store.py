@@ -8,15 +8,17 @@ attempt.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -35,11 +37,11 @@ from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow
 
 log = logging.getLogger("lrod.store")
 
-_OPS = OperationRow.__table__
+_OPS = cast(Table, OperationRow.__table__)
 _T = _OPS.c
-_LABELS = LabelRow.__table__
-_ATTEMPTS = AttemptRow.__table__
-_EXPIRED = ExpiredRow.__table__
+_LABELS = cast(Table, LabelRow.__table__)
+_ATTEMPTS = cast(Table, AttemptRow.__table__)
+_EXPIRED = cast(Table, ExpiredRow.__table__)
 
 CANCELLED_ERROR = PublicError(Code.CANCELLED, "The operation was cancelled.", "OPERATION_CANCELLED")
 
@@ -50,6 +52,24 @@ class _Changes:
     cancels: set[str] = field(default_factory=set)
     work: bool = False
     work_due: datetime | None = None
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _shielded(
+    method: Callable[_P, Coroutine[Any, Any, _R]],
+) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    """Run the call to the end even if its caller is cancelled (a client that
+    hangs up, a stopping worker): a database call cancelled half-way can leave
+    its connection checked out, and on SQLite there is only one writer."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        return await asyncio.shield(asyncio.ensure_future(method(*args, **kwargs)))
+
+    return wrapper
 
 
 class _Silent:
@@ -87,6 +107,7 @@ class SqlStore:
             self.listener.work_available(changes.work_due)
 
     # -- the API side -----------------------------------------------------
+    @_shielded
     async def create(self, job: NewJob, fingerprint: str) -> tuple[Operation, bool]:
         # A concurrent Submit with the same request_id or dedupe key may win
         # the insert on PostgreSQL; the retry then finds and returns its row.
@@ -96,14 +117,18 @@ class SqlStore:
                     existing = await self._duplicate_of(conn, job, fingerprint)
                     if existing is not None:
                         return existing, False
-                    row = (await conn.execute(
-                        insert(_OPS).values(new_row(job, fingerprint)).returning(*_T)
-                    )).one()
+                    row = (
+                        await conn.execute(
+                            insert(_OPS).values(new_row(job, fingerprint)).returning(*_T)
+                        )
+                    ).one()
                     if job.labels:
                         await conn.execute(
                             insert(_LABELS),
-                            [{"operation_id": job.id, "key": k, "value": v}
-                             for k, v in job.labels.items()],
+                            [
+                                {"operation_id": job.id, "key": k, "value": v}
+                                for k, v in job.labels.items()
+                            ],
                         )
                     changes.operations.add(job.id)
                     changes.work, changes.work_due = True, job.run_after
@@ -116,9 +141,11 @@ class SqlStore:
         self, conn: AsyncConnection, job: NewJob, fingerprint: str
     ) -> Operation | None:
         if job.request_id:
-            row = (await conn.execute(
-                select(_OPS).where(_T.owner == job.owner, _T.request_id == job.request_id)
-            )).first()
+            row = (
+                await conn.execute(
+                    select(_OPS).where(_T.owner == job.owner, _T.request_id == job.request_id)
+                )
+            ).first()
             if row is not None:
                 if row.request_fingerprint != fingerprint:
                     raise AlreadyExists(
@@ -128,23 +155,26 @@ class SqlStore:
                     )
                 return to_operation(row)
         if job.dedupe_key:
-            row = (await conn.execute(
-                select(_OPS).where(
-                    _T.owner == job.owner,
-                    _T.job_type == job.job_type,
-                    _T.dedupe_key == job.dedupe_key,
-                    _T.state.in_([State.QUEUED.value, State.RUNNING.value]),
+            row = (
+                await conn.execute(
+                    select(_OPS).where(
+                        _T.owner == job.owner,
+                        _T.job_type == job.job_type,
+                        _T.dedupe_key == job.dedupe_key,
+                        _T.state.in_([State.QUEUED.value, State.RUNNING.value]),
+                    )
                 )
-            )).first()
+            ).first()
             if row is not None:
                 return to_operation(row)
         return None
 
+    @_shielded
     async def get(self, op_id: str, owner: str, now: datetime) -> Operation:
         async with self._read() as conn:
-            row = (await conn.execute(
-                select(_OPS).where(_T.id == op_id, _T.owner == owner)
-            )).first()
+            row = (
+                await conn.execute(select(_OPS).where(_T.id == op_id, _T.owner == owner))
+            ).first()
             if row is None:
                 raise await self._missing(conn, op_id, owner)
         op = to_operation(row)
@@ -153,9 +183,11 @@ class SqlStore:
         return op
 
     async def _missing(self, conn: AsyncConnection, op_id: str, owner: str) -> NotFound:
-        tombstone = (await conn.execute(
-            select(_EXPIRED.c.id).where(_EXPIRED.c.id == op_id, _EXPIRED.c.owner == owner)
-        )).first()
+        tombstone = (
+            await conn.execute(
+                select(_EXPIRED.c.id).where(_EXPIRED.c.id == op_id, _EXPIRED.c.owner == owner)
+            )
+        ).first()
         if tombstone is not None:
             return _expired(op_id)
         return NotFound(
@@ -163,6 +195,7 @@ class SqlStore:
             metadata={"name": f"operations/{op_id}"},
         )
 
+    @_shielded
     async def list(
         self, owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
     ) -> Sequence[Operation]:
@@ -179,13 +212,16 @@ class SqlStore:
             rows = (await conn.execute(stmt)).all()
         return [to_operation(r) for r in rows]
 
+    @_shielded
     async def cancel(
         self, op_id: str, owner: str, now: datetime, retention: timedelta
     ) -> Operation:
         async with self._write() as (conn, changes):
-            row = (await conn.execute(
-                select(_OPS).where(_T.id == op_id, _T.owner == owner).with_for_update()
-            )).first()
+            row = (
+                await conn.execute(
+                    select(_OPS).where(_T.id == op_id, _T.owner == owner).with_for_update()
+                )
+            ).first()
             if row is None:
                 raise await self._missing(conn, op_id, owner)
             op = to_operation(row)
@@ -197,20 +233,27 @@ class SqlStore:
                 values |= _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR)
             else:
                 changes.cancels.add(op_id)
-            row = (await conn.execute(
-                update(_OPS).where(_T.id == op_id).values(
-                    **values, update_time=now, version=_T.version + 1
-                ).returning(*_T)
-            )).one()
+            row = (
+                await conn.execute(
+                    update(_OPS)
+                    .where(_T.id == op_id)
+                    .values(**values, update_time=now, version=_T.version + 1)
+                    .returning(*_T)
+                )
+            ).one()
             changes.operations.add(op_id)
         return to_operation(row)
 
+    @_shielded
     async def delete(self, op_id: str, owner: str, now: datetime) -> None:
         async with self._write() as (conn, changes):
-            row = (await conn.execute(
-                select(_T.state, _T.expire_time)
-                .where(_T.id == op_id, _T.owner == owner).with_for_update()
-            )).first()
+            row = (
+                await conn.execute(
+                    select(_T.state, _T.expire_time)
+                    .where(_T.id == op_id, _T.owner == owner)
+                    .with_for_update()
+                )
+            ).first()
             if row is None:
                 raise await self._missing(conn, op_id, owner)
             if row.expire_time is not None and row.expire_time <= now:
@@ -225,6 +268,7 @@ class SqlStore:
             changes.operations.add(op_id)
 
     # -- the worker side --------------------------------------------------
+    @_shielded
     async def claim(
         self, worker_id: str, now: datetime, lease: timedelta, limit: int
     ) -> Sequence[Claim]:
@@ -240,31 +284,43 @@ class SqlStore:
             ids = [r.id for r in due]
             if not ids:
                 return []
-            rows = (await conn.execute(
-                update(_OPS)
-                .where(_T.id.in_(ids), _T.state.in_(_values(sources_of(State.RUNNING))))
-                .values(
-                    state=State.RUNNING.value,
-                    attempt=_T.attempt + 1,
-                    lease_owner=worker_id,
-                    lease_token=token,
-                    lease_expires_at=now + lease,
-                    start_time=func.coalesce(_T.start_time, now),
-                    update_time=now,
-                    version=_T.version + 1,
+            rows = (
+                await conn.execute(
+                    update(_OPS)
+                    .where(_T.id.in_(ids), _T.state.in_(_values(sources_of(State.RUNNING))))
+                    .values(
+                        state=State.RUNNING.value,
+                        attempt=_T.attempt + 1,
+                        lease_owner=worker_id,
+                        lease_token=token,
+                        lease_expires_at=now + lease,
+                        start_time=func.coalesce(_T.start_time, now),
+                        update_time=now,
+                        version=_T.version + 1,
+                    )
+                    .returning(*_T)
                 )
-                .returning(*_T)
-            )).all()
-            await conn.execute(insert(_ATTEMPTS), [
-                {"operation_id": r.id, "number": r.attempt, "worker_id": worker_id,
-                 "lease_token": token, "start_time": now, "outcome": "RUNNING"}
-                for r in rows
-            ])
+            ).all()
+            await conn.execute(
+                insert(_ATTEMPTS),
+                [
+                    {
+                        "operation_id": r.id,
+                        "number": r.attempt,
+                        "worker_id": worker_id,
+                        "lease_token": token,
+                        "start_time": now,
+                        "outcome": "RUNNING",
+                    }
+                    for r in rows
+                ],
+            )
             changes.operations.update(r.id for r in rows)
         claims = [Claim(to_operation(r), token) for r in rows]
         claims.sort(key=lambda c: (-c.operation.priority, c.operation.run_after))
         return claims
 
+    @_shielded
     async def heartbeat(
         self, claim: Claim, now: datetime, lease: timedelta, progress: Progress | None
     ) -> Heartbeat:
@@ -278,15 +334,21 @@ class SqlStore:
                 "version": _T.version + 1,
             }
         async with self._write() as (conn, changes):
-            row = (await conn.execute(
-                update(_OPS).where(*_held(claim)).values(**values).returning(_T.cancel_requested)
-            )).first()
+            row = (
+                await conn.execute(
+                    update(_OPS)
+                    .where(*_held(claim))
+                    .values(**values)
+                    .returning(_T.cancel_requested)
+                )
+            ).first()
             if row is not None and progress is not None:
                 changes.operations.add(claim.operation.id)
         if row is None:
             return Heartbeat(held=False, cancel_requested=False)
         return Heartbeat(held=True, cancel_requested=bool(row.cancel_requested))
 
+    @_shielded
     async def succeed(
         self, claim: Claim, now: datetime, result: Payload, retention: timedelta
     ) -> Operation | None:
@@ -294,6 +356,7 @@ class SqlStore:
         values |= {"result_type": result.type_url, "result_value": result.value}
         return await self._finish(claim, now, State.SUCCEEDED, values, None, None)
 
+    @_shielded
     async def fail(
         self,
         claim: Claim,
@@ -312,18 +375,19 @@ class SqlStore:
             target = State.FAILED
         return await self._finish(claim, now, target, values, error, internal_error)
 
+    @_shielded
     async def cancel_running(
         self, claim: Claim, now: datetime, retention: timedelta
     ) -> Operation | None:
         values = _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR)
         return await self._finish(claim, now, State.CANCELLED, values, CANCELLED_ERROR, None)
 
+    @_shielded
     async def release(self, claim: Claim, now: datetime) -> Operation | None:
         """Hand a running job back at once (graceful drain): the attempt does
         not count, and any worker may claim it now."""
         values = {"state": State.QUEUED.value, "run_after": now, "attempt": _T.attempt - 1}
-        return await self._finish(claim, now, State.QUEUED, values, None, None,
-                                  outcome="RELEASED")
+        return await self._finish(claim, now, State.QUEUED, values, None, None, outcome="RELEASED")
 
     async def _finish(
         self,
@@ -337,67 +401,96 @@ class SqlStore:
     ) -> Operation | None:
         check_move(State.RUNNING, target)
         async with self._write() as (conn, changes):
-            row = (await conn.execute(
-                update(_OPS).where(*_held(claim)).values(
-                    **values,
-                    lease_owner=None,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    update_time=now,
-                    version=_T.version + 1,
-                ).returning(*_T)
-            )).first()
+            row = (
+                await conn.execute(
+                    update(_OPS)
+                    .where(*_held(claim))
+                    .values(
+                        **values,
+                        lease_owner=None,
+                        lease_token=None,
+                        lease_expires_at=None,
+                        update_time=now,
+                        version=_T.version + 1,
+                    )
+                    .returning(*_T)
+                )
+            ).first()
             if row is None:
                 log.warning(
                     "refused a stale write: operations/%s attempt %d no longer holds its lease",
-                    claim.operation.id, claim.operation.attempt,
+                    claim.operation.id,
+                    claim.operation.attempt,
                 )
                 return None
             await conn.execute(
                 update(_ATTEMPTS)
-                .where(_ATTEMPTS.c.operation_id == claim.operation.id,
-                       _ATTEMPTS.c.lease_token == claim.lease_token)
-                .values(end_time=now, outcome=outcome or target.value,
-                        error=error_to_json(error), internal_error=internal_error)
+                .where(
+                    _ATTEMPTS.c.operation_id == claim.operation.id,
+                    _ATTEMPTS.c.lease_token == claim.lease_token,
+                )
+                .values(
+                    end_time=now,
+                    outcome=outcome or target.value,
+                    error=error_to_json(error),
+                    internal_error=internal_error,
+                )
             )
             changes.operations.add(claim.operation.id)
             changes.work = target is State.QUEUED
             changes.work_due = row.run_after
         return to_operation(row)
 
+    @_shielded
     async def attempts(self, op_id: str) -> Sequence[AttemptRecord]:
         a = _ATTEMPTS.c
         async with self._read() as conn:
-            rows = (await conn.execute(
-                select(_ATTEMPTS).where(a.operation_id == op_id).order_by(a.id)
-            )).all()
+            rows = (
+                await conn.execute(select(_ATTEMPTS).where(a.operation_id == op_id).order_by(a.id))
+            ).all()
         return [
-            AttemptRecord(r.operation_id, r.number, r.worker_id, r.start_time, r.end_time,
-                          r.outcome, error_from_json(r.error), r.internal_error)
+            AttemptRecord(
+                r.operation_id,
+                r.number,
+                r.worker_id,
+                r.start_time,
+                r.end_time,
+                r.outcome,
+                error_from_json(r.error),
+                r.internal_error,
+            )
             for r in rows
         ]
 
     # -- housekeeping -----------------------------------------------------
+    @_shielded
     async def expire(self, now: datetime, batch: int) -> int:
         """Delete up to `batch` expired operations, leaving tombstones."""
         async with self._write() as (conn, changes):
-            rows = (await conn.execute(
-                select(_T.id, _T.owner, _T.expire_time)
-                .where(_T.expire_time <= now).limit(batch).with_for_update(skip_locked=True)
-            )).all()
+            rows = (
+                await conn.execute(
+                    select(_T.id, _T.owner, _T.expire_time)
+                    .where(_T.expire_time <= now)
+                    .limit(batch)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
             if not rows:
                 return 0
-            await conn.execute(insert(_EXPIRED), [
-                {"id": r.id, "owner": r.owner, "expire_time": r.expire_time} for r in rows
-            ])
+            await conn.execute(
+                insert(_EXPIRED),
+                [{"id": r.id, "owner": r.owner, "expire_time": r.expire_time} for r in rows],
+            )
             await _delete_rows(conn, [r.id for r in rows])
             changes.operations.update(r.id for r in rows)
         return len(rows)
 
+    @_shielded
     async def ping(self) -> None:
         async with self._read() as conn:
             await conn.execute(text("SELECT 1"))
 
+    @_shielded
     async def close(self) -> None:
         await self._db.dispose()
 

@@ -73,8 +73,11 @@ class Attempt:
     async def run(self) -> None:
         job_type = self._registry.get(self.claim.operation.job_type)
         if job_type is None:
-            error = PublicError(Code.FAILED_PRECONDITION,
-                                "This server does not know the job type.", "UNKNOWN_JOB_TYPE")
+            error = PublicError(
+                Code.FAILED_PRECONDITION,
+                "This server does not know the job type.",
+                "UNKNOWN_JOB_TYPE",
+            )
             await self._record(oc.Failed(error, "job type not registered", False), None)
             return
         outcome = await self._execute(job_type)
@@ -118,8 +121,9 @@ class Attempt:
             self._stop_handler()
             await asyncio.gather(self._handler, return_exceptions=True)
             if self._interrupted() is None:
-                return oc.Failed(oc.DEADLINE_ERROR, f"timed out after {timeout:g}s",
-                                 job_type.retry_timeouts)
+                return oc.Failed(
+                    oc.DEADLINE_ERROR, f"timed out after {timeout:g}s", job_type.retry_timeouts
+                )
         interrupted = self._interrupted()
         if interrupted is not None:
             return interrupted
@@ -140,8 +144,10 @@ class Attempt:
             return oc.LeaseLost()
         if self._releasing:
             return oc.Released()
-        if self.ctx.cancel_requested and self._handler is not None and (
-            self._handler.cancelled() or self._handler.exception() is not None
+        if (
+            self.ctx.cancel_requested
+            and self._handler is not None
+            and (self._handler.cancelled() or self._handler.exception() is not None)
         ):
             return oc.Cancelled()
         return None
@@ -213,8 +219,13 @@ class Attempt:
         )
         log.info(
             "attempt failed",
-            extra={"operation": op.name, "attempt": op.attempt, "reason": failure.error.reason,
-                   "retry": retry, "internal_error": failure.internal_error},
+            extra={
+                "operation": op.name,
+                "attempt": op.attempt,
+                "reason": failure.error.reason,
+                "retry": retry,
+                "internal_error": failure.internal_error,
+            },
         )
         error = failure.error
         retry_at = None
@@ -223,5 +234,4 @@ class Attempt:
             retry_at = now + job_type.backoff.delay(op.attempt)
         elif failure.retryable and op.attempt >= op.max_attempts:
             error = oc.exhausted(error, op.attempt)
-        await self._store.fail(self.claim, now, error, failure.internal_error, retry_at,
-                               retention)
+        await self._store.fail(self.claim, now, error, failure.internal_error, retry_at, retention)

@@ -53,19 +53,24 @@ def from_exception(error: BaseException, job_type: JobType) -> Failed:
         public = PublicError(error.code, error.message, error.reason, metadata=error.metadata)
         return Failed(public, internal, error.retryable)
     if job_type.retryable_exceptions and isinstance(error, job_type.retryable_exceptions):
-        public = PublicError(Code.UNAVAILABLE, "A temporary error stopped the job.",
-                             "TEMPORARY_FAILURE")
+        public = PublicError(
+            Code.UNAVAILABLE, "A temporary error stopped the job.", "TEMPORARY_FAILURE"
+        )
         return Failed(public, internal, True)
-    public = PublicError(Code.INTERNAL, "The job failed because of an internal error.",
-                         "HANDLER_ERROR")
+    public = PublicError(
+        Code.INTERNAL, "The job failed because of an internal error.", "HANDLER_ERROR"
+    )
     return Failed(public, internal, False)
 
 
 def wrong_output(result: object, job_type: JobType) -> Failed:
-    public = PublicError(Code.INTERNAL, "The job failed because of an internal error.",
-                         "HANDLER_ERROR")
-    internal = (f"handler of {job_type.name} returned {type(result).__name__}, "
-                f"expected {job_type.output_type.DESCRIPTOR.full_name}")
+    public = PublicError(
+        Code.INTERNAL, "The job failed because of an internal error.", "HANDLER_ERROR"
+    )
+    internal = (
+        f"handler of {job_type.name} returned {type(result).__name__}, "
+        f"expected {job_type.output_type.DESCRIPTOR.full_name}"
+    )
     return Failed(public, internal, False)
 
 

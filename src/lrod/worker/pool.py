@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
 import secrets
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -87,8 +87,15 @@ class WorkerPool:
             log.warning("claim failed: %s", error.message)
             return False
         for claim in claims:
-            attempt = Attempt(claim, self._registry, self._store, self._hub,
-                              self.settings.attempt, self._clock, self._executor)
+            attempt = Attempt(
+                claim,
+                self._registry,
+                self._store,
+                self._hub,
+                self.settings.attempt,
+                self._clock,
+                self._executor,
+            )
             task = asyncio.create_task(self._run(attempt), name=f"lrod-job-{claim.operation.id}")
             self._running[task] = attempt
         return bool(claims)
@@ -97,9 +104,11 @@ class WorkerPool:
         try:
             await attempt.run()
         except Exception:
-            log.exception("recording the attempt failed; the lease will expire and "
-                          "another worker will take the job",
-                          extra={"operation": attempt.claim.operation.name})
+            log.exception(
+                "recording the attempt failed; the lease will expire and "
+                "another worker will take the job",
+                extra={"operation": attempt.claim.operation.name},
+            )
         finally:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
             self._slot_freed.set()

@@ -4,6 +4,8 @@ Revision ID: 0001
 Revises:
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -17,7 +19,7 @@ depends_on = None
 ACTIVE = "state IN ('QUEUED', 'RUNNING')"
 
 
-def _partial(condition: str) -> dict[str, sa.TextClause]:
+def _partial(condition: str) -> dict[str, Any]:
     return {"sqlite_where": sa.text(condition), "postgresql_where": sa.text(condition)}
 
 
@@ -57,9 +59,7 @@ def upgrade() -> None:
         sa.Column("lease_expires_at", UTCDateTime),
         sa.Column("version", sa.Integer, nullable=False),
     )
-    op.create_index(
-        "uq_operations_request_id", "operations", ["owner", "request_id"], unique=True
-    )
+    op.create_index("uq_operations_request_id", "operations", ["owner", "request_id"], unique=True)
     op.create_index(
         "uq_operations_active_dedupe",
         "operations",
@@ -126,6 +126,4 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(255), nullable=False),
         sa.Column("expire_time", UTCDateTime, nullable=False),
     )
-    op.create_index(
-        "ix_expired_operations_expire_time", "expired_operations", ["expire_time"]
-    )
+    op.create_index("ix_expired_operations_expire_time", "expired_operations", ["expire_time"])

@@ -1,0 +1,57 @@
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Rebuilt whenever pyproject.toml changes.
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: help venv run test proto proto-check lint fmt check bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP) ## Create .venv with lrod and the dev tools
+
+run: $(STAMP) ## Serve on 127.0.0.1:50051 with SQLite (./lrod.db) and the example jobs
+	$(BIN)/lrod serve
+
+test: $(STAMP) ## Run the test suite (SQLite and a throwaway PostgreSQL)
+	$(BIN)/pytest
+
+proto: $(STAMP) ## Regenerate generated/ from proto/
+	PY=$(BIN)/python scripts/gen_protos.sh
+
+proto-check: proto ## Fail if generated/ is not what proto/ generates
+	git diff --exit-code --stat -- generated/
+	test -z "$$(git status --porcelain -- generated/)"
+
+lint: $(STAMP) proto-check ## ruff, mypy --strict, buf lint, buf format, generated code fresh
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/buf lint
+	$(BIN)/buf format --diff --exit-code --exclude-path proto/google
+
+fmt: $(STAMP) ## Format Python and protos in place
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+	$(BIN)/buf format -w --exclude-path proto/google
+
+check: lint test ## Everything CI runs
+
+bench: $(STAMP) ## Run the benchmarks and write docs/benchmarks.md
+	$(BIN)/python -m bench
+
+clean: ## Remove the venv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
