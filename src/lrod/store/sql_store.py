@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from sqlalchemy import Table, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
@@ -59,15 +59,19 @@ _R = TypeVar("_R")
 
 
 def _shielded(
-    method: Callable[_P, Coroutine[Any, Any, _R]],
-) -> Callable[_P, Coroutine[Any, Any, _R]]:
+    method: Callable[Concatenate[SqlStore, _P], Coroutine[Any, Any, _R]],
+) -> Callable[Concatenate[SqlStore, _P], Coroutine[Any, Any, _R]]:
     """Run the call to the end even if its caller is cancelled (a client that
     hangs up, a stopping worker): a database call cancelled half-way can leave
-    its connection checked out, and on SQLite there is only one writer."""
+    its connection checked out, and on SQLite there is only one writer.
+    `close` waits for calls still under way."""
 
     @functools.wraps(method)
-    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        return await asyncio.shield(asyncio.ensure_future(method(*args, **kwargs)))
+    async def wrapper(store: SqlStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        call = asyncio.ensure_future(method(store, *args, **kwargs))
+        store._inflight.add(call)
+        call.add_done_callback(store._inflight.discard)
+        return await asyncio.shield(call)
 
     return wrapper
 
@@ -82,6 +86,7 @@ class SqlStore:
     def __init__(self, database: Database, listener: ChangeListener | None = None) -> None:
         self._db = database
         self.listener: ChangeListener = listener or _Silent()
+        self._inflight: set[asyncio.Future[Any]] = set()
 
     # -- transactions -----------------------------------------------------
     @asynccontextmanager
@@ -490,8 +495,9 @@ class SqlStore:
         async with self._read() as conn:
             await conn.execute(text("SELECT 1"))
 
-    @_shielded
     async def close(self) -> None:
+        if self._inflight:
+            await asyncio.wait(set(self._inflight), timeout=5)
         await self._db.dispose()
 
 

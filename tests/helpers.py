@@ -1,0 +1,69 @@
+"""Small helpers shared by the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.longrunning import operations_pb2
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from lrod.v1 import job_service_pb2, job_service_pb2_grpc, operation_metadata_pb2
+
+State = operation_metadata_pb2.OperationMetadata.State
+
+
+def pack(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+async def submit(
+    jobs: job_service_pb2_grpc.JobServiceStub, job_type: str, message: Message, **fields: Any
+) -> operations_pb2.Operation:
+    request = job_service_pb2.SubmitRequest(job_type=job_type, input=pack(message), **fields)
+    return await jobs.Submit(request)
+
+
+def metadata(op: operations_pb2.Operation) -> operation_metadata_pb2.OperationMetadata:
+    result = operation_metadata_pb2.OperationMetadata()
+    assert op.metadata.Unpack(result)
+    return result
+
+
+def state_name(op: operations_pb2.Operation) -> str:
+    return State.Name(metadata(op).state)
+
+
+def details(error: grpc.RpcError) -> dict[str, Message]:
+    """The google.rpc.Status details of an RPC error, by message name."""
+    status = rpc_status.from_call(error)
+    assert status is not None, "the error carries no grpc-status-details-bin"
+    assert status.code == error.code().value[0]
+    assert status.message == error.details()
+    found: dict[str, Message] = {}
+    for detail in status.details:
+        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest,
+                     error_details_pb2.RetryInfo):
+            if detail.Is(kind.DESCRIPTOR):
+                message = kind()
+                detail.Unpack(message)
+                found[kind.DESCRIPTOR.name] = message
+    return found
+
+
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo:
+    info = details(error).get("ErrorInfo")
+    assert isinstance(info, error_details_pb2.ErrorInfo), "every error carries ErrorInfo"
+    assert info.domain == "lrod"
+    return info
+
+
+def violated_fields(error: grpc.RpcError) -> list[str]:
+    bad = details(error).get("BadRequest")
+    assert isinstance(bad, error_details_pb2.BadRequest)
+    return [v.field for v in bad.field_violations]
