@@ -1,0 +1,187 @@
+"""Page sizes and page tokens bound to their query."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from lrod.domain.errors import Code, InvalidArgument
+from lrod.domain.filters import parse_filter
+from lrod.domain.paging import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    Cursor,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+)
+
+BINDING = parse_filter("done = false").digest()
+OTHER_BINDING = parse_filter("done = true").digest()
+CURSOR = Cursor(datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), "AAAAAAAAAAAAAAAAAAAAAA")
+
+
+def _refused_token(token: str, binding: str = BINDING) -> InvalidArgument:
+    with pytest.raises(InvalidArgument) as caught:
+        decode_page_token(token, binding)
+    error = caught.value
+    assert error.code is Code.INVALID_ARGUMENT
+    assert error.reason == "INVALID_PAGE_TOKEN"
+    assert [v.field for v in error.violations] == ["page_token"]
+    assert error.violations[0].reason == "INVALID_PAGE_TOKEN"
+    return error
+
+
+def _body(token: str) -> dict[str, object]:
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    body = json.loads(raw)
+    assert isinstance(body, dict)
+    return body
+
+
+def _token(body: object) -> str:
+    raw = json.dumps(body).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("requested", "granted"),
+    [
+        (0, DEFAULT_PAGE_SIZE),
+        (1, 1),
+        (7, 7),
+        (DEFAULT_PAGE_SIZE, DEFAULT_PAGE_SIZE),
+        (MAX_PAGE_SIZE - 1, MAX_PAGE_SIZE - 1),
+        (MAX_PAGE_SIZE, MAX_PAGE_SIZE),
+        (MAX_PAGE_SIZE + 1, MAX_PAGE_SIZE),
+        (2**31 - 1, MAX_PAGE_SIZE),
+    ],
+)
+def test_page_size(requested: int, granted: int) -> None:
+    assert page_size(requested) == granted
+
+
+def test_page_size_limits_are_sane() -> None:
+    assert 0 < DEFAULT_PAGE_SIZE <= MAX_PAGE_SIZE
+
+
+@pytest.mark.parametrize("requested", [-1, -50, -(2**31)])
+def test_negative_page_size_is_refused(requested: int) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        page_size(requested)
+    assert caught.value.reason == "INVALID_PAGE_SIZE"
+    assert caught.value.code is Code.INVALID_ARGUMENT
+    assert [v.field for v in caught.value.violations] == ["page_size"]
+
+
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        CURSOR,
+        Cursor(datetime(2024, 1, 1, tzinfo=UTC), "abc_DEF-123abc_DEF-1234"),
+        Cursor(datetime(2024, 1, 1, 3, tzinfo=timezone(timedelta(hours=3))), "x"),
+        Cursor(datetime(1970, 1, 1, tzinfo=UTC), ""),
+    ],
+)
+def test_token_round_trip(cursor: Cursor) -> None:
+    token = encode_page_token(cursor, BINDING)
+    decoded = decode_page_token(token, BINDING)
+    assert decoded == cursor
+    assert decoded is not None
+    assert decoded.create_time.utcoffset() == cursor.create_time.utcoffset()
+
+
+def test_token_is_url_safe_and_unpadded() -> None:
+    token = encode_page_token(CURSOR, BINDING)
+    assert token
+    assert "=" not in token
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def test_equal_cursors_give_equal_tokens() -> None:
+    assert encode_page_token(CURSOR, BINDING) == encode_page_token(
+        Cursor(CURSOR.create_time, CURSOR.id), BINDING
+    )
+
+
+def test_different_cursors_give_different_tokens() -> None:
+    later = Cursor(CURSOR.create_time + timedelta(microseconds=1), CURSOR.id)
+    assert encode_page_token(CURSOR, BINDING) != encode_page_token(later, BINDING)
+
+
+def test_empty_token_is_the_first_page() -> None:
+    assert decode_page_token("", BINDING) is None
+    assert decode_page_token("", OTHER_BINDING) is None
+
+
+def test_token_for_another_filter_is_refused() -> None:
+    token = encode_page_token(CURSOR, OTHER_BINDING)
+    error = _refused_token(token, BINDING)
+    assert "different filter" in error.violations[0].description
+
+
+def test_binding_survives_the_round_trip_only_for_its_own_filter() -> None:
+    token = encode_page_token(CURSOR, BINDING)
+    assert decode_page_token(token, BINDING) == CURSOR
+    _refused_token(token, OTHER_BINDING)
+    _refused_token(token, "")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param("garbage", id="word"),
+        pytest.param("!!!!", id="not-base64"),
+        pytest.param("a", id="one-char"),
+        pytest.param("aGVsbG8", id="base64-not-json"),
+        pytest.param("////", id="binary"),
+        pytest.param(_token([1, 2, 3]), id="json-list"),
+        pytest.param(_token(42), id="json-number"),
+        pytest.param(_token("x"), id="json-string"),
+        pytest.param(_token({}), id="json-empty-object"),
+        pytest.param(_token({"t": "2024-01-01T00:00:00+00:00", "i": "x"}), id="no-binding"),
+        pytest.param(_token({"i": "x", "b": BINDING}), id="no-time"),
+        pytest.param(_token({"t": "2024-01-01T00:00:00+00:00", "b": BINDING}), id="no-id"),
+        pytest.param(_token({"t": "yesterday", "i": "x", "b": BINDING}), id="bad-time"),
+        pytest.param(_token({"t": 1704067200, "i": "x", "b": BINDING}), id="numeric-time"),
+        pytest.param(_token({"t": None, "i": "x", "b": BINDING}), id="null-time"),
+    ],
+)
+def test_garbage_token_is_refused(token: str) -> None:
+    _refused_token(token)
+
+
+def _flip_first(token: str) -> str:
+    return ("A" if token[0] != "A" else "B") + token[1:]
+
+
+@pytest.mark.parametrize(
+    "alter",
+    [
+        pytest.param(lambda t: t[: len(t) // 2], id="truncated"),
+        pytest.param(lambda t: t[:-5], id="tail-cut"),
+        pytest.param(lambda t: t + "AAAA", id="extended"),
+        pytest.param(lambda t: "AAAA" + t, id="prefixed"),
+        pytest.param(_flip_first, id="first-char-flipped"),
+    ],
+)
+def test_altered_token_is_refused(alter: Callable[[str], str]) -> None:
+    token = encode_page_token(CURSOR, BINDING)
+    altered = alter(token)
+    assert altered != token
+    _refused_token(altered)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: page tokens carry no integrity check (paging.py:36-56), so a token "
+    "re-encoded with a changed cursor is accepted despite the docstring",
+)
+def test_token_with_a_forged_cursor_is_refused() -> None:
+    body = _body(encode_page_token(CURSOR, BINDING))
+    body["i"] = "forged-id"
+    _refused_token(_token(body))
