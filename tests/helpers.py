@@ -47,8 +47,11 @@ def details(error: grpc.RpcError) -> dict[str, Message]:
     assert status.message == error.details()
     found: dict[str, Message] = {}
     for detail in status.details:
-        for kind in (error_details_pb2.ErrorInfo, error_details_pb2.BadRequest,
-                     error_details_pb2.RetryInfo):
+        for kind in (
+            error_details_pb2.ErrorInfo,
+            error_details_pb2.BadRequest,
+            error_details_pb2.RetryInfo,
+        ):
             if detail.Is(kind.DESCRIPTOR):
                 message = kind()
                 detail.Unpack(message)

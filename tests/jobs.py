@@ -51,14 +51,16 @@ def build_registry(gates: Gates) -> Registry:
         gates.saw_cancel.append(key.value)
         raise JobCancelled()
 
-    @registry.job("test.crash", input=wrappers_pb2.StringValue, output=empty_pb2.Empty,
-                  max_attempts=1)
+    @registry.job(
+        "test.crash", input=wrappers_pb2.StringValue, output=empty_pb2.Empty, max_attempts=1
+    )
     async def crash(ctx: JobContext, text: wrappers_pb2.StringValue) -> empty_pb2.Empty:
         """Raises an unexpected exception carrying internal text."""
         raise ValueError(f"internal detail: {text.value}")
 
-    @registry.job("test.noop", input=empty_pb2.Empty, output=empty_pb2.Empty,
-                  max_timeout=timedelta(minutes=5))
+    @registry.job(
+        "test.noop", input=empty_pb2.Empty, output=empty_pb2.Empty, max_timeout=timedelta(minutes=5)
+    )
     async def noop(ctx: JobContext, _: empty_pb2.Empty) -> empty_pb2.Empty:
         """Does nothing."""
         return empty_pb2.Empty()

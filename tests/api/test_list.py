@@ -92,10 +92,17 @@ async def test_page_token_is_bound_to_its_filter(jobs, operations) -> None:
 async def test_filters(jobs, operations) -> None:
     queued = await _queued(jobs, 2, labels={"team": "a"})
     other = await _queued(jobs, 1, labels={"team": "b"})
-    done_op = await submit(jobs, "examples.flaky", __import__(
-        "lrod.examples.v1.examples_pb2", fromlist=["x"]).FlakyJob(), labels={"team": "a"})
-    await operations.WaitOperation(operations_pb2.WaitOperationRequest(
-        name=done_op.name, timeout=duration_pb2.Duration(seconds=5)))
+    done_op = await submit(
+        jobs,
+        "examples.flaky",
+        __import__("lrod.examples.v1.examples_pb2", fromlist=["x"]).FlakyJob(),
+        labels={"team": "a"},
+    )
+    await operations.WaitOperation(
+        operations_pb2.WaitOperationRequest(
+            name=done_op.name, timeout=duration_pb2.Duration(seconds=5)
+        )
+    )
 
     async def names(text: str) -> set[str]:
         page = await _list(operations, filter=text, page_size=100)
@@ -119,9 +126,18 @@ async def test_filters(jobs, operations) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["owner = x", "done = maybe", "metadata.state = SLEEPING", "done = true OR done = false",
-     "(done = true)", "labels:team", "done >", "create_time > yesterday",
-     'metadata.job_type > "a"', "done = true AND"],
+    [
+        "owner = x",
+        "done = maybe",
+        "metadata.state = SLEEPING",
+        "done = true OR done = false",
+        "(done = true)",
+        "labels:team",
+        "done >",
+        "create_time > yesterday",
+        'metadata.job_type > "a"',
+        "done = true AND",
+    ],
 )
 async def test_bad_filters_are_refused(operations, text) -> None:
     with pytest.raises(grpc.RpcError) as caught:

@@ -39,8 +39,15 @@ async def test_get_unknown_operation_is_not_found(operations) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "operations/", "operations/short", "jobs/AAAAAAAAAAAAAAAAAAAAAA",
-             "operations/AAAAAAAAAAAAAAAAAAAA!!", "operations/" + "A" * 5000]
+    "name",
+    [
+        "",
+        "operations/",
+        "operations/short",
+        "jobs/AAAAAAAAAAAAAAAAAAAAAA",
+        "operations/AAAAAAAAAAAAAAAAAAAA!!",
+        "operations/" + "A" * 5000,
+    ],
 )
 async def test_get_malformed_name_is_invalid_argument(operations, name) -> None:
     with pytest.raises(grpc.RpcError) as caught:
@@ -163,7 +170,9 @@ async def test_cancel_and_delete_unknown_are_not_found(operations) -> None:
 
 
 async def test_export_report_writes_a_real_csv(jobs, operations, tmp_path) -> None:
-    op = await submit(jobs, "examples.export_report", ex.ExportReportJob(range="2026-Q1", rows=2500))
+    op = await submit(
+        jobs, "examples.export_report", ex.ExportReportJob(range="2026-Q1", rows=2500)
+    )
     done = await _wait(operations, op.name)
     result = ex.ExportReportResult()
     assert done.response.Unpack(result)

@@ -20,8 +20,9 @@ from tests.helpers import error_info, metadata, pack, state_name, submit, violat
 
 async def test_submit_returns_a_queued_operation_with_metadata(jobs, service: Service) -> None:
     service.pool and await service.pool.stop(0)  # keep it QUEUED
-    op = await submit(jobs, "examples.sleep", ex.SleepJob(steps=2), labels={"team": "data"},
-                      priority=7)
+    op = await submit(
+        jobs, "examples.sleep", ex.SleepJob(steps=2), labels={"team": "data"}, priority=7
+    )
     assert op.name.startswith("operations/")
     assert len(op.name) == len("operations/") + 22
     assert not op.done
@@ -66,9 +67,12 @@ async def test_acknowledged_submit_is_committed(jobs, service: Service, database
         ({"job_type": "examples.sleep"}, "input", "MISSING_INPUT"),
         ({"job_type": "examples.sleep", "input": pack(ex.FlakyJob())}, "input", "WRONG_INPUT_TYPE"),
         (
-            {"job_type": "examples.sleep",
-             "input": any_pb2.Any(type_url="type.googleapis.com/lrod.examples.v1.SleepJob",
-                                  value=b"\xff\xff\xff")},
+            {
+                "job_type": "examples.sleep",
+                "input": any_pb2.Any(
+                    type_url="type.googleapis.com/lrod.examples.v1.SleepJob", value=b"\xff\xff\xff"
+                ),
+            },
             "input",
             "UNDECODABLE_INPUT",
         ),
@@ -78,20 +82,29 @@ async def test_acknowledged_submit_is_committed(jobs, service: Service, database
             "INVALID_REQUEST_ID",
         ),
         (
-            {"job_type": "examples.sleep", "input": pack(ex.SleepJob()),
-             "labels": {"Bad Key": "x"}},
+            {
+                "job_type": "examples.sleep",
+                "input": pack(ex.SleepJob()),
+                "labels": {"Bad Key": "x"},
+            },
             "labels['Bad Key']",
             "INVALID_LABEL",
         ),
         (
-            {"job_type": "examples.sleep", "input": pack(ex.SleepJob()),
-             "labels": {"env": "Not Allowed!"}},
+            {
+                "job_type": "examples.sleep",
+                "input": pack(ex.SleepJob()),
+                "labels": {"env": "Not Allowed!"},
+            },
             "labels['env']",
             "INVALID_LABEL",
         ),
         (
-            {"job_type": "examples.sleep", "input": pack(ex.SleepJob()),
-             "labels": {f"k{i}": "v" for i in range(65)}},
+            {
+                "job_type": "examples.sleep",
+                "input": pack(ex.SleepJob()),
+                "labels": {f"k{i}": "v" for i in range(65)},
+            },
             "labels",
             "TOO_MANY_LABELS",
         ),
@@ -101,26 +114,34 @@ async def test_acknowledged_submit_is_committed(jobs, service: Service, database
             "INVALID_PRIORITY",
         ),
         (
-            {"job_type": "examples.sleep", "input": pack(ex.SleepJob()),
-             "timeout": duration_pb2.Duration(seconds=-1)},
+            {
+                "job_type": "examples.sleep",
+                "input": pack(ex.SleepJob()),
+                "timeout": duration_pb2.Duration(seconds=-1),
+            },
             "timeout",
             "INVALID_TIMEOUT",
         ),
         (
-            {"job_type": "examples.flaky", "input": pack(ex.FlakyJob()),
-             "timeout": duration_pb2.Duration(seconds=86400)},
+            {
+                "job_type": "examples.flaky",
+                "input": pack(ex.FlakyJob()),
+                "timeout": duration_pb2.Duration(seconds=86400),
+            },
             "timeout",
             "INVALID_TIMEOUT",
         ),
         (
-            {"job_type": "examples.sleep", "input": pack(ex.SleepJob()),
-             "dedupe_key": "k" * 257},
+            {"job_type": "examples.sleep", "input": pack(ex.SleepJob()), "dedupe_key": "k" * 257},
             "dedupe_key",
             "INVALID_DEDUPE_KEY",
         ),
         (
-            {"job_type": "examples.sleep", "input": pack(ex.SleepJob()),
-             "schedule_time": timestamp_pb2.Timestamp(seconds=253402300799)},
+            {
+                "job_type": "examples.sleep",
+                "input": pack(ex.SleepJob()),
+                "schedule_time": timestamp_pb2.Timestamp(seconds=253402300799),
+            },
             "schedule_time",
             "INVALID_SCHEDULE_TIME",
         ),
@@ -153,11 +174,18 @@ async def test_repeated_request_id_returns_the_same_operation(jobs, operations) 
 async def test_fifty_racing_identical_submits_store_one(jobs, operations, service) -> None:
     service.pool and await service.pool.stop(0)
     request_id = str(uuid.uuid4())
-    replies = await asyncio.gather(*[
-        submit(jobs, "examples.sleep", ex.SleepJob(steps=3), request_id=request_id,
-               labels={"race": "yes"})
-        for _ in range(50)
-    ])
+    replies = await asyncio.gather(
+        *[
+            submit(
+                jobs,
+                "examples.sleep",
+                ex.SleepJob(steps=3),
+                request_id=request_id,
+                labels={"race": "yes"},
+            )
+            for _ in range(50)
+        ]
+    )
     assert len({op.name for op in replies}) == 1
     listed = await operations.ListOperations(
         operations_pb2.ListOperationsRequest(filter='labels.race = "yes"', page_size=100)
@@ -187,7 +215,9 @@ async def test_dedupe_key_returns_the_active_operation(jobs, operations, gates) 
     assert other_type.name != first.name
     gates.gate("dedupe").set()
     done = await operations.WaitOperation(
-        operations_pb2.WaitOperationRequest(name=first.name, timeout=duration_pb2.Duration(seconds=5))
+        operations_pb2.WaitOperationRequest(
+            name=first.name, timeout=duration_pb2.Duration(seconds=5)
+        )
     )
     assert done.done
     await operations.CancelOperation(operations_pb2.CancelOperationRequest(name=other_type.name))

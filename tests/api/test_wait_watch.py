@@ -98,17 +98,20 @@ async def test_wait_of_unknown_and_malformed_names(operations) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         await operations.WaitOperation(_wait_request("nope", 1))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    request = _wait_request("operations/CCCCCCCCCCCCCCCCCCCCCC")
+    request.timeout.CopyFrom(duration_pb2.Duration(seconds=-5))
     with pytest.raises(grpc.RpcError) as caught:
-        request = _wait_request("operations/CCCCCCCCCCCCCCCCCCCCCC")
-        request.timeout.CopyFrom(duration_pb2.Duration(seconds=-5))
         await operations.WaitOperation(request)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(caught.value).reason
 
 
 async def test_watch_streams_every_state_and_progress_then_ends(jobs) -> None:
-    op = await submit(jobs, "examples.sleep", ex.SleepJob(
-        duration=duration_pb2.Duration(nanos=800_000_000), steps=4))
+    op = await submit(
+        jobs,
+        "examples.sleep",
+        ex.SleepJob(duration=duration_pb2.Duration(nanos=800_000_000), steps=4),
+    )
     seen = [
         response.operation
         async for response in jobs.WatchOperation(
@@ -130,14 +133,17 @@ async def test_watch_streams_every_state_and_progress_then_ends(jobs) -> None:
 async def test_watch_of_done_operation_sends_it_once(jobs, operations) -> None:
     op = await submit(jobs, "test.noop", empty_pb2.Empty())
     await operations.WaitOperation(_wait_request(op.name, 5))
-    seen = [r async for r in jobs.WatchOperation(job_service_pb2.WatchOperationRequest(name=op.name))]
+    seen = [
+        r async for r in jobs.WatchOperation(job_service_pb2.WatchOperationRequest(name=op.name))
+    ]
     assert len(seen) == 1
     assert seen[0].operation.done
 
 
 async def test_watch_of_unknown_is_not_found(jobs) -> None:
     stream = jobs.WatchOperation(
-        job_service_pb2.WatchOperationRequest(name="operations/DDDDDDDDDDDDDDDDDDDDDD"))
+        job_service_pb2.WatchOperationRequest(name="operations/DDDDDDDDDDDDDDDDDDDDDD")
+    )
     with pytest.raises(grpc.RpcError) as caught:
         async for _ in stream:
             pass
@@ -147,8 +153,10 @@ async def test_watch_of_unknown_is_not_found(jobs) -> None:
 
 async def test_watch_shows_retries_as_attempts(jobs) -> None:
     op = await submit(jobs, "examples.flaky", ex.FlakyJob(fail_times=2))
-    seen = [r.operation async for r in jobs.WatchOperation(
-        job_service_pb2.WatchOperationRequest(name=op.name))]
+    seen = [
+        r.operation
+        async for r in jobs.WatchOperation(job_service_pb2.WatchOperationRequest(name=op.name))
+    ]
     attempts = [metadata(o).attempt for o in seen]
     assert attempts == sorted(attempts)
     assert attempts[-1] == 3

@@ -49,11 +49,6 @@ def test_factor_one_keeps_the_minimum() -> None:
     assert {backoff.ceiling(n) for n in range(1, 20)} == {2 * SECOND}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: retry.py:20 computes factor ** (attempt - 1) as a float before capping, "
-    "so attempt >= 1025 (factor 2) raises OverflowError instead of giving the maximum",
-)
 def test_ceiling_is_capped_for_huge_attempts() -> None:
     assert Backoff().ceiling(1025) == Backoff().maximum
 

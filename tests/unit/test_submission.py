@@ -158,14 +158,12 @@ def test_invalid_request_ids(request_id: str) -> None:
     assert [(p.field, p.reason) for p in problems] == [("request_id", "INVALID_REQUEST_ID")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: submission.py:85 checks with uuid.UUID(), which ignores every '-' and "
-    "accepts int() syntax, so an unbounded non-UUID string passes (schema is String(64))",
-)
 @pytest.mark.parametrize(
     "request_id",
     [
+        pytest.param("{6f1c0e4e-8d7b-4c55-9a3e-0b8f4a7e2d10}", id="braces"),
+        pytest.param("urn:uuid:6f1c0e4e-8d7b-4c55-9a3e-0b8f4a7e2d10", id="urn"),
+        pytest.param("6f1c0e4e8d7b4c559a3e0b8f4a7e2d10", id="no-hyphens"),
         pytest.param("1" + "-" * 500 + "2345678123456781234567812345678", id="many-dashes"),
         pytest.param("+2345678123456781234567812345678", id="plus-sign"),
         pytest.param("1_345678123456781234567812345678", id="underscore"),

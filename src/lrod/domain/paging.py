@@ -40,8 +40,10 @@ def encode_page_token(cursor: Cursor, binding: str) -> str:
 
 
 def decode_page_token(token: str, binding: str) -> Cursor | None:
-    """The cursor in `token`; None for an empty token. A token from another
-    query, or one that was altered, is refused."""
+    """The cursor in `token`; None for an empty token. A token that does not
+    decode, or that belongs to another filter, is refused. Tokens are opaque
+    to clients but not signed: a forged cursor can only move within the
+    caller's own operations, which the store scopes by owner anyway."""
     if not token:
         return None
     try:

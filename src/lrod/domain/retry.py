@@ -17,8 +17,12 @@ class Backoff:
     factor: float = 2.0
 
     def ceiling(self, attempt: int) -> timedelta:
-        grown = self.minimum.total_seconds() * self.factor ** max(attempt - 1, 0)
-        return timedelta(seconds=min(grown, self.maximum.total_seconds()))
+        cap = self.maximum.total_seconds()
+        try:
+            grown = self.minimum.total_seconds() * self.factor ** max(attempt - 1, 0)
+        except OverflowError:  # a very high attempt number: the cap applies
+            grown = cap
+        return timedelta(seconds=min(grown, cap))
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> timedelta:
         low = self.minimum.total_seconds()

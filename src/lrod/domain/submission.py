@@ -81,10 +81,20 @@ def label_violations(labels: Mapping[str, str]) -> list[FieldViolation]:
 def request_id_violations(request_id: str) -> list[FieldViolation]:
     if not request_id:
         return []
+    # Only the canonical 8-4-4-4-12 form: uuid.UUID alone also takes braces,
+    # URNs, missing or extra hyphens, and so one id spelt several ways.
     try:
-        uuid.UUID(request_id)
+        canonical = str(uuid.UUID(request_id))
     except ValueError:
-        return [FieldViolation("request_id", "must be a UUID", "INVALID_REQUEST_ID")]
+        canonical = ""
+    if canonical != request_id.lower():
+        return [
+            FieldViolation(
+                "request_id",
+                "must be a UUID such as 123e4567-e89b-12d3-a456-426614174000",
+                "INVALID_REQUEST_ID",
+            )
+        ]
     return []
 
 
