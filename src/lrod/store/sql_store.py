@@ -67,7 +67,7 @@ def _shielded(
     `close` waits for calls still under way."""
 
     @functools.wraps(method)
-    async def wrapper(store: SqlStore, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    async def wrapper(store: SqlStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         call = asyncio.ensure_future(method(store, *args, **kwargs))
         store._inflight.add(call)
         call.add_done_callback(store._inflight.discard)
