@@ -1,3 +1,3 @@
 from lrod.cli import main
 
-main()
+main(prog_name="lrod")

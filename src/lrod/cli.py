@@ -10,7 +10,7 @@ import click
 
 from lrod import logs
 from lrod.app import DEFAULT_ADDRESS, Settings, run
-from lrod.jobs.registry import load_registry
+from lrod.jobs.registry import Registry, load_registry
 from lrod.manager import ManagerSettings
 from lrod.store.engine import DEFAULT_DATABASE_URL
 from lrod.worker import WorkerSettings
@@ -86,6 +86,13 @@ def _worker_options(func: Any) -> Any:
     return func
 
 
+def _registry(spec: str) -> Registry:
+    try:
+        return load_registry(spec)
+    except (ImportError, AttributeError, TypeError) as error:
+        raise click.BadParameter(f"cannot load {spec!r}: {error}", param_hint="--jobs") from None
+
+
 def _workers(
     concurrency: int, lease_seconds: float, drain_seconds: float, poll_seconds: float
 ) -> WorkerSettings:
@@ -132,7 +139,7 @@ def serve(
         workers=_workers(concurrency, lease_seconds, drain_seconds, poll_seconds),
         manager=ManagerSettings(max_wait=max_wait_seconds),
     )
-    asyncio.run(run(settings, load_registry(jobs)))
+    asyncio.run(run(settings, _registry(jobs)))
 
 
 @main.command()
@@ -152,7 +159,7 @@ def worker(
         serve_api=False,
         workers=_workers(max(concurrency, 1), lease_seconds, drain_seconds, poll_seconds),
     )
-    asyncio.run(run(settings, load_registry(jobs)))
+    asyncio.run(run(settings, _registry(jobs)))
 
 
 @main.group()
