@@ -52,6 +52,7 @@ class Service:
             if settings.workers is not None and settings.workers.concurrency > 0
             else None
         )
+        self.notifications = self.store.notification_listener()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
         self._janitor: asyncio.Task[None] | None = None
@@ -59,6 +60,8 @@ class Service:
     async def start(self) -> None:
         if self.settings.migrate:
             await asyncio.to_thread(upgrade, self.settings.database_url)
+        if self.notifications is not None:
+            self.notifications.start()
         if self.settings.serve_api:
             await self.health.start()
             self.server = build_server(self.manager, self.health)
@@ -82,6 +85,8 @@ class Service:
         if self.server is not None:
             await self.server.stop(1.0)
         await self.health.stop()
+        if self.notifications is not None:
+            await self.notifications.stop()
         await self.store.close()
 
     async def _expire_loop(self) -> None:

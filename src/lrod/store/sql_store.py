@@ -28,9 +28,11 @@ from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.paging import Cursor
 from lrod.domain.states import State, check_move, sources_of
 from lrod.domain.submission import NewJob
+from lrod.store import pg_notify
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
 from lrod.store.filtering import after_cursor, filter_clauses
+from lrod.store.pg_notify import NotificationListener
 from lrod.store.protocol import AttemptRecord, ChangeListener, Claim, Heartbeat
 from lrod.store.rows import error_from_json, error_to_json, new_row, to_operation
 from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow
@@ -87,6 +89,16 @@ class SqlStore:
         self._db = database
         self.listener: ChangeListener = listener or _Silent()
         self._inflight: set[asyncio.Future[Any]] = set()
+        # Tells this process's notifications from others' (PostgreSQL).
+        self.origin = secrets.token_hex(8)
+        self._notify = database.dialect == "postgresql"
+
+    def notification_listener(self) -> NotificationListener | None:
+        """The cross-process listener to run beside this store, if the
+        database has one (PostgreSQL); SQLite serves one process."""
+        if not self._notify:
+            return None
+        return NotificationListener(self._db.url, self.listener, self.origin)
 
     # -- transactions -----------------------------------------------------
     @asynccontextmanager
@@ -95,6 +107,10 @@ class SqlStore:
         with translated_errors():
             async with self._db.writer.begin() as conn:
                 yield conn, changes
+                if self._notify and (changes.operations or changes.cancels or changes.work):
+                    payload = pg_notify.encode(self.origin, changes.operations, changes.cancels,
+                                               changes.work, changes.work_due)
+                    await conn.execute(select(func.pg_notify(pg_notify.CHANNEL, payload)))
         self._announce(changes)
 
     @asynccontextmanager

@@ -1,0 +1,109 @@
+"""Cross-process wake-ups on PostgreSQL with LISTEN/NOTIFY.
+
+Each write transaction that changed something sends at most one NOTIFY (sent
+at commit, so listeners never see uncommitted changes). Every process listens
+on one dedicated connection and feeds what it hears into its hub, so waiters,
+watchers and workers wake whichever process made the change. While the
+connection is lost, the listener wakes everyone at each poll interval (they
+re-read), and reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import URL
+
+from lrod.store.protocol import ChangeListener
+
+log = logging.getLogger("lrod.store.notify")
+
+CHANNEL = "lrod_changes"
+# NOTIFY payloads must stay under 8000 bytes; past this, say "everything".
+MAX_PAYLOAD = 7000
+
+
+def encode(
+    origin: str, operations: Iterable[str], cancels: Iterable[str], work: bool,
+    due: datetime | None,
+) -> str:
+    body: dict[str, Any] = {"o": origin, "ops": sorted(operations), "c": sorted(cancels)}
+    if work:
+        body["w"] = due.isoformat() if due else True
+    payload = json.dumps(body, separators=(",", ":"))
+    if len(payload) > MAX_PAYLOAD:
+        payload = json.dumps({"o": origin, "all": True, "c": body["c"][:100], "w": True})
+    return payload
+
+
+def dispatch(payload: str, origin: str, hub: Any) -> None:
+    """Feed one notification into the hub; our own are skipped (the store
+    already told the hub in-process)."""
+    try:
+        body = json.loads(payload)
+    except ValueError:
+        log.warning("ignored a malformed notification")
+        return
+    if body.get("o") == origin:
+        return
+    if body.get("all"):
+        hub.everything_changed()
+    else:
+        hub.operations_changed(body.get("ops", ()))
+    if body.get("c"):
+        hub.cancel_requested(body["c"])
+    work = body.get("w")
+    if work:
+        hub.work_available(datetime.fromisoformat(work) if isinstance(work, str) else None)
+
+
+class NotificationListener:
+    def __init__(self, url: URL, hub: ChangeListener, origin: str,
+                 fallback_interval: float = 1.0) -> None:
+        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._hub = hub
+        self._origin = origin
+        self._fallback_interval = fallback_interval
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lrod-pg-listener")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self._listen()
+            except (psycopg.Error, OSError) as error:
+                log.warning("notification listener lost its connection: %s", error)
+            self.connected.clear()
+            # Until we hear notifications again, wake everyone to re-read.
+            self._wake_everyone()
+            await asyncio.sleep(self._fallback_interval)
+
+    async def _listen(self) -> None:
+        async with await psycopg.AsyncConnection.connect(
+            self._dsn, autocommit=True, connect_timeout=5
+        ) as conn:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            self.connected.set()
+            log.info("listening for changes from other processes")
+            self._wake_everyone()  # anything missed while disconnected
+            async for notify in conn.notifies():
+                dispatch(notify.payload, self._origin, self._hub)
+
+    def _wake_everyone(self) -> None:
+        everything = getattr(self._hub, "everything_changed", None)
+        if everything is not None:
+            everything()

@@ -1,0 +1,1 @@
+"""Helpers for testing lrod and code built on it (throwaway PostgreSQL)."""
