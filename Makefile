@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # Rebuilt whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv run test proto proto-check lint fmt check bench clean
+.PHONY: help venv node-deps run test proto proto-check lint fmt check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -23,10 +23,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create .venv with lrod and the dev tools
 
+# Reinstalled (npm ci: exactly package-lock.json) whenever package.json or its lock changes.
+NODE_STAMP := clients/node/node_modules/.stamp
+
+$(NODE_STAMP): clients/node/package-lock.json clients/node/package.json
+	cd clients/node && npm ci --no-audit --no-fund
+	touch $@
+
+node-deps: $(NODE_STAMP) ## Install the Node client's packages (clients/node) from its lock file
+
 run: $(STAMP) ## Serve on 127.0.0.1:50051 with SQLite (./lrod.db) and the example jobs
 	$(BIN)/lrod serve
 
-test: $(STAMP) ## Run the test suite (SQLite and a throwaway PostgreSQL)
+test: $(STAMP) node-deps ## Run the test suite (SQLite and a throwaway PostgreSQL)
 	$(BIN)/pytest
 
 proto: $(STAMP) ## Regenerate generated/ from proto/

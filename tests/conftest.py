@@ -14,9 +14,8 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
-
 import grpc
+import psycopg
 import pytest
 from google.longrunning import operations_pb2_grpc
 
@@ -69,8 +68,9 @@ def _database(url: str, name: str) -> str:
 def postgres_template(postgres_server: tuple[str, ThrowawayCluster | None]) -> str:
     """A database with the schema migrated once; each test copies it."""
     admin_url, _ = postgres_server
-    _admin(admin_url, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)",
-           f"CREATE DATABASE {TEMPLATE}")
+    _admin(
+        admin_url, f"DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)", f"CREATE DATABASE {TEMPLATE}"
+    )
     upgrade(_database(admin_url, TEMPLATE))
     return admin_url
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
 
 from lrod.clock import Clock, utcnow
 from lrod.domain.errors import Unavailable
@@ -18,8 +17,6 @@ from lrod.domain.submission import NewJob
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.store.protocol import OperationStore
-
-DEFAULT_RETENTION = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -81,8 +78,10 @@ class OperationManager:
 
     async def cancel(self, owner: str, name: str) -> Operation:
         op_id = parse_operation_name(name)
-        retention = self._retention(await self.store.get(op_id, owner, self.clock()))
-        return await self.store.cancel(op_id, owner, self.clock(), retention)
+        op = await self.store.get(op_id, owner, self.clock())
+        return await self.store.cancel(
+            op_id, owner, self.clock(), self.registry.retention(op.job_type)
+        )
 
     async def delete(self, owner: str, name: str) -> None:
         await self.store.delete(parse_operation_name(name), owner, self.clock())
@@ -122,7 +121,3 @@ class OperationManager:
                 if op.done:
                     return
                 await changes.wait(None)
-
-    def _retention(self, op: Operation) -> timedelta:
-        job_type = self.registry.get(op.job_type)
-        return job_type.retention if job_type else DEFAULT_RETENTION

@@ -73,7 +73,7 @@ async def test_wait_wakes_on_the_change_without_polling(
     def count(_conn, _cursor, statement: str, *_args) -> None:
         # Reads on behalf of a caller are scoped by owner; the workers'
         # claims and the health check's SELECT 1 are not.
-        if "operations.owner" in statement:
+        if "operations.owner =" in statement:
             reads.append(time.monotonic())
 
     event.listen(engine, "before_cursor_execute", count)

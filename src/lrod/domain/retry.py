@@ -6,6 +6,13 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
+from lrod.domain.errors import Code
+from lrod.domain.operation import PublicError
+
+LEASE_EXPIRED = PublicError(
+    Code.UNAVAILABLE, "The worker running the job stopped responding.", "LEASE_EXPIRED"
+)
+
 
 @dataclass(frozen=True)
 class Backoff:
@@ -32,3 +39,10 @@ class Backoff:
 
 def should_retry(*, retryable: bool, attempt: int, max_attempts: int) -> bool:
     return retryable and attempt < max_attempts
+
+
+def exhausted(last: PublicError, attempts: int) -> PublicError:
+    """The error of a job whose retries ran out: the last attempt's public
+    code and message, with a reason that says the attempts are exhausted."""
+    metadata = dict(last.metadata) | {"last_reason": last.reason, "attempts": str(attempts)}
+    return PublicError(last.code, last.message, "ATTEMPTS_EXHAUSTED", last.domain, metadata)

@@ -74,6 +74,11 @@ class JobContext:
         self._cancel_flag.set()
         self._cancelled.set()
 
+    def latest_progress(self) -> Progress | None:
+        """The last progress reported, sent or not; None if none was."""
+        with self._lock:
+            return self._progress if self._progress != Progress() or self._unsent else None
+
     def take_progress(self) -> Progress | None:
         """The progress reported since the last call, if any."""
         with self._lock:

@@ -16,7 +16,7 @@ from pathlib import Path
 from lrod.domain.errors import Code
 from lrod.domain.retry import Backoff
 from lrod.examples.v1 import examples_pb2 as pb
-from lrod.jobs.context import JobContext
+from lrod.jobs.context import JobCancelled, JobContext
 from lrod.jobs.errors import PermanentJobError, RetryableJobError
 from lrod.jobs.registry import Registry
 
@@ -40,8 +40,14 @@ async def sleep(ctx: JobContext, job: pb.SleepJob) -> pb.SleepResult:
     total = job.duration.ToTimedelta().total_seconds()
     ctx.report_progress(0, steps, "sleeping")
     for step in range(1, steps + 1):
-        await asyncio.sleep(total / steps)
-        ctx.report_progress(step, steps)
+        # Sleep, but stop at once when the operation is cancelled.
+        try:
+            async with asyncio.timeout(total / steps):
+                await ctx.cancelled()
+        except TimeoutError:
+            ctx.report_progress(step, steps)
+        else:
+            raise JobCancelled()
     return pb.SleepResult(steps_done=steps)
 
 

@@ -17,6 +17,7 @@ from lrod.jobs.context import JobContext
 Handler = Callable[[JobContext, Any], Awaitable[Message] | Message]
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
+DEFAULT_RETENTION = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,7 @@ class JobType:
     default_timeout: timedelta = timedelta(minutes=10)
     max_timeout: timedelta = timedelta(hours=1)
     backoff: Backoff = field(default_factory=Backoff)
-    retention: timedelta = timedelta(days=7)
+    retention: timedelta = DEFAULT_RETENTION
     retryable_exceptions: tuple[type[BaseException], ...] = ()
     retry_timeouts: bool = True
     description: str = ""
@@ -74,6 +75,12 @@ class Registry:
 
     def get(self, name: str) -> JobType | None:
         return self._types.get(name)
+
+    def retention(self, name: str) -> timedelta:
+        """How long finished operations of `name` are kept (a job type that
+        is no longer registered gets the default)."""
+        job_type = self._types.get(name)
+        return job_type.retention if job_type else DEFAULT_RETENTION
 
     def __iter__(self) -> Iterator[JobType]:
         return iter(sorted(self._types.values(), key=lambda t: t.name))

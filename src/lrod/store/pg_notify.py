@@ -30,7 +30,10 @@ MAX_PAYLOAD = 7000
 
 
 def encode(
-    origin: str, operations: Iterable[str], cancels: Iterable[str], work: bool,
+    origin: str,
+    operations: Iterable[str],
+    cancels: Iterable[str],
+    work: bool,
     due: datetime | None,
 ) -> str:
     body: dict[str, Any] = {"o": origin, "ops": sorted(operations), "c": sorted(cancels)}
@@ -64,8 +67,9 @@ def dispatch(payload: str, origin: str, hub: Any) -> None:
 
 
 class NotificationListener:
-    def __init__(self, url: URL, hub: ChangeListener, origin: str,
-                 fallback_interval: float = 1.0) -> None:
+    def __init__(
+        self, url: URL, hub: ChangeListener, origin: str, fallback_interval: float = 1.0
+    ) -> None:
         self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self._hub = hub
         self._origin = origin

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -77,8 +77,17 @@ class OperationStore(Protocol):
     ) -> Heartbeat: ...
 
     async def succeed(
-        self, claim: Claim, now: datetime, result: Payload, retention: timedelta
-    ) -> Operation | None: ...
+        self,
+        claim: Claim,
+        now: datetime,
+        result: Payload,
+        retention: timedelta,
+        *,
+        progress: Progress | None = None,
+    ) -> Operation | None:
+        """Finish the attempt; every finishing write also stores the final
+        progress, and all of them are fenced by the claim's lease token."""
+        ...
 
     async def fail(
         self,
@@ -88,13 +97,26 @@ class OperationStore(Protocol):
         internal_error: str | None,
         retry_at: datetime | None,
         retention: timedelta,
+        *,
+        progress: Progress | None = None,
     ) -> Operation | None: ...
 
     async def cancel_running(
-        self, claim: Claim, now: datetime, retention: timedelta
+        self,
+        claim: Claim,
+        now: datetime,
+        retention: timedelta,
+        *,
+        progress: Progress | None = None,
     ) -> Operation | None: ...
 
     async def release(self, claim: Claim, now: datetime) -> Operation | None: ...
+
+    async def rescue(
+        self, now: datetime, limit: int, retention: Callable[[str], timedelta]
+    ) -> int: ...
+
+    async def expire(self, now: datetime, batch: int) -> int: ...
 
     async def attempts(self, op_id: str) -> Sequence[AttemptRecord]: ...
 

@@ -26,6 +26,7 @@ from lrod.domain.errors import AlreadyExists, Code, FailedPrecondition, NotFound
 from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.paging import Cursor
+from lrod.domain.retry import LEASE_EXPIRED, exhausted
 from lrod.domain.states import State, check_move, sources_of
 from lrod.domain.submission import NewJob
 from lrod.store import pg_notify
@@ -108,8 +109,13 @@ class SqlStore:
             async with self._db.writer.begin() as conn:
                 yield conn, changes
                 if self._notify and (changes.operations or changes.cancels or changes.work):
-                    payload = pg_notify.encode(self.origin, changes.operations, changes.cancels,
-                                               changes.work, changes.work_due)
+                    payload = pg_notify.encode(
+                        self.origin,
+                        changes.operations,
+                        changes.cancels,
+                        changes.work,
+                        changes.work_due,
+                    )
                     await conn.execute(select(func.pg_notify(pg_notify.CHANNEL, payload)))
         self._announce(changes)
 
@@ -347,13 +353,7 @@ class SqlStore:
     ) -> Heartbeat:
         values: dict[str, Any] = {"lease_expires_at": now + lease}
         if progress is not None:
-            values |= {
-                "progress_completed": progress.completed,
-                "progress_total": progress.total,
-                "progress_stage": progress.stage,
-                "update_time": now,
-                "version": _T.version + 1,
-            }
+            values |= _progress(progress) | {"update_time": now, "version": _T.version + 1}
         async with self._write() as (conn, changes):
             row = (
                 await conn.execute(
@@ -371,10 +371,17 @@ class SqlStore:
 
     @_shielded
     async def succeed(
-        self, claim: Claim, now: datetime, result: Payload, retention: timedelta
+        self,
+        claim: Claim,
+        now: datetime,
+        result: Payload,
+        retention: timedelta,
+        *,
+        progress: Progress | None = None,
     ) -> Operation | None:
         values = _terminal(State.SUCCEEDED, now, retention, None)
         values |= {"result_type": result.type_url, "result_value": result.value}
+        values |= _progress(progress)
         return await self._finish(claim, now, State.SUCCEEDED, values, None, None)
 
     @_shielded
@@ -386,8 +393,10 @@ class SqlStore:
         internal_error: str | None,
         retry_at: datetime | None,
         retention: timedelta,
+        *,
+        progress: Progress | None = None,
     ) -> Operation | None:
-        values: dict[str, Any] = {"last_attempt_error": error_to_json(error)}
+        values: dict[str, Any] = {"last_attempt_error": error_to_json(error), **_progress(progress)}
         if retry_at is not None:
             values |= {"state": State.QUEUED.value, "run_after": retry_at}
             target = State.QUEUED
@@ -398,9 +407,14 @@ class SqlStore:
 
     @_shielded
     async def cancel_running(
-        self, claim: Claim, now: datetime, retention: timedelta
+        self,
+        claim: Claim,
+        now: datetime,
+        retention: timedelta,
+        *,
+        progress: Progress | None = None,
     ) -> Operation | None:
-        values = _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR)
+        values = _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR) | _progress(progress)
         return await self._finish(claim, now, State.CANCELLED, values, CANCELLED_ERROR, None)
 
     @_shielded
@@ -485,6 +499,60 @@ class SqlStore:
 
     # -- housekeeping -----------------------------------------------------
     @_shielded
+    async def rescue(self, now: datetime, limit: int, retention: Callable[[str], timedelta]) -> int:
+        """Take back jobs whose lease expired (their worker died or stalled):
+        cancelled if a cancel was asked, failed if no attempts are left,
+        otherwise queued again at once (transition f). Their attempt is
+        recorded as LEASE_EXPIRED, and the old lease token no longer fences."""
+        async with self._write() as (conn, changes):
+            rows = (
+                await conn.execute(
+                    select(_OPS)
+                    .where(_T.state == State.RUNNING.value, _T.lease_expires_at < now)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                op = to_operation(row)
+                values = _rescued(op, now, retention(op.job_type))
+                await conn.execute(
+                    update(_OPS)
+                    .where(_T.id == op.id)
+                    .values(
+                        **values,
+                        lease_owner=None,
+                        lease_token=None,
+                        lease_expires_at=None,
+                        update_time=now,
+                        version=_T.version + 1,
+                    )
+                )
+                await conn.execute(
+                    update(_ATTEMPTS)
+                    .where(
+                        _ATTEMPTS.c.operation_id == op.id,
+                        _ATTEMPTS.c.lease_token == row.lease_token,
+                    )
+                    .values(
+                        end_time=now, outcome="LEASE_EXPIRED", error=error_to_json(LEASE_EXPIRED)
+                    )
+                )
+                log.warning(
+                    "rescued a job whose lease expired",
+                    extra={
+                        "operation": op.name,
+                        "attempt": op.attempt,
+                        "worker": op.lease_owner,
+                        "state": values["state"],
+                    },
+                )
+                changes.operations.add(op.id)
+            if rows:
+                changes.work, changes.work_due = True, now
+        return len(rows)
+
+    @_shielded
     async def expire(self, now: datetime, batch: int) -> int:
         """Delete up to `batch` expired operations, leaving tombstones."""
         async with self._write() as (conn, changes):
@@ -517,6 +585,16 @@ class SqlStore:
         await self._db.dispose()
 
 
+def _progress(progress: Progress | None) -> dict[str, Any]:
+    if progress is None:
+        return {}
+    return {
+        "progress_completed": progress.completed,
+        "progress_total": progress.total,
+        "progress_stage": progress.stage,
+    }
+
+
 def _held(claim: Claim) -> tuple[Any, ...]:
     """The fence: the row is still RUNNING under this claim's lease token."""
     return (
@@ -534,6 +612,22 @@ def _terminal(
         "end_time": now,
         "expire_time": now + retention,
         "error": error_to_json(error),
+    }
+
+
+def _rescued(op: Operation, now: datetime, retention: timedelta) -> dict[str, Any]:
+    if op.cancel_requested:
+        check_move(op.state, State.CANCELLED)
+        return _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR)
+    if op.attempt >= op.max_attempts:
+        check_move(op.state, State.FAILED)
+        values = _terminal(State.FAILED, now, retention, exhausted(LEASE_EXPIRED, op.attempt))
+        return values | {"last_attempt_error": error_to_json(LEASE_EXPIRED)}
+    check_move(op.state, State.QUEUED)
+    return {
+        "state": State.QUEUED.value,
+        "run_after": now,
+        "last_attempt_error": error_to_json(LEASE_EXPIRED),
     }
 
 

@@ -64,17 +64,44 @@ class ThrowawayCluster:
         return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
     def start(self) -> None:
-        initdb = self._run("initdb", "-D", str(self.data), "-U", self.user, "-A", "trust",
-                           "-E", "UTF8", "--no-locale")
+        initdb = self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        )
         if initdb.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {initdb.stderr.strip()}")
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} "
-                   f"-c unix_socket_directories={self.root} -c max_connections=300 "
-                   f"-c shared_buffers=128MB -c fsync=on -c synchronous_commit=on")
-        started = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
-                            "-o", options, "-w", "-t", "60", "start")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} "
+            f"-c unix_socket_directories={self.root} -c max_connections=300 "
+            f"-c shared_buffers=128MB -c fsync=on -c synchronous_commit=on"
+        )
+        started = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if started.returncode != 0:
-            log = (self.root / "server.log").read_text() if (self.root / "server.log").exists() else ""
+            log = (
+                (self.root / "server.log").read_text()
+                if (self.root / "server.log").exists()
+                else ""
+            )
             raise PostgresUnavailable(f"pg_ctl start failed: {started.stderr.strip()} {log}")
 
     def stop(self, mode: str = "fast") -> None:
@@ -82,10 +109,23 @@ class ThrowawayCluster:
 
     def restart_after_stop(self) -> None:
         """Start the same cluster again (after `stop`), on the same port."""
-        options = (f"-c listen_addresses=127.0.0.1 -p {self.port} "
-                   f"-c unix_socket_directories={self.root} -c max_connections=300")
-        started = self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
-                            "-o", options, "-w", "-t", "60", "start")
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {self.port} "
+            f"-c unix_socket_directories={self.root} -c max_connections=300"
+        )
+        started = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.root / "server.log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if started.returncode != 0:
             raise PostgresUnavailable(f"pg_ctl start failed: {started.stderr.strip()}")
 

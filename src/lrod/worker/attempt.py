@@ -17,11 +17,11 @@ from google.protobuf.message import DecodeError, Message
 from lrod.clock import Clock
 from lrod.domain.errors import Code, LrodError
 from lrod.domain.operation import Payload, PublicError
-from lrod.domain.retry import should_retry
+from lrod.domain.retry import exhausted, should_retry
 from lrod.hub import ChangeHub
 from lrod.jobs.context import JobCancelled, JobContext, JobInfo
 from lrod.jobs.registry import JobType, Registry
-from lrod.store.protocol import Claim, OperationStore
+from lrod.store.protocol import Claim, Heartbeat, OperationStore
 from lrod.worker import outcome as oc
 
 log = logging.getLogger("lrod.worker")
@@ -60,6 +60,7 @@ class Attempt:
         self._handler: asyncio.Future[Message] | None = None
         self._releasing = False
         self._lease_lost = False
+        self._beat: asyncio.Future[Heartbeat] | None = None
 
     @property
     def operation_id(self) -> str:
@@ -103,6 +104,9 @@ class Attempt:
                 for helper in helpers:
                     helper.cancel()
                 await asyncio.gather(*helpers, return_exceptions=True)
+                # A heartbeat under way must land before the finishing write.
+                if self._beat is not None:
+                    await asyncio.gather(self._beat, return_exceptions=True)
 
     async def _invoke(self, job_type: JobType, message: Message) -> Message:
         if job_type.is_async:
@@ -177,8 +181,11 @@ class Attempt:
             progress = self.ctx.take_progress()
             if progress is None and loop.time() - last_write < interval:
                 continue
+            self._beat = asyncio.ensure_future(
+                self._store.heartbeat(self.claim, self._clock(), lease, progress)
+            )
             try:
-                beat = await self._store.heartbeat(self.claim, self._clock(), lease, progress)
+                beat = await asyncio.shield(self._beat)
             except LrodError as error:
                 log.warning("heartbeat failed: %s", error.message)
                 last_write = loop.time()
@@ -194,18 +201,18 @@ class Attempt:
 
     async def _record(self, outcome: oc.Outcome, job_type: JobType | None) -> None:
         store, claim, now = self._store, self.claim, self._clock()
-        retention = job_type.retention if job_type else timedelta(days=7)
+        retention = self._registry.retention(self.claim.operation.job_type)
         if isinstance(outcome, oc.LeaseLost):
             return
-        progress = self.ctx.take_progress()
-        if progress is not None and not isinstance(outcome, oc.Released):
-            await store.heartbeat(claim, now, self._settings.lease, progress)
+        progress = self.ctx.latest_progress()
         if isinstance(outcome, oc.Succeeded):
             packed = any_pb2.Any()
             packed.Pack(outcome.result)
-            await store.succeed(claim, now, Payload(packed.type_url, packed.value), retention)
+            await store.succeed(
+                claim, now, Payload(packed.type_url, packed.value), retention, progress=progress
+            )
         elif isinstance(outcome, oc.Cancelled):
-            await store.cancel_running(claim, now, retention)
+            await store.cancel_running(claim, now, retention, progress=progress)
         elif isinstance(outcome, oc.Released):
             await store.release(claim, now)
         else:
@@ -213,7 +220,7 @@ class Attempt:
 
     async def _record_failure(self, failure: oc.Failed, job_type: JobType | None) -> None:
         op, now = self.claim.operation, self._clock()
-        retention = job_type.retention if job_type else timedelta(days=7)
+        retention = self._registry.retention(self.claim.operation.job_type)
         retry = job_type is not None and should_retry(
             retryable=failure.retryable, attempt=op.attempt, max_attempts=op.max_attempts
         )
@@ -233,5 +240,13 @@ class Attempt:
             assert job_type is not None
             retry_at = now + job_type.backoff.delay(op.attempt)
         elif failure.retryable and op.attempt >= op.max_attempts:
-            error = oc.exhausted(error, op.attempt)
-        await self._store.fail(self.claim, now, error, failure.internal_error, retry_at, retention)
+            error = exhausted(error, op.attempt)
+        await self._store.fail(
+            self.claim,
+            now,
+            error,
+            failure.internal_error,
+            retry_at,
+            retention,
+            progress=self.ctx.latest_progress(),
+        )

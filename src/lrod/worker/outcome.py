@@ -72,10 +72,3 @@ def wrong_output(result: object, job_type: JobType) -> Failed:
         f"expected {job_type.output_type.DESCRIPTOR.full_name}"
     )
     return Failed(public, internal, False)
-
-
-def exhausted(last: PublicError, attempts: int) -> PublicError:
-    """The error of a job whose retries ran out: the last attempt's public
-    code and message, with a reason that says the attempts are exhausted."""
-    metadata = dict(last.metadata) | {"last_reason": last.reason, "attempts": str(attempts)}
-    return PublicError(last.code, last.message, "ATTEMPTS_EXHAUSTED", last.domain, metadata)

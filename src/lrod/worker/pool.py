@@ -38,6 +38,11 @@ class WorkerSettings:
     worker_id: str = field(default_factory=default_worker_id)
 
     @property
+    def rescue_interval(self) -> float:
+        """How often to look for jobs whose lease expired."""
+        return max(0.25, min(self.poll_interval, self.lease.total_seconds() / 4))
+
+    @property
     def attempt(self) -> AttemptSettings:
         return AttemptSettings(self.lease, self.progress_interval, self.cancel_grace)
 
@@ -72,11 +77,22 @@ class WorkerPool:
         self._loop_task = asyncio.create_task(self._claim_loop(), name="lrod-claim-loop")
 
     async def _claim_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_rescue = 0.0
         while not self._stopping.is_set():
+            if loop.time() >= next_rescue:
+                await self._rescue()
+                next_rescue = loop.time() + self.settings.rescue_interval
             free = self.settings.concurrency - len(self._running)
             if free > 0 and await self._claim(free):
                 continue
             await self._idle()
+
+    async def _rescue(self) -> None:
+        try:
+            await self._store.rescue(self._clock(), 100, self._registry.retention)
+        except LrodError as error:
+            log.warning("rescue failed: %s", error.message)
 
     async def _claim(self, free: int) -> bool:
         try:

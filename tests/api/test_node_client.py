@@ -1,0 +1,68 @@
+"""A client in another language: stock Node.js code (grpc-js and proto-loader
+over the repository's protos) drives lrod end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lrod.app import Service
+
+REPO = Path(__file__).resolve().parents[2]
+NODE_CLIENT = REPO / "clients" / "node"
+CLIENT_TIMEOUT = 60.0
+
+pytestmark = pytest.mark.slow
+
+
+async def _run_client(port: int | None) -> tuple[int, str, str]:
+    assert port, "the service is not listening"
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not on PATH: install Node.js 20 to run the Node client test")
+    if not (NODE_CLIENT / "node_modules").is_dir():
+        pytest.fail(f"{NODE_CLIENT / 'node_modules'} is missing: run `make node-deps`")
+    # Not subprocess.run: the server runs on this event loop and must keep serving.
+    process = await asyncio.create_subprocess_exec(
+        node,
+        str(NODE_CLIENT / "client.js"),
+        f"127.0.0.1:{port}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        pytest.fail(f"the Node client did not finish within {CLIENT_TIMEOUT} s")
+    assert process.returncode is not None
+    return process.returncode, stdout.decode(), stderr.decode()
+
+
+@pytest.mark.timeout(CLIENT_TIMEOUT + 30)
+async def test_node_client_follows_an_operation_to_its_result(service: Service) -> None:
+    code, stdout, stderr = await _run_client(service.port)
+    assert code == 0, f"node client exited {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+
+    events: list[dict[str, Any]] = [json.loads(line) for line in stdout.splitlines() if line]
+    watch = [e for e in events if e["event"] == "watch"]
+    assert watch, stdout
+    assert watch[-1]["done"] is True
+    assert watch[-1]["state"] == "SUCCEEDED"
+    assert all(not e["done"] for e in watch[:-1])
+    completed = [e["completed"] for e in watch]
+    assert completed == sorted(completed), completed
+    assert completed[-1] == 3
+
+    (result,) = [e for e in events if e["event"] == "result"]
+    assert result["steps_done"] == 3
+    assert result["name"].startswith("operations/")
+
+    (not_found,) = [e for e in events if e["event"] == "not_found"]
+    assert not_found["reason"] == "OPERATION_NOT_FOUND"
