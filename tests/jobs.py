@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from google.protobuf import empty_pb2, wrappers_pb2
 
-from lrod import JobContext, Registry
+from lrod import Backoff, JobContext, Registry, RetryableJobError
 from lrod.jobs.context import JobCancelled
 from lrod.jobs.examples import registry as examples
 
@@ -65,4 +65,61 @@ def build_registry(gates: Gates) -> Registry:
         """Does nothing."""
         return empty_pb2.Empty()
 
+    @registry.job("test.stubborn", input=empty_pb2.Empty, output=empty_pb2.Empty)
+    async def stubborn(ctx: JobContext, _: empty_pb2.Empty) -> empty_pb2.Empty:
+        """Ignores cancellation."""
+        await asyncio.sleep(30)
+        return empty_pb2.Empty()
+
+    @registry.job("test.chatty", input=wrappers_pb2.Int32Value, output=empty_pb2.Empty)
+    async def chatty(ctx: JobContext, rows: wrappers_pb2.Int32Value) -> empty_pb2.Empty:
+        """Reports progress after every row."""
+        for row in range(1, rows.value + 1):
+            ctx.report_progress(row, rows.value, "rows")
+            if row % 100 == 0:
+                await asyncio.sleep(0.01)
+        return empty_pb2.Empty()
+
+    @registry.job(
+        "test.ephemeral",
+        input=empty_pb2.Empty,
+        output=empty_pb2.Empty,
+        retention=timedelta(seconds=1),
+    )
+    async def ephemeral(ctx: JobContext, _: empty_pb2.Empty) -> empty_pb2.Empty:
+        """Finishes at once and is kept for one second."""
+        return empty_pb2.Empty()
+
+    @registry.job(
+        "test.always_temporary",
+        input=empty_pb2.Empty,
+        output=empty_pb2.Empty,
+        max_attempts=4,
+        backoff=Backoff(minimum=timedelta(milliseconds=100), maximum=timedelta(milliseconds=400)),
+    )
+    async def always_temporary(ctx: JobContext, _: empty_pb2.Empty) -> empty_pb2.Empty:
+        """Fails with a temporary error every time."""
+        raise RetryableJobError(
+            f"Still unavailable (attempt {ctx.info.attempt}).", reason="UPSTREAM_DOWN"
+        )
+
+    @registry.job(
+        "test.connection_flaky",
+        input=empty_pb2.Empty,
+        output=empty_pb2.Empty,
+        max_attempts=3,
+        retryable_exceptions=(ConnectionError,),
+        backoff=Backoff(minimum=timedelta(milliseconds=50), maximum=timedelta(milliseconds=100)),
+    )
+    async def connection_flaky(ctx: JobContext, _: empty_pb2.Empty) -> empty_pb2.Empty:
+        """Raises ConnectionError (declared retryable) on its first attempt."""
+        if ctx.info.attempt == 1:
+            raise ConnectionError("connection reset by 10.0.0.7")
+        return empty_pb2.Empty()
+
     return registry
+
+
+def subprocess_registry() -> Registry:
+    """For `lrod worker --jobs tests.jobs:subprocess_registry`."""
+    return build_registry(Gates())

@@ -12,6 +12,7 @@ from sqlalchemy import event
 
 from lrod.app import Service
 from lrod.domain.paging import DEFAULT_PAGE_SIZE
+from lrod.examples.v1 import examples_pb2 as ex
 from tests.helpers import error_info, metadata, state_name, submit
 
 
@@ -92,12 +93,7 @@ async def test_page_token_is_bound_to_its_filter(jobs, operations) -> None:
 async def test_filters(jobs, operations) -> None:
     queued = await _queued(jobs, 2, labels={"team": "a"})
     other = await _queued(jobs, 1, labels={"team": "b"})
-    done_op = await submit(
-        jobs,
-        "examples.flaky",
-        __import__("lrod.examples.v1.examples_pb2", fromlist=["x"]).FlakyJob(),
-        labels={"team": "a"},
-    )
+    done_op = await submit(jobs, "examples.flaky", ex.FlakyJob(), labels={"team": "a"})
     await operations.WaitOperation(
         operations_pb2.WaitOperationRequest(
             name=done_op.name, timeout=duration_pb2.Duration(seconds=5)

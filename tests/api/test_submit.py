@@ -32,7 +32,7 @@ async def test_submit_returns_a_queued_operation_with_metadata(jobs, service: Se
     assert state_name(op) == "QUEUED"
     assert meta.job_type == "examples.sleep"
     assert meta.attempt == 0
-    assert meta.max_attempts == 1
+    assert meta.max_attempts == 3
     assert meta.labels == {"team": "data"}
     assert meta.priority == 7
     assert meta.HasField("create_time")

@@ -31,8 +31,10 @@ MAX_EXPORT_ROWS = 10_000_000
     "examples.sleep",
     input=pb.SleepJob,
     output=pb.SleepResult,
-    max_attempts=1,
+    max_attempts=3,
     max_timeout=timedelta(hours=24),
+    # A sleep that overran its limit would overrun it again.
+    retry_timeouts=False,
 )
 async def sleep(ctx: JobContext, job: pb.SleepJob) -> pb.SleepResult:
     """Sleeps for the given duration in steps, reporting progress after each."""

@@ -1,0 +1,79 @@
+"""Workers that die or stall: rescue after the lease, and fencing of late writes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+from google.protobuf import duration_pb2
+
+from lrod.examples.v1 import examples_pb2 as ex
+from lrod.worker import WorkerSettings
+from tests.execution.support import attempts_of, start_worker, stop, wait_done, wait_until
+from tests.helpers import metadata, state_name, submit
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def worker_settings() -> WorkerSettings:
+    return WorkerSettings(concurrency=0)  # the API only: jobs run in the subprocesses
+
+
+def _sleep_job(seconds: float, steps: int) -> ex.SleepJob:
+    duration = duration_pb2.Duration()
+    duration.FromMilliseconds(int(seconds * 1000))
+    return ex.SleepJob(duration=duration, steps=steps)
+
+
+async def test_killed_worker_job_completes_on_another(
+    jobs, operations, database_url, tmp_path
+) -> None:
+    first = await start_worker(database_url, tmp_path / "first.log")
+    second = None
+    try:
+        op = await submit(jobs, "examples.sleep", _sleep_job(3, 30))
+        await wait_until(operations, op.name, lambda o: metadata(o).progress.completed >= 2)
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        second = await start_worker(database_url, tmp_path / "second.log")
+        done = await wait_done(operations, op.name)
+    finally:
+        await stop(first)
+        if second is not None:
+            await stop(second)
+    assert state_name(done) == "SUCCEEDED"
+    assert metadata(done).attempt == 2
+    outcomes = [(a.number, a.outcome) for a in await attempts_of(database_url, op.name)]
+    assert outcomes == [(1, "LEASE_EXPIRED"), (2, "SUCCEEDED")]
+
+
+async def test_stalled_worker_cannot_overwrite_the_newer_attempt(
+    jobs, operations, database_url, tmp_path
+) -> None:
+    stalled_log = tmp_path / "stalled.log"
+    stalled = await start_worker(database_url, stalled_log)
+    rescuer = None
+    try:
+        op = await submit(jobs, "examples.sleep", _sleep_job(2.5, 25))
+        await wait_until(operations, op.name, lambda o: metadata(o).progress.completed >= 2)
+        stalled.send_signal(signal.SIGSTOP)
+        rescuer = await start_worker(database_url, tmp_path / "rescuer.log")
+        await wait_until(operations, op.name, lambda o: metadata(o).attempt == 2, seconds=20)
+        stalled.send_signal(signal.SIGCONT)
+        done = await wait_done(operations, op.name)
+        # Give the resumed worker time to try its stale writes.
+        await asyncio.sleep(2.5)
+        after = await wait_done(operations, op.name)
+    finally:
+        await stop(stalled)
+        if rescuer is not None:
+            await stop(rescuer)
+    assert state_name(done) == "SUCCEEDED"
+    assert after == done, "the stalled worker changed the operation after it resumed"
+    assert metadata(done).attempt == 2
+    outcomes = [(a.number, a.outcome) for a in await attempts_of(database_url, op.name)]
+    assert outcomes == [(1, "LEASE_EXPIRED"), (2, "SUCCEEDED")]
+    log = stalled_log.read_text()
+    assert "lease lost" in log or "refused a stale write" in log
