@@ -124,6 +124,7 @@ async def service(
         database_url=database_url,
         workers=worker_settings,
         manager=ManagerSettings(max_wait=MAX_WAIT),
+        janitor_interval=0.2,
     )
     running = Service(settings, build_registry(gates))
     await running.start()
