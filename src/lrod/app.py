@@ -12,6 +12,7 @@ import grpc
 
 from lrod.api.health import HealthMonitor
 from lrod.api.server import SERVICES, build_server
+from lrod.domain.errors import LrodError
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.manager import ManagerSettings, OperationManager
@@ -93,8 +94,8 @@ class Service:
         while True:
             try:
                 removed = await self.store.expire(self.manager.clock(), self.settings.janitor_batch)
-            except Exception:
-                log.exception("expiring operations failed")
+            except LrodError as error:
+                log.warning("expiring operations failed: %s", error.message)
                 removed = 0
             # A full batch means more are due: go again at once.
             if removed < self.settings.janitor_batch:

@@ -14,6 +14,9 @@ from lrod.domain.errors import Unavailable
 log = logging.getLogger("lrod.store")
 
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError, OSError)
+# Errors in what we sent (bugs) stay errors; everything else the driver raises
+# means the database cannot serve us right now.
+_OUR_FAULT = (exc.IntegrityError, exc.DataError, exc.ProgrammingError, exc.NotSupportedError)
 
 
 def database_unavailable() -> Unavailable:
@@ -29,9 +32,7 @@ def translated_errors() -> Iterator[None]:
     try:
         yield
     except exc.DBAPIError as error:
-        if isinstance(error, exc.IntegrityError) or not (
-            isinstance(error, _UNAVAILABLE) or error.connection_invalidated
-        ):
+        if isinstance(error, _OUR_FAULT):
             raise
         log.warning("database unavailable: %s", error.orig)
         raise database_unavailable() from error
