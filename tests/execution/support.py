@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -82,3 +83,51 @@ async def attempts_of(database_url: str, name: str) -> list[AttemptRecord]:
         return list(await store.attempts(parse_operation_name(name)))
     finally:
         await store.close()
+
+
+async def start_server(
+    database_url: str, log: Path, *args: str
+) -> tuple[asyncio.subprocess.Process, int]:
+    """A real `lrod serve` process on 127.0.0.1 and a free port; returns it and the port."""
+    env = os.environ | {
+        "LROD_DATABASE_URL": database_url,
+        "LROD_ADDRESS": "127.0.0.1:0",
+        "PYTHONUNBUFFERED": "1",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lrod",
+        "serve",
+        "--jobs",
+        "tests.jobs:subprocess_registry",
+        *args,
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    lines: list[bytes] = []
+    async with asyncio.timeout(30):
+        while True:
+            line = await process.stderr.readline()
+            lines.append(line)
+            if not line:
+                raise AssertionError(b"lrod serve exited:\n" + b"".join(lines))
+            found = re.search(rb"serving on port (\d+)", line)
+            if found:
+                break
+    _draining.add(asyncio.ensure_future(_drain(process.stderr, log)))
+    return process, int(found.group(1))
+
+
+_draining: set[asyncio.Future[None]] = set()
+
+
+async def _drain(stream: asyncio.StreamReader, log: Path) -> None:
+    """Keep reading the server's log so its pipe never fills."""
+    with log.open("ab") as handle:
+        while line := await stream.readline():
+            handle.write(line)
+            handle.flush()
