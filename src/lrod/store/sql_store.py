@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy import Table, case, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,8 +33,9 @@ from lrod.store import pg_notify
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
 from lrod.store.filtering import after_cursor, filter_clauses
+from lrod.store.group_commit import GroupCommit
 from lrod.store.pg_notify import NotificationListener
-from lrod.store.protocol import AttemptRecord, ChangeListener, Claim, Heartbeat
+from lrod.store.protocol import AttemptRecord, ChangeListener, Claim, Heartbeat, QueueStats
 from lrod.store.rows import error_from_json, error_to_json, new_row, to_operation
 from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow
 
@@ -90,6 +91,9 @@ class SqlStore:
         self._db = database
         self.listener: ChangeListener = listener or _Silent()
         self._inflight: set[asyncio.Future[Any]] = set()
+        self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
+            self._create_batch
+        )
         # Tells this process's notifications from others' (PostgreSQL).
         self.origin = secrets.token_hex(8)
         self._notify = database.dialect == "postgresql"
@@ -136,33 +140,93 @@ class SqlStore:
     # -- the API side -----------------------------------------------------
     @_shielded
     async def create(self, job: NewJob, fingerprint: str) -> tuple[Operation, bool]:
-        # A concurrent Submit with the same request_id or dedupe key may win
-        # the insert on PostgreSQL; the retry then finds and returns its row.
+        """Concurrent creates share a transaction (group commit): one commit
+        acknowledges them all, and each is durable before its caller returns."""
+        return await self._creates.submit((job, fingerprint))
+
+    async def _create_batch(
+        self, items: list[tuple[NewJob, str]]
+    ) -> list[tuple[Operation, bool] | BaseException]:
+        try:
+            async with self._write() as (conn, changes):
+                return await self._create_many(conn, changes, items)
+        except IntegrityError:
+            # A concurrent Submit in another process won an insert (same
+            # request_id or dedupe key): redo them one at a time, so that
+            # each reads the winner instead.
+            return [await self._create_alone(job, fp) for job, fp in items]
+
+    async def _create_many(
+        self, conn: AsyncConnection, changes: _Changes, items: list[tuple[NewJob, str]]
+    ) -> list[tuple[Operation, bool] | BaseException]:
+        """Jobs with a request_id or dedupe key may repeat one stored before
+        (or earlier in this batch): each is checked and inserted in turn. The
+        rest cannot conflict and go in with one multi-row INSERT."""
+        results: dict[int, tuple[Operation, bool] | BaseException] = {}
+        plain: dict[str, int] = {}
+        for index, (job, fingerprint) in enumerate(items):
+            if job.request_id or job.dedupe_key:
+                results[index] = await self._create_in(conn, changes, job, fingerprint)
+            else:
+                plain[job.id] = index
+        if plain:
+            rows = (
+                await conn.execute(
+                    insert(_OPS)
+                    .values([new_row(items[i][0], items[i][1]) for i in plain.values()])
+                    .returning(*_T)
+                )
+            ).all()
+            for row in rows:
+                results[plain[row.id]] = (to_operation(row), True)
+            labels = [
+                {"operation_id": job.id, "key": k, "value": v}
+                for job, _ in (items[i] for i in plain.values())
+                for k, v in job.labels.items()
+            ]
+            if labels:
+                await conn.execute(insert(_LABELS), labels)
+            changes.operations.update(plain)
+            due = min(items[i][0].run_after for i in plain.values())
+            if changes.work_due is not None:
+                due = min(due, changes.work_due)
+            changes.work, changes.work_due = True, due
+        return [results[i] for i in range(len(items))]
+
+    async def _create_alone(
+        self, job: NewJob, fingerprint: str
+    ) -> tuple[Operation, bool] | BaseException:
         for _ in range(3):
             try:
                 async with self._write() as (conn, changes):
-                    existing = await self._duplicate_of(conn, job, fingerprint)
-                    if existing is not None:
-                        return existing, False
-                    row = (
-                        await conn.execute(
-                            insert(_OPS).values(new_row(job, fingerprint)).returning(*_T)
-                        )
-                    ).one()
-                    if job.labels:
-                        await conn.execute(
-                            insert(_LABELS),
-                            [
-                                {"operation_id": job.id, "key": k, "value": v}
-                                for k, v in job.labels.items()
-                            ],
-                        )
-                    changes.operations.add(job.id)
-                    changes.work, changes.work_due = True, job.run_after
-                return to_operation(row), True
+                    return await self._create_in(conn, changes, job, fingerprint)
             except IntegrityError:
                 log.debug("create of %s lost a race; reading the winner", job.id)
-        raise database_unavailable()
+            except Exception as error:
+                return error
+        return database_unavailable()
+
+    async def _create_in(
+        self, conn: AsyncConnection, changes: _Changes, job: NewJob, fingerprint: str
+    ) -> tuple[Operation, bool] | BaseException:
+        try:
+            existing = await self._duplicate_of(conn, job, fingerprint)
+        except AlreadyExists as refused:
+            return refused
+        if existing is not None:
+            return existing, False
+        row = (
+            await conn.execute(insert(_OPS).values(new_row(job, fingerprint)).returning(*_T))
+        ).one()
+        if job.labels:
+            await conn.execute(
+                insert(_LABELS),
+                [{"operation_id": job.id, "key": k, "value": v} for k, v in job.labels.items()],
+            )
+        changes.operations.add(job.id)
+        due = job.run_after if changes.work_due is None else min(changes.work_due, job.run_after)
+        changes.work, changes.work_due = True, due
+        return to_operation(row), True
 
     async def _duplicate_of(
         self, conn: AsyncConnection, job: NewJob, fingerprint: str
@@ -573,6 +637,23 @@ class SqlStore:
             await _delete_rows(conn, [r.id for r in rows])
             changes.operations.update(r.id for r in rows)
         return len(rows)
+
+    @_shielded
+    async def queue_stats(self, now: datetime) -> Sequence[QueueStats]:
+        due = _T.run_after <= now
+        stmt = (
+            select(
+                _T.job_type,
+                func.count().label("queued"),
+                func.count(case((due, 1))).label("due"),
+                func.min(case((due, _T.run_after))).label("oldest_due"),
+            )
+            .where(_T.state == State.QUEUED.value)
+            .group_by(_T.job_type)
+        )
+        async with self._read() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [QueueStats(r.job_type, r.queued, r.due, r.oldest_due) for r in rows]
 
     @_shielded
     async def ping(self) -> None:
