@@ -1,0 +1,63 @@
+"""GroupCommit: concurrent callers share flushes; results and errors reach
+each caller; a lone caller is not delayed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lrod.store.group_commit import GroupCommit
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def flush(self, items: list[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        await asyncio.sleep(0.01)  # like a commit
+        return [ValueError(f"odd {i}") if i % 2 else i * 10 for i in items]
+
+
+async def test_concurrent_callers_share_flushes() -> None:
+    recorder = Recorder()
+    commit: GroupCommit[int, int] = GroupCommit(recorder.flush)
+    results = await asyncio.gather(*[commit.submit(i) for i in range(0, 100, 2)])
+    assert results == [i * 10 for i in range(0, 100, 2)]
+    assert sum(len(b) for b in recorder.batches) == 50
+    assert len(recorder.batches) <= 3  # the first alone, then the rest together
+
+
+async def test_each_caller_gets_its_own_error() -> None:
+    recorder = Recorder()
+    commit: GroupCommit[int, int] = GroupCommit(recorder.flush)
+    outcomes = await asyncio.gather(*[commit.submit(i) for i in range(4)], return_exceptions=True)
+    assert outcomes[0] == 0
+    assert outcomes[2] == 20
+    assert isinstance(outcomes[1], ValueError)
+    assert str(outcomes[3]) == "odd 3"
+
+
+async def test_a_failed_flush_fails_its_whole_batch_only() -> None:
+    calls = 0
+
+    async def flush(items: list[int]) -> list[int | BaseException]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("down")
+        return list(items)
+
+    commit: GroupCommit[int, int] = GroupCommit(flush)
+    with pytest.raises(ConnectionError):
+        await commit.submit(1)
+    assert await commit.submit(2) == 2
+
+
+async def test_batches_are_bounded() -> None:
+    recorder = Recorder()
+    commit: GroupCommit[int, int] = GroupCommit(recorder.flush, max_batch=8)
+    await asyncio.gather(*[commit.submit(i * 2) for i in range(40)])
+    assert max(len(b) for b in recorder.batches) <= 8
+    await commit.wait_idle()
