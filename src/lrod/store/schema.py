@@ -104,6 +104,7 @@ class OperationRow(Base):
             "ix_operations_claim",
             text("priority DESC"),
             "run_after",
+            "create_time",
             sqlite_where=text("state = 'QUEUED'"),
             postgresql_where=text("state = 'QUEUED'"),
         ),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from sqlalchemy import Table, case, delete, func, insert, select, text, update
+from sqlalchemy import Select, Table, case, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -290,17 +290,8 @@ class SqlStore:
     async def list(
         self, owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
     ) -> Sequence[Operation]:
-        stmt = (
-            select(_OPS)
-            .where(_T.owner == owner, (_T.expire_time.is_(None)) | (_T.expire_time > now))
-            .where(*filter_clauses(query))
-            .order_by(_T.create_time.desc(), _T.id.desc())
-            .limit(limit)
-        )
-        if after is not None:
-            stmt = stmt.where(after_cursor(after))
         async with self._read() as conn:
-            rows = (await conn.execute(stmt)).all()
+            rows = (await conn.execute(list_query(owner, query, after, limit, now))).all()
         return [to_operation(r) for r in rows]
 
     @_shielded
@@ -365,14 +356,7 @@ class SqlStore:
     ) -> Sequence[Claim]:
         token = secrets.token_hex(16)
         async with self._write() as (conn, changes):
-            due = await conn.execute(
-                select(_T.id)
-                .where(_T.state == State.QUEUED.value, _T.run_after <= now)
-                .order_by(_T.priority.desc(), _T.run_after, _T.create_time)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            ids = [r.id for r in due]
+            ids = [r.id for r in await conn.execute(due_query(now, limit))]
             if not ids:
                 return []
             rows = (
@@ -664,6 +648,34 @@ class SqlStore:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=5)
         await self._db.dispose()
+
+
+def due_query(now: datetime, limit: int) -> Select[Any]:
+    """The jobs a worker claims next: highest priority, then earliest due.
+    ix_operations_claim (partial on QUEUED) serves it in index order, and
+    SKIP LOCKED lets concurrent workers take different rows."""
+    return (
+        select(_T.id)
+        .where(_T.state == State.QUEUED.value, _T.run_after <= now)
+        .order_by(_T.priority.desc(), _T.run_after, _T.create_time)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def list_query(
+    owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
+) -> Select[Any]:
+    """One page of a caller's operations, newest first, by keyset (no OFFSET);
+    ix_operations_list (owner, create_time, id) serves it."""
+    stmt = (
+        select(_OPS)
+        .where(_T.owner == owner, (_T.expire_time.is_(None)) | (_T.expire_time > now))
+        .where(*filter_clauses(query))
+        .order_by(_T.create_time.desc(), _T.id.desc())
+        .limit(limit)
+    )
+    return stmt if after is None else stmt.where(after_cursor(after))
 
 
 def _progress(progress: Progress | None) -> dict[str, Any]:

@@ -70,7 +70,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_operations_claim",
         "operations",
-        [sa.text("priority DESC"), "run_after"],
+        [sa.text("priority DESC"), "run_after", "create_time"],
         **_partial("state = 'QUEUED'"),
     )
     op.create_index(
