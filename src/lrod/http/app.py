@@ -1,0 +1,213 @@
+"""Routes of the HTTP/JSON front door (docs/http-mapping.md).
+
+The paths are the google.api.http annotations of the protos; the responses
+speak the seed's shape: Submit answers 202 with Location and Retry-After, the
+status URL answers 303 to the result once done and 410 once expired, an
+Idempotency-Key header is the request_id, and errors are AIP-193 JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from google.longrunning import operations_pb2
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from lrod.api import convert
+from lrod.api.validation import new_job
+from lrod.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, LrodError
+from lrod.domain.operation import OPERATION_PREFIX, poll_after
+from lrod.http.errors import error_body, error_response, http_status
+from lrod.manager import OperationManager
+from lrod.v1 import job_service_pb2
+
+log = logging.getLogger("lrod.http")
+
+ANONYMOUS = "anonymous"
+MAX_BODY = 4 * 1024 * 1024
+_MANAGER = web.AppKey("manager", OperationManager)
+_ID = r"{id:[^/:]+}"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def build_app(manager: OperationManager) -> web.Application:
+    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
+    app[_MANAGER] = manager
+    app.router.add_post("/v1/operations:submit", submit)
+    app.router.add_get("/v1/operations", list_operations)
+    app.router.add_get(f"/v1/operations/{_ID}", get_operation)
+    app.router.add_get(f"/v1/operations/{_ID}:result", get_result)
+    app.router.add_get(f"/v1/operations/{_ID}:watch", watch)
+    app.router.add_post(f"/v1/operations/{_ID}:cancel", cancel)
+    app.router.add_post(f"/v1/operations/{_ID}:wait", wait)
+    app.router.add_delete(f"/v1/operations/{_ID}", delete)
+    app.router.add_get("/v1/jobTypes", job_types)
+    return app
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except LrodError as error:
+        return error_response(error)
+    except Exception as error:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(error)
+
+
+def _json(message: Message, status: int = 200, **headers: str) -> web.Response:
+    return web.json_response(
+        json_format.MessageToDict(message), status=status, headers=headers or None
+    )
+
+
+async def _parse(request: web.Request, message: Message) -> Message:
+    text = await request.text()
+    try:
+        json_format.Parse(text or "{}", message)
+    except (json_format.ParseError, json.JSONDecodeError) as error:
+        raise InvalidArgument.of(
+            [
+                FieldViolation(
+                    "body", f"not a valid {message.DESCRIPTOR.name}: {error}"[:300], "INVALID_JSON"
+                )
+            ],
+            reason="INVALID_JSON",
+        ) from None
+    return message
+
+
+def _name(request: web.Request) -> str:
+    return OPERATION_PREFIX + request.match_info["id"]
+
+
+def _retry_after(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))
+
+
+async def submit(request: web.Request) -> web.Response:
+    manager = request.app[_MANAGER]
+    body = await _parse(request, job_service_pb2.SubmitRequest())
+    assert isinstance(body, job_service_pb2.SubmitRequest)
+    key = request.headers.get("Idempotency-Key")
+    if key and not body.request_id:
+        body.request_id = key
+    now = manager.clock()
+    op = await manager.submit(new_job(body, manager.registry, ANONYMOUS, now))
+    wait = poll_after(op, now)
+    headers = {"Location": f"/v1/{op.name}"}
+    if wait is not None:
+        headers["Retry-After"] = _retry_after(wait.total_seconds())
+    return _json(convert.operation(op, now), 202 if not op.done else 200, **headers)
+
+
+async def get_operation(request: web.Request) -> web.Response:
+    """The status URL: 200 + Retry-After while running; 303 to the result
+    once done (unless ?view=operation, for REST clients of google.longrunning)."""
+    manager = request.app[_MANAGER]
+    op = await manager.get(ANONYMOUS, _name(request))
+    now = manager.clock()
+    body = convert.operation(op, now)
+    if op.done and request.query.get("view") != "operation":
+        return _json(body, 303, Location=f"/v1/{op.name}:result")
+    wait = poll_after(op, now)
+    if wait is None:
+        return _json(body)
+    return _json(body, 200, **{"Retry-After": _retry_after(wait.total_seconds())})
+
+
+async def get_result(request: web.Request) -> web.Response:
+    """The finished resource: the job's response, or its error as AIP-193 JSON."""
+    manager = request.app[_MANAGER]
+    op = convert.operation(await manager.get(ANONYMOUS, _name(request)), manager.clock())
+    if not op.done:
+        raise FailedPrecondition(
+            "The operation is not done yet; poll its status URL.",
+            reason="OPERATION_NOT_DONE",
+            metadata={"name": op.name},
+        )
+    if op.HasField("error"):
+        body = error_body(op.error)
+        return web.json_response(body, status=http_status(op.error.code))
+    return web.json_response(json_format.MessageToDict(op.response))
+
+
+async def list_operations(request: web.Request) -> web.Response:
+    manager = request.app[_MANAGER]
+    size_text = request.query.get("pageSize", "0")
+    if not size_text.lstrip("-").isdigit():
+        raise InvalidArgument.of(
+            [FieldViolation("pageSize", "must be an integer", "INVALID_PAGE_SIZE")]
+        )
+    page = await manager.list(
+        ANONYMOUS,
+        request.query.get("filter", ""),
+        int(size_text),
+        request.query.get("pageToken", ""),
+    )
+    now = manager.clock()
+    return _json(
+        operations_pb2.ListOperationsResponse(
+            operations=[convert.operation(op, now) for op in page.operations],
+            next_page_token=page.next_page_token,
+        )
+    )
+
+
+async def cancel(request: web.Request) -> web.Response:
+    await request.app[_MANAGER].cancel(ANONYMOUS, _name(request))
+    return web.json_response({})
+
+
+async def delete(request: web.Request) -> web.Response:
+    await request.app[_MANAGER].delete(ANONYMOUS, _name(request))
+    return web.json_response({})
+
+
+async def wait(request: web.Request) -> web.Response:
+    manager = request.app[_MANAGER]
+    body = await _parse(request, operations_pb2.WaitOperationRequest())
+    assert isinstance(body, operations_pb2.WaitOperationRequest)
+    timeout = body.timeout.ToTimedelta().total_seconds() if body.HasField("timeout") else None
+    if timeout is not None and timeout < 0:
+        raise InvalidArgument.of(
+            [FieldViolation("timeout", "must not be negative", "INVALID_TIMEOUT")]
+        )
+    op = await manager.wait(ANONYMOUS, _name(request), timeout, None)
+    return _json(convert.operation(op, manager.clock()))
+
+
+async def watch(request: web.Request) -> web.StreamResponse:
+    """The operation as newline-delimited JSON, one line per change, ending
+    after the done operation."""
+    manager = request.app[_MANAGER]
+    changes = manager.watch(ANONYMOUS, _name(request))
+    first = await anext(changes)  # errors (not found, malformed) before any byte
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    await response.write(_line(convert.operation(first, manager.clock())))
+    async for op in changes:
+        await response.write(_line(convert.operation(op, manager.clock())))
+    await response.write_eof()
+    return response
+
+
+def _line(message: Message) -> bytes:
+    return (json.dumps(json_format.MessageToDict(message)) + "\n").encode()
+
+
+async def job_types(request: web.Request) -> web.Response:
+    manager = request.app[_MANAGER]
+    return _json(
+        job_service_pb2.ListJobTypesResponse(
+            job_types=[convert.job_type(t) for t in manager.registry]
+        )
+    )
