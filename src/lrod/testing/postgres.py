@@ -78,17 +78,21 @@ class ThrowawayCluster:
         )
         if initdb.returncode != 0:
             raise PostgresUnavailable(f"initdb failed: {initdb.stderr.strip()}")
+        self._pg_ctl_start()
+
+    def _pg_ctl_start(self) -> None:
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} "
             f"-c unix_socket_directories={self.root} -c max_connections=300 "
-            f"-c shared_buffers=128MB -c fsync=on -c synchronous_commit=on"
+            "-c shared_buffers=128MB -c fsync=on -c synchronous_commit=on"
         )
+        log = self.root / "server.log"
         started = self._run(
             "pg_ctl",
             "-D",
             str(self.data),
             "-l",
-            str(self.root / "server.log"),
+            str(log),
             "-o",
             options,
             "-w",
@@ -97,37 +101,15 @@ class ThrowawayCluster:
             "start",
         )
         if started.returncode != 0:
-            log = (
-                (self.root / "server.log").read_text()
-                if (self.root / "server.log").exists()
-                else ""
-            )
-            raise PostgresUnavailable(f"pg_ctl start failed: {started.stderr.strip()} {log}")
+            tail = log.read_text()[-2000:] if log.exists() else ""
+            raise PostgresUnavailable(f"pg_ctl start failed: {started.stderr.strip()} {tail}")
 
     def stop(self, mode: str = "fast") -> None:
         self._run("pg_ctl", "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
 
     def restart_after_stop(self) -> None:
         """Start the same cluster again (after `stop`), on the same port."""
-        options = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} "
-            f"-c unix_socket_directories={self.root} -c max_connections=300"
-        )
-        started = self._run(
-            "pg_ctl",
-            "-D",
-            str(self.data),
-            "-l",
-            str(self.root / "server.log"),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        )
-        if started.returncode != 0:
-            raise PostgresUnavailable(f"pg_ctl start failed: {started.stderr.strip()}")
+        self._pg_ctl_start()
 
     def remove(self) -> None:
         self.stop("immediate")
