@@ -16,6 +16,7 @@ from lrod.domain.errors import LrodError
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.manager import ManagerSettings, OperationManager
+from lrod.metrics import Metrics, MetricsServer
 from lrod.store.engine import DEFAULT_DATABASE_URL, open_database
 from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
@@ -36,6 +37,9 @@ class Settings:
     migrate: bool = True
     janitor_interval: float = 60.0
     janitor_batch: int = 500
+    # host:port for Prometheus metrics over HTTP; None: not served.
+    metrics_address: str | None = None
+    health_interval: float = 2.0
 
 
 class Service:
@@ -45,14 +49,20 @@ class Service:
         self.settings = settings
         self.registry = registry
         self.hub = ChangeHub()
+        self.metrics = Metrics()
         self.store = SqlStore(open_database(settings.database_url), self.hub)
-        self.manager = OperationManager(self.store, self.hub, registry, settings.manager)
-        self.health = HealthMonitor(self.store, SERVICES)
+        self.manager = OperationManager(
+            self.store, self.hub, registry, settings.manager, metrics=self.metrics
+        )
+        self.health = HealthMonitor(
+            self.store, SERVICES, settings.health_interval, metrics=self.metrics
+        )
         self.pool = (
-            WorkerPool(self.store, self.hub, registry, settings.workers)
+            WorkerPool(self.store, self.hub, registry, settings.workers, metrics=self.metrics)
             if settings.workers is not None and settings.workers.concurrency > 0
             else None
         )
+        self.metrics_server: MetricsServer | None = None
         self.notifications = self.store.notification_listener()
         self.server: grpc.aio.Server | None = None
         self.port: int | None = None
@@ -61,6 +71,8 @@ class Service:
     async def start(self) -> None:
         if self.settings.migrate:
             await asyncio.to_thread(upgrade, self.settings.database_url)
+        if self.settings.metrics_address is not None:
+            self._serve_metrics(self.settings.metrics_address)
         if self.notifications is not None:
             self.notifications.start()
         if self.settings.serve_api:
@@ -88,7 +100,18 @@ class Service:
         await self.health.stop()
         if self.notifications is not None:
             await self.notifications.stop()
+        if self.metrics_server is not None:
+            await self.metrics_server.stop()
         await self.store.close()
+
+    def _serve_metrics(self, address: str) -> None:
+        self.metrics.watch_queue(
+            self.store.queue_stats,
+            lambda: (t.name for t in self.registry),
+            self.manager.clock,
+            asyncio.get_running_loop(),
+        )
+        self.metrics_server = MetricsServer.start(address, self.metrics.registry)
 
     async def _expire_loop(self) -> None:
         while True:

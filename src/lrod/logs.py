@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import MutableMapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,13 +17,16 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the event's
+    fields, and the traceback (escaped into the same line) if there is one."""
+
     def format(self, record: logging.LogRecord) -> str:
         event: dict[str, Any] = {
+            **_fields(record),
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
-            **_fields(record),
         }
         if record.exc_info:
             event["traceback"] = self.formatException(record.exc_info)
@@ -37,6 +41,21 @@ class TextFormatter(logging.Formatter):
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
+
+
+class EventLogger(logging.LoggerAdapter[logging.Logger]):
+    """A logger whose every line carries the same fields (a job's operation,
+    job type, attempt and worker); a call's own `extra` adds to them."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+def with_fields(logger: logging.Logger, **fields: Any) -> EventLogger:
+    return EventLogger(logger, fields)
 
 
 def configure(level: str = "INFO", json_lines: bool = False) -> None:

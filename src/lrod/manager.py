@@ -13,9 +13,11 @@ from lrod.domain.filters import parse_filter
 from lrod.domain.names import parse_operation_name
 from lrod.domain.operation import Operation
 from lrod.domain.paging import Cursor, decode_page_token, encode_page_token, page_size
+from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
+from lrod.metrics import Metrics
 from lrod.store.protocol import OperationStore
 
 
@@ -42,12 +44,14 @@ class OperationManager:
         registry: Registry,
         settings: ManagerSettings | None = None,
         clock: Clock = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
         self.registry = registry
         self.settings = settings or ManagerSettings()
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.accepting = True
 
     async def submit(self, job: NewJob) -> Operation:
@@ -57,7 +61,8 @@ class OperationManager:
                 reason="SERVER_DRAINING",
                 retry_after_seconds=1.0,
             )
-        operation, _created = await self.store.create(job, job.fingerprint())
+        operation, created = await self.store.create(job, job.fingerprint())
+        self.metrics.submitted(operation.job_type, created)
         return operation
 
     async def get(self, owner: str, name: str) -> Operation:
@@ -79,9 +84,14 @@ class OperationManager:
     async def cancel(self, owner: str, name: str) -> Operation:
         op_id = parse_operation_name(name)
         op = await self.store.get(op_id, owner, self.clock())
-        return await self.store.cancel(
-            op_id, owner, self.clock(), self.registry.retention(op.job_type)
-        )
+        now = self.clock()
+        after = await self.store.cancel(op_id, owner, now, self.registry.retention(op.job_type))
+        # Only a queued operation is cancelled here (a running one by its
+        # worker); end_time == now tells this call's move from a concurrent one.
+        if after.state is State.CANCELLED and after.end_time == now:
+            self.metrics.moved(after.job_type, State.QUEUED, State.CANCELLED)
+            self.metrics.finished(after)
+        return after
 
     async def delete(self, owner: str, name: str) -> None:
         await self.store.delete(parse_operation_name(name), owner, self.clock())
@@ -99,7 +109,7 @@ class OperationManager:
             limit = min(limit, time_remaining - self.settings.deadline_margin)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(limit, 0.0)
-        with self.hub.subscribe(op_id) as changes:
+        with self.metrics.waiting(), self.hub.subscribe(op_id) as changes:
             while True:
                 op = await self.store.get(op_id, owner, self.clock())
                 remaining = deadline - loop.time()
@@ -111,7 +121,7 @@ class OperationManager:
     async def watch(self, owner: str, name: str) -> AsyncIterator[Operation]:
         """The operation now, then after every change, ending once done."""
         op_id = parse_operation_name(name)
-        with self.hub.subscribe(op_id) as changes:
+        with self.metrics.watching(), self.hub.subscribe(op_id) as changes:
             seen = -1
             while True:
                 op = await self.store.get(op_id, owner, self.clock())

@@ -10,6 +10,7 @@ from grpc_reflection.v1alpha import reflection
 from lrod.api.health import HealthMonitor
 from lrod.api.job_service import JobService
 from lrod.api.operations_service import OperationsService
+from lrod.api.rpc_metrics import RpcMetricsInterceptor
 from lrod.manager import OperationManager
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc
 
@@ -22,11 +23,13 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 def build_server(manager: OperationManager, health: HealthMonitor) -> grpc.aio.Server:
     server = grpc.aio.server(
+        # RPC latency and codes go to the process's metrics, with the manager's.
+        interceptors=[RpcMetricsInterceptor(manager.metrics)],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
-        ]
+        ],
     )
     add_job_service = job_service_pb2_grpc.add_JobServiceServicer_to_server
     add_job_service(JobService(manager), server)  # type: ignore[no-untyped-call]

@@ -50,6 +50,17 @@ class AttemptRecord:
     internal_error: str | None
 
 
+@dataclass(frozen=True)
+class QueueStats:
+    """Queued operations of one job type: all of them, those due now, and
+    when the oldest due one became due (None if none is due)."""
+
+    job_type: str
+    queued: int
+    due: int
+    oldest_due: datetime | None
+
+
 class OperationStore(Protocol):
     async def create(self, job: NewJob, fingerprint: str) -> tuple[Operation, bool]:
         """Store `job`, or return the operation it repeats (same request_id, or
@@ -119,6 +130,10 @@ class OperationStore(Protocol):
     async def expire(self, now: datetime, batch: int) -> int: ...
 
     async def attempts(self, op_id: str) -> Sequence[AttemptRecord]: ...
+
+    async def queue_stats(self, now: datetime) -> Sequence[QueueStats]:
+        """Per job type, for metrics: a read at scrape time."""
+        ...
 
     async def ping(self) -> None: ...
 

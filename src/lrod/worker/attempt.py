@@ -16,11 +16,14 @@ from google.protobuf.message import DecodeError, Message
 
 from lrod.clock import Clock
 from lrod.domain.errors import Code, LrodError
-from lrod.domain.operation import Payload, PublicError
+from lrod.domain.operation import Operation, Payload, PublicError
 from lrod.domain.retry import exhausted, should_retry
+from lrod.domain.states import State
 from lrod.hub import ChangeHub
 from lrod.jobs.context import JobCancelled, JobContext, JobInfo
 from lrod.jobs.registry import JobType, Registry
+from lrod.logs import with_fields
+from lrod.metrics import Metrics
 from lrod.store.protocol import Claim, Heartbeat, OperationStore
 from lrod.worker import outcome as oc
 
@@ -32,6 +35,7 @@ class AttemptSettings:
     lease: timedelta = timedelta(seconds=30)
     progress_interval: float = 0.2
     cancel_grace: float = 5.0
+    worker_id: str = ""
 
 
 class Attempt:
@@ -44,6 +48,7 @@ class Attempt:
         settings: AttemptSettings,
         clock: Clock,
         executor: Executor,
+        metrics: Metrics | None = None,
     ) -> None:
         self.claim = claim
         self._registry = registry
@@ -52,11 +57,21 @@ class Attempt:
         self._settings = settings
         self._clock = clock
         self._executor = executor
+        self._metrics = metrics or Metrics()
         op = claim.operation
+        loop = asyncio.get_running_loop()
         self.ctx = JobContext(
-            JobInfo(op.name, op.job_type, op.attempt, op.max_attempts, op.labels),
-            asyncio.get_running_loop(),
+            JobInfo(op.name, op.job_type, op.attempt, op.max_attempts, op.labels), loop
         )
+        # Every line about this attempt carries the same fields.
+        self.log = with_fields(
+            log,
+            operation=op.name,
+            job_type=op.job_type,
+            attempt=op.attempt,
+            worker=settings.worker_id,
+        )
+        self._started = loop.time()
         self._handler: asyncio.Future[Message] | None = None
         self._releasing = False
         self._lease_lost = False
@@ -72,6 +87,7 @@ class Attempt:
         self._stop_handler()
 
     async def run(self) -> None:
+        self.log.info("attempt started")
         job_type = self._registry.get(self.claim.operation.job_type)
         if job_type is None:
             error = PublicError(
@@ -163,7 +179,7 @@ class Attempt:
 
     async def _relay_cancel(self, cancel_event: asyncio.Event) -> None:
         await cancel_event.wait()
-        log.info("cancel requested", extra={"operation": self.claim.operation.name})
+        self.log.info("cancel requested")
         self.ctx.request_cancel()
         await asyncio.sleep(self._settings.cancel_grace)
         self._stop_handler()
@@ -187,12 +203,12 @@ class Attempt:
             try:
                 beat = await asyncio.shield(self._beat)
             except LrodError as error:
-                log.warning("heartbeat failed: %s", error.message)
+                self.log.warning("heartbeat failed: %s", error.message)
                 last_write = loop.time()
                 continue
             last_write = loop.time()
             if not beat.held:
-                log.warning("lease lost", extra={"operation": self.claim.operation.name})
+                self.log.warning("lease lost; another worker may hold the job now")
                 self._lease_lost = True
                 self._stop_handler()
                 return
@@ -202,37 +218,31 @@ class Attempt:
     async def _record(self, outcome: oc.Outcome, job_type: JobType | None) -> None:
         store, claim, now = self._store, self.claim, self._clock()
         retention = self._registry.retention(self.claim.operation.job_type)
-        if isinstance(outcome, oc.LeaseLost):
-            return
         progress = self.ctx.latest_progress()
-        if isinstance(outcome, oc.Succeeded):
+        written: Operation | None = None
+        if isinstance(outcome, oc.LeaseLost):
+            pass
+        elif isinstance(outcome, oc.Succeeded):
             packed = any_pb2.Any()
             packed.Pack(outcome.result)
-            await store.succeed(
+            written = await store.succeed(
                 claim, now, Payload(packed.type_url, packed.value), retention, progress=progress
             )
         elif isinstance(outcome, oc.Cancelled):
-            await store.cancel_running(claim, now, retention, progress=progress)
+            written = await store.cancel_running(claim, now, retention, progress=progress)
         elif isinstance(outcome, oc.Released):
-            await store.release(claim, now)
+            written = await store.release(claim, now)
         else:
-            await self._record_failure(outcome, job_type)
+            written = await self._record_failure(outcome, job_type)
+        self._report(outcome, written)
 
-    async def _record_failure(self, failure: oc.Failed, job_type: JobType | None) -> None:
+    async def _record_failure(
+        self, failure: oc.Failed, job_type: JobType | None
+    ) -> Operation | None:
         op, now = self.claim.operation, self._clock()
         retention = self._registry.retention(self.claim.operation.job_type)
         retry = job_type is not None and should_retry(
             retryable=failure.retryable, attempt=op.attempt, max_attempts=op.max_attempts
-        )
-        log.info(
-            "attempt failed",
-            extra={
-                "operation": op.name,
-                "attempt": op.attempt,
-                "reason": failure.error.reason,
-                "retry": retry,
-                "internal_error": failure.internal_error,
-            },
         )
         error = failure.error
         retry_at = None
@@ -241,7 +251,23 @@ class Attempt:
             retry_at = now + job_type.backoff.delay(op.attempt)
         elif failure.retryable and op.attempt >= op.max_attempts:
             error = exhausted(error, op.attempt)
-        await self._store.fail(
+        # The internal error (a traceback) goes to this log line and the
+        # attempt history, never into the operation.
+        if failure.error.code is Code.INTERNAL:
+            level = logging.ERROR  # a bug in the handler, or in lrod
+        else:
+            level = logging.INFO if retry_at else logging.WARNING
+        self.log.log(
+            level,
+            "attempt failed; will retry" if retry_at else "job failed",
+            extra={
+                "reason": failure.error.reason,
+                "code": failure.error.code.name,
+                "retry_at": retry_at.isoformat() if retry_at else None,
+                "internal_error": failure.internal_error,
+            },
+        )
+        return await self._store.fail(
             self.claim,
             now,
             error,
@@ -250,3 +276,31 @@ class Attempt:
             retention,
             progress=self.ctx.latest_progress(),
         )
+
+    def _report(self, outcome: oc.Outcome, written: Operation | None) -> None:
+        """Metrics and the closing log line of the attempt."""
+        job_type = self.claim.operation.job_type
+        label = _OUTCOME_LABELS[type(outcome)]
+        seconds = asyncio.get_running_loop().time() - self._started
+        self._metrics.attempt_ended(job_type, label, seconds)
+        if written is None:
+            if not isinstance(outcome, oc.LeaseLost):
+                self.log.warning("the attempt's outcome was refused: it no longer held its lease")
+            return
+        self._metrics.moved(job_type, State.RUNNING, written.state)
+        self._metrics.finished(written)
+        if not isinstance(outcome, oc.Failed):
+            self.log.info(
+                "attempt ended: %s",
+                label,
+                extra={"state": written.state.value, "seconds": round(seconds, 3)},
+            )
+
+
+_OUTCOME_LABELS: dict[type, str] = {
+    oc.Succeeded: "succeeded",
+    oc.Failed: "failed",
+    oc.Cancelled: "cancelled",
+    oc.Released: "released",
+    oc.LeaseLost: "lease_lost",
+}

@@ -15,8 +15,10 @@ from datetime import timedelta
 
 from lrod.clock import Clock, utcnow
 from lrod.domain.errors import LrodError
+from lrod.domain.states import State
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
+from lrod.metrics import Metrics
 from lrod.store.protocol import OperationStore
 from lrod.worker.attempt import Attempt, AttemptSettings
 
@@ -44,7 +46,9 @@ class WorkerSettings:
 
     @property
     def attempt(self) -> AttemptSettings:
-        return AttemptSettings(self.lease, self.progress_interval, self.cancel_grace)
+        return AttemptSettings(
+            self.lease, self.progress_interval, self.cancel_grace, self.worker_id
+        )
 
 
 class WorkerPool:
@@ -55,12 +59,14 @@ class WorkerPool:
         registry: Registry,
         settings: WorkerSettings | None = None,
         clock: Clock = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._hub = hub
         self._registry = registry
         self.settings = settings or WorkerSettings()
         self._clock = clock
+        self._metrics = metrics or Metrics()
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.concurrency * 2, thread_name_prefix="lrod-job"
         )
@@ -68,6 +74,7 @@ class WorkerPool:
         self._stopping = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._metrics.running_jobs.set_function(lambda: len(self._running))
 
     @property
     def running_count(self) -> int:
@@ -90,9 +97,11 @@ class WorkerPool:
 
     async def _rescue(self) -> None:
         try:
-            await self._store.rescue(self._clock(), 100, self._registry.retention)
+            rescued = await self._store.rescue(self._clock(), 100, self._registry.retention)
         except LrodError as error:
             log.warning("rescue failed: %s", error.message)
+            return
+        self._metrics.rescued.inc(rescued)
 
     async def _claim(self, free: int) -> bool:
         try:
@@ -103,6 +112,7 @@ class WorkerPool:
             log.warning("claim failed: %s", error.message)
             return False
         for claim in claims:
+            self._metrics.moved(claim.operation.job_type, State.QUEUED, State.RUNNING)
             attempt = Attempt(
                 claim,
                 self._registry,
@@ -111,6 +121,7 @@ class WorkerPool:
                 self.settings.attempt,
                 self._clock,
                 self._executor,
+                self._metrics,
             )
             task = asyncio.create_task(self._run(attempt), name=f"lrod-job-{claim.operation.id}")
             self._running[task] = attempt
@@ -120,10 +131,9 @@ class WorkerPool:
         try:
             await attempt.run()
         except Exception:
-            log.exception(
+            attempt.log.exception(
                 "recording the attempt failed; the lease will expire and "
-                "another worker will take the job",
-                extra={"operation": attempt.claim.operation.name},
+                "another worker will take the job"
             )
         finally:
             self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
