@@ -1,21 +1,30 @@
-"""The `lrod` command line. Every option has an LROD_* environment variable."""
+"""The `lrod` command line. Every option has an LROD_* environment variable.
+
+Server commands (serve, worker, db, attempts) are here; the client commands
+(job-types, submit, get, list, cancel, delete, wait, watch) live in
+lrod.client. The server's modules are imported only when a server command
+runs, so that client commands start quickly.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from lrod import logs
-from lrod.app import DEFAULT_ADDRESS, Settings, run
-from lrod.jobs.registry import Registry, load_registry
-from lrod.manager import ManagerSettings
-from lrod.store.engine import DEFAULT_DATABASE_URL
-from lrod.worker import WorkerSettings
+from lrod.client.commands import COMMANDS
+from lrod.client.connection import DEFAULT_ADDRESS
+
+if TYPE_CHECKING:
+    from lrod.jobs.registry import Registry
+    from lrod.worker import WorkerSettings
 
 DEFAULT_JOBS = "lrod.jobs.examples:registry"
+# The same as lrod.store.engine's, kept here so that --help needs no SQLAlchemy.
+DEFAULT_DATABASE_URL = "sqlite:///lrod.db"
 
 database_option = click.option(
     "--database-url",
@@ -23,6 +32,26 @@ database_option = click.option(
     default=DEFAULT_DATABASE_URL,
     show_default=True,
     help="sqlite:///PATH or postgresql://USER@HOST/DB.",
+)
+
+
+def _check_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    from lrod.metrics import parse_address
+
+    if value:
+        try:
+            parse_address(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+    return value or None
+
+
+metrics_option = click.option(
+    "--metrics-address",
+    envvar="LROD_METRICS_ADDRESS",
+    default=None,
+    callback=_check_address,
+    help="host:port to serve Prometheus metrics on, e.g. 127.0.0.1:9464 (default: off).",
 )
 
 
@@ -87,6 +116,8 @@ def _worker_options(func: Any) -> Any:
 
 
 def _registry(spec: str) -> Registry:
+    from lrod.jobs.registry import load_registry
+
     try:
         return load_registry(spec)
     except (ImportError, AttributeError, TypeError) as error:
@@ -96,6 +127,8 @@ def _registry(spec: str) -> Registry:
 def _workers(
     concurrency: int, lease_seconds: float, drain_seconds: float, poll_seconds: float
 ) -> WorkerSettings:
+    from lrod.worker import WorkerSettings
+
     return WorkerSettings(
         concurrency=concurrency,
         lease=timedelta(seconds=lease_seconds),
@@ -122,6 +155,15 @@ def _workers(
     type=click.FloatRange(min=0),
     help="The longest WaitOperation holds a call.",
 )
+@metrics_option
+@click.option(
+    "--health-interval",
+    envvar="LROD_HEALTH_INTERVAL",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(min=0.05),
+    help="Seconds between the database checks behind grpc.health.v1.",
+)
 def serve(
     address: str,
     database_url: str,
@@ -131,13 +173,20 @@ def serve(
     drain_seconds: float,
     poll_seconds: float,
     max_wait_seconds: float,
+    metrics_address: str | None,
+    health_interval: float,
 ) -> None:
     """Serve the API, with embedded workers unless --concurrency 0."""
+    from lrod.app import Settings, run
+    from lrod.manager import ManagerSettings
+
     settings = Settings(
         address=address,
         database_url=database_url,
         workers=_workers(concurrency, lease_seconds, drain_seconds, poll_seconds),
         manager=ManagerSettings(max_wait=max_wait_seconds),
+        metrics_address=metrics_address,
+        health_interval=health_interval,
     )
     asyncio.run(run(settings, _registry(jobs)))
 
@@ -145,6 +194,7 @@ def serve(
 @main.command()
 @database_option
 @_worker_options
+@metrics_option
 def worker(
     database_url: str,
     jobs: str,
@@ -152,12 +202,16 @@ def worker(
     lease_seconds: float,
     drain_seconds: float,
     poll_seconds: float,
+    metrics_address: str | None,
 ) -> None:
     """Run workers only (no API)."""
+    from lrod.app import Settings, run
+
     settings = Settings(
         database_url=database_url,
         serve_api=False,
         workers=_workers(max(concurrency, 1), lease_seconds, drain_seconds, poll_seconds),
+        metrics_address=metrics_address,
     )
     asyncio.run(run(settings, _registry(jobs)))
 
@@ -186,3 +240,7 @@ def attempts(database_url: str, name: str) -> None:
     from lrod.operator import print_attempts
 
     asyncio.run(print_attempts(database_url, name))
+
+
+for _command in COMMANDS:
+    main.add_command(_command)
