@@ -75,8 +75,11 @@ class Service:
             self._serve_metrics(self.settings.metrics_address)
         if self.notifications is not None:
             self.notifications.start()
-        if self.settings.serve_api:
+        if self.settings.serve_api or self.metrics_server is not None:
+            # A worker-only process checks the database too when it serves
+            # metrics, so that lrod_database_up means what it says.
             await self.health.start()
+        if self.settings.serve_api:
             self.server = build_server(self.manager, self.health)
             self.port = self.server.add_insecure_port(self.settings.address)
             await self.server.start()

@@ -233,6 +233,16 @@ async def test_queue_depth_and_age_are_read_at_scrape_time(idle) -> None:
     assert "lrod_queue_depth{" not in text
 
 
+async def test_a_worker_only_process_serves_metrics_too(database_url, gates) -> None:
+    settings = Settings(database_url=database_url, serve_api=False, metrics_address="127.0.0.1:0")
+    async for service in _metered(settings, gates):
+        assert service.server is None
+        samples = await scrape(service)
+        assert value(samples, "lrod_database_up") == 1
+        assert value(samples, "lrod_queue_depth", job_type="test.noop") == 0
+        assert value(samples, "lrod_worker_running_jobs") == 0
+
+
 def test_each_process_has_its_own_registry() -> None:
     first, second = Metrics(), Metrics()
     first.submitted("a", created=True)

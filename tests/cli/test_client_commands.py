@@ -151,6 +151,7 @@ async def test_submit_wait_prints_one_plain_line_per_change(service) -> None:
     assert shares[-1] == 100
     assert {33, 66} & set(shares), progress
     assert any("stage=sleeping" in line for line in progress)
+    assert any(re.search(r" eta=\d+s$", line) for line in progress), "an ETA while running"
     assert json.loads(outcome.removeprefix("result: ")) == {
         "@type": "type.googleapis.com/lrod.examples.v1.SleepResult",
         "stepsDone": 3,
@@ -430,5 +431,6 @@ async def test_submit_wait_draws_a_live_bar_on_a_terminal(service) -> None:
     assert len(frames) >= 2, screen
     running = [f for f in frames if "RUNNING" in f]
     assert any(re.search(r"\b(25|50|75)%.*sleeping", f) for f in running), frames
+    assert any(re.search(r"RUNNING\s+eta \d+s", f) for f in running), frames
     assert re.search(r"100%\s+4/4\s+sleeping\s+SUCCEEDED", frames[-1]), frames[-1]
     assert '"stepsDone": 4' in screen
