@@ -131,8 +131,8 @@ def _input_for(client: Client, job_type: str, text: str) -> Any:
 
 
 def _follow(client: Client, name: str, as_json: bool) -> Exit:
-    """Watch the operation to its end with progress, then print the outcome."""
-    last = None
+    """Watch the operation to its end with progress, then print the outcome
+    (with --json: no progress, only the final operation)."""
     if as_json:
         *_, last = client.watch(name)
         render.emit_json(messages.to_dict(last))
@@ -140,7 +140,6 @@ def _follow(client: Client, name: str, as_json: bool) -> Exit:
     with Following(sys.stdout, live=sys.stdout.isatty()) as display:
         for last in client.watch(name):
             display.update(last)
-    assert last is not None
     render.print_outcome(last)
     return for_operation(last)
 
