@@ -7,6 +7,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from lrod.api.decode_guard import DecodeGuard
 from lrod.api.health import HealthMonitor
 from lrod.api.job_service import JobService
 from lrod.api.operations_service import OperationsService
@@ -24,7 +25,8 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 def build_server(manager: OperationManager, health: HealthMonitor) -> grpc.aio.Server:
     server = grpc.aio.server(
         # RPC latency and codes go to the process's metrics, with the manager's.
-        interceptors=[RpcMetricsInterceptor(manager.metrics)],
+        # Undecodable requests: INVALID_ARGUMENT rather than grpcio's UNKNOWN.
+        interceptors=[RpcMetricsInterceptor(manager.metrics), DecodeGuard()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
