@@ -13,6 +13,7 @@ import grpc
 from lrod.api.health import HealthMonitor
 from lrod.api.server import SERVICES, build_server
 from lrod.domain.errors import LrodError
+from lrod.http.server import HttpFrontDoor
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.manager import ManagerSettings, OperationManager
@@ -40,6 +41,8 @@ class Settings:
     # host:port for Prometheus metrics over HTTP; None: not served.
     metrics_address: str | None = None
     health_interval: float = 2.0
+    # host:port for the HTTP/JSON front door; None: not served.
+    http_address: str | None = None
 
 
 class Service:
@@ -65,6 +68,7 @@ class Service:
         self.metrics_server: MetricsServer | None = None
         self.notifications = self.store.notification_listener()
         self.server: grpc.aio.Server | None = None
+        self.http: HttpFrontDoor | None = None
         self.port: int | None = None
         self._janitor: asyncio.Task[None] | None = None
 
@@ -84,6 +88,10 @@ class Service:
             self.port = self.server.add_insecure_port(self.settings.address)
             await self.server.start()
             log.info("serving on port %d", self.port)
+            if self.settings.http_address is not None:
+                self.http = HttpFrontDoor(self.manager, self.settings.http_address)
+                await self.http.start()
+                log.info("serving HTTP on port %d", self.http.port)
         if self.pool is not None:
             self.pool.start()
         self._janitor = asyncio.create_task(self._expire_loop(), name="lrod-janitor")
@@ -98,6 +106,8 @@ class Service:
             await asyncio.gather(self._janitor, return_exceptions=True)
         if self.pool is not None:
             await self.pool.stop(grace)
+        if self.http is not None:
+            await self.http.stop()
         if self.server is not None:
             await self.server.stop(1.0)
         await self.health.stop()

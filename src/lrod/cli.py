@@ -164,6 +164,12 @@ def _workers(
     type=click.FloatRange(min=0.05),
     help="Seconds between the database checks behind grpc.health.v1.",
 )
+@click.option(
+    "--http-address",
+    envvar="LROD_HTTP_ADDRESS",
+    default=None,
+    help="host:port for the HTTP/JSON front door (202 + Location); off unless given.",
+)
 def serve(
     address: str,
     database_url: str,
@@ -175,6 +181,7 @@ def serve(
     max_wait_seconds: float,
     metrics_address: str | None,
     health_interval: float,
+    http_address: str | None,
 ) -> None:
     """Serve the API, with embedded workers unless --concurrency 0."""
     from lrod.app import Settings, run
@@ -187,6 +194,7 @@ def serve(
         manager=ManagerSettings(max_wait=max_wait_seconds),
         metrics_address=metrics_address,
         health_interval=health_interval,
+        http_address=http_address,
     )
     asyncio.run(run(settings, _registry(jobs)))
 

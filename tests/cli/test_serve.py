@@ -148,3 +148,47 @@ async def test_unknown_registry_fails_clearly(tmp_path) -> None:
     assert code != 0
     assert "cannot load 'no_such_module:registry'" in err
     assert "Traceback" not in err
+
+
+async def test_serve_with_the_http_front_door(database_url, tmp_path) -> None:
+    import aiohttp
+
+    env = _env(database_url, tmp_path) | {"LROD_HTTP_ADDRESS": "127.0.0.1:0"}
+    process = await asyncio.create_subprocess_exec(
+        *LROD, "serve", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while not (
+                found := re.search(rb"serving HTTP on port (\d+)", await process.stderr.readline())
+            ):
+                pass
+        base = f"http://127.0.0.1:{int(found.group(1))}"
+        async with aiohttp.ClientSession(base) as http:
+            accepted = await http.post(
+                "/v1/operations:submit",
+                json={
+                    "jobType": "examples.flaky",
+                    "input": {"@type": "type.googleapis.com/lrod.examples.v1.FlakyJob"},
+                },
+            )
+            assert accepted.status == 202
+            location = accepted.headers["Location"]
+            async with asyncio.timeout(20):
+                while (status := await http.get(location, allow_redirects=False)).status == 200:
+                    await asyncio.sleep(0.1)
+            assert status.status == 303
+            result = await (await http.get(status.headers["Location"])).json()
+            assert result == {
+                "@type": "type.googleapis.com/lrod.examples.v1.FlakyResult",
+                "attempts": 1,
+            }
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(20):
+            await process.wait()
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
