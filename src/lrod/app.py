@@ -77,8 +77,7 @@ class Service:
             await asyncio.to_thread(upgrade, self.settings.database_url)
         if self.settings.metrics_address is not None:
             self._serve_metrics(self.settings.metrics_address)
-        if self.notifications is not None:
-            self.notifications.start()
+        self.notifications.start()
         if self.settings.serve_api or self.metrics_server is not None:
             # A worker-only process checks the database too when it serves
             # metrics, so that lrod_database_up means what it says.
@@ -111,8 +110,7 @@ class Service:
         if self.server is not None:
             await self.server.stop(1.0)
         await self.health.stop()
-        if self.notifications is not None:
-            await self.notifications.stop()
+        await self.notifications.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
         await self.store.close()

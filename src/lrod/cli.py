@@ -213,12 +213,14 @@ def worker(
     metrics_address: str | None,
 ) -> None:
     """Run workers only (no API)."""
+    if concurrency < 1:
+        raise click.BadParameter("a worker process needs at least 1", param_hint="--concurrency")
     from lrod.app import Settings, run
 
     settings = Settings(
         database_url=database_url,
         serve_api=False,
-        workers=_workers(max(concurrency, 1), lease_seconds, drain_seconds, poll_seconds),
+        workers=_workers(concurrency, lease_seconds, drain_seconds, poll_seconds),
         metrics_address=metrics_address,
     )
     asyncio.run(run(settings, _registry(jobs)))

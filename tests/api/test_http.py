@@ -107,6 +107,13 @@ async def test_idempotency_key_returns_the_same_operation(http) -> None:
     )
     assert other.status == 409
     assert (await other.json())["error"]["details"][0]["reason"] == "REQUEST_ID_REUSED"
+    clash = await http.post(
+        "/v1/operations:submit",
+        json=_sleep() | {"requestId": str(uuid.uuid4())},
+        headers={"Idempotency-Key": key},
+    )
+    assert clash.status == 400
+    assert (await clash.json())["error"]["details"][0]["reason"] == "CONFLICTING_REQUEST_ID"
 
 
 async def test_bad_input_is_aip193_with_field_violations(http) -> None:
@@ -173,3 +180,9 @@ async def test_list_cancel_wait_delete_and_job_types(http) -> None:
     assert "examples.sleep" in [t["name"] for t in types["jobTypes"]]
     bad = await http.get("/v1/operations", params={"pageSize": "many"})
     assert bad.status == 400
+    nowhere = await http.get("/v2/elsewhere")
+    assert nowhere.status == 404
+    assert (await nowhere.json())["error"]["details"][0]["reason"] == "NO_SUCH_PATH"
+    wrong = await http.put("/v1/operations:submit")
+    assert wrong.status == 405
+    assert (await wrong.json())["error"]["status"] == "UNIMPLEMENTED"

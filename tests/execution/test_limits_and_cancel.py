@@ -13,6 +13,7 @@ from google.protobuf import duration_pb2, empty_pb2, timestamp_pb2, wrappers_pb2
 from google.rpc import code_pb2, error_details_pb2
 
 from lrod.examples.v1 import examples_pb2 as ex
+from lrod.v1 import job_service_pb2
 from lrod.worker import WorkerSettings
 from tests.execution.support import attempts_of, start_worker, stop, wait_done, wait_until
 from tests.helpers import metadata, state_name, submit
@@ -98,6 +99,29 @@ class TestAcrossProcesses:
         assert elapsed < lease / 3 + 1.0
         outcomes = [r.outcome for r in await attempts_of(database_url, op.name)]
         assert outcomes == ["CANCELLED"]
+
+    @pytest.mark.slow
+    async def test_watch_hears_a_worker_in_another_process(
+        self, jobs, database_url, tmp_path
+    ) -> None:
+        worker = await start_worker(database_url, tmp_path / "worker.log")
+        try:
+            op = await submit(jobs, "examples.sleep", ex.SleepJob(duration=_seconds(0.6), steps=3))
+            seen = []
+            async with asyncio.timeout(20):
+                async for response in jobs.WatchOperation(
+                    job_service_pb2.WatchOperationRequest(name=op.name)
+                ):
+                    seen.append((time.time(), response.operation))
+        finally:
+            await stop(worker)
+        received, last = seen[-1]
+        assert last.done
+        assert state_name(last) == "SUCCEEDED"
+        assert "RUNNING" in [state_name(o) for _, o in seen]
+        # SQLite: the data_version watch (every 0.5 s); PostgreSQL: NOTIFY.
+        lag = received - metadata(last).end_time.ToMicroseconds() / 1e6
+        assert lag < (1.5 if database_url.startswith("sqlite") else 0.25), lag
 
 
 async def test_progress_writes_are_coalesced(jobs, operations) -> None:

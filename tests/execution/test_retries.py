@@ -33,6 +33,10 @@ async def test_flaky_beyond_max_attempts_fails_with_exhausted_reason(
     assert info.reason == "ATTEMPTS_EXHAUSTED"
     assert info.metadata["last_reason"] == "TEMPORARY_FAILURE_REQUESTED"
     assert metadata(done).attempt == metadata(done).max_attempts == 5
+    # The last attempt's own error, not the verdict on the operation.
+    last = error_details_pb2.ErrorInfo()
+    assert metadata(done).last_attempt_error.details[0].Unpack(last)
+    assert last.reason == "TEMPORARY_FAILURE_REQUESTED"
     records = await attempts_of(database_url, op.name)
     assert [r.outcome for r in records] == ["QUEUED"] * 4 + ["FAILED"]
     assert all("RetryableJobError" in (r.internal_error or "") for r in records)

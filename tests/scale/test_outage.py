@@ -4,6 +4,7 @@ by itself when it is back, and no acknowledged operation lost."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
@@ -14,6 +15,7 @@ from google.protobuf import empty_pb2
 
 from lrod.app import Service, Settings
 from lrod.manager import ManagerSettings
+from lrod.store.pg_notify import NotificationListener
 from lrod.testing.postgres import PostgresUnavailable, ThrowawayCluster, start_cluster
 from lrod.v1 import job_service_pb2_grpc
 from lrod.worker import WorkerSettings
@@ -30,7 +32,9 @@ def own_cluster() -> Iterator[ThrowawayCluster]:
     try:
         cluster = start_cluster()
     except PostgresUnavailable as error:
-        pytest.fail(f"PostgreSQL is required: {error}")
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {error}")
+        pytest.skip(f"no PostgreSQL here: {error}")
     try:
         yield cluster
     finally:
@@ -100,6 +104,6 @@ async def test_outage_answers_unavailable_and_recovers(
             operations_pb2.ListOperationsRequest(page_size=100)
         )
         assert {op.name for op in before} | {after.name} <= {op.name for op in listed.operations}
-    assert outage_service.notifications is not None
+    assert isinstance(outage_service.notifications, NotificationListener)
     async with asyncio.timeout(10):
         await outage_service.notifications.connected.wait()

@@ -44,7 +44,7 @@ def test_claim_and_list_use_their_indexes(postgres_url) -> None:
             connection.exec_driver_sql("ANALYZE operations")
         now = datetime.now(UTC)
         with engine.connect() as connection:
-            claim = _plan(connection, due_query(now, 16))
+            claim = _plan(connection, due_query(now, 16, ["examples.sleep", "examples.flaky"]))
             listing = _plan(connection, list_query("owner-7", parse_filter(""), None, 51, now))
             filtered = _plan(
                 connection,

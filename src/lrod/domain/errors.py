@@ -68,8 +68,11 @@ class InvalidArgument(LrodError):
 
     @classmethod
     def of(cls, violations: Sequence[FieldViolation], reason: str | None = None) -> InvalidArgument:
+        """One error for all the violations; its ErrorInfo reason is the
+        first violation's unless given."""
         text = "; ".join(f"{v.field}: {v.description}" for v in violations)
-        return cls(f"Invalid request: {text}", reason=reason, violations=violations)
+        first = next((v.reason for v in violations if v.reason), None)
+        return cls(f"Invalid request: {text}", reason=reason or first, violations=violations)
 
 
 class NotFound(LrodError):

@@ -20,7 +20,13 @@ from google.protobuf.message import Message
 
 from lrod.api import convert
 from lrod.api.validation import new_job
-from lrod.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument, LrodError
+from lrod.domain.errors import (
+    ERROR_DOMAIN,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    LrodError,
+)
 from lrod.domain.operation import OPERATION_PREFIX, poll_after
 from lrod.http.errors import error_body, error_response, http_status
 from lrod.manager import OperationManager
@@ -54,13 +60,38 @@ def build_app(manager: OperationManager) -> web.Application:
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except web.HTTPException:
-        raise
+    except web.HTTPException as http_error:
+        if http_error.status < 400:
+            raise
+        return _route_error(http_error)
     except LrodError as error:
         return error_response(error)
     except Exception as error:
         log.exception("unexpected error in %s %s", request.method, request.path)
         return error_response(error)
+
+
+def _route_error(http_error: web.HTTPException) -> web.Response:
+    """aiohttp's own errors (no such path, method not allowed) as AIP-193 JSON."""
+    status, reason = {
+        404: ("NOT_FOUND", "NO_SUCH_PATH"),
+        405: ("UNIMPLEMENTED", "METHOD_NOT_ALLOWED"),
+        413: ("RESOURCE_EXHAUSTED", "REQUEST_TOO_LARGE"),
+    }.get(http_error.status, ("INVALID_ARGUMENT", "BAD_REQUEST"))
+    detail = {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": reason,
+        "domain": ERROR_DOMAIN,
+    }
+    body = {
+        "error": {
+            "code": http_error.status,
+            "message": http_error.reason,
+            "status": status,
+            "details": [detail],
+        }
+    }
+    return web.json_response(body, status=http_error.status)
 
 
 def _json(message: Message, status: int = 200, **headers: str) -> web.Response:
@@ -98,7 +129,15 @@ async def submit(request: web.Request) -> web.Response:
     body = await _parse(request, job_service_pb2.SubmitRequest())
     assert isinstance(body, job_service_pb2.SubmitRequest)
     key = request.headers.get("Idempotency-Key")
-    if key and not body.request_id:
+    if key and body.request_id and key != body.request_id:
+        raise InvalidArgument.of(
+            [
+                FieldViolation(
+                    "Idempotency-Key", "differs from the body's requestId", "CONFLICTING_REQUEST_ID"
+                )
+            ]
+        )
+    if key:
         body.request_id = key
     now = manager.clock()
     op = await manager.submit(new_job(body, manager.registry, ANONYMOUS, now))
@@ -142,16 +181,17 @@ async def get_result(request: web.Request) -> web.Response:
 
 async def list_operations(request: web.Request) -> web.Response:
     manager = request.app[_MANAGER]
-    size_text = request.query.get("pageSize", "0")
+    query = request.query
+    size_text = query.get("pageSize", query.get("page_size", "0"))
     if not size_text.lstrip("-").isdigit():
         raise InvalidArgument.of(
             [FieldViolation("pageSize", "must be an integer", "INVALID_PAGE_SIZE")]
         )
     page = await manager.list(
         ANONYMOUS,
-        request.query.get("filter", ""),
+        query.get("filter", ""),
         int(size_text),
-        request.query.get("pageToken", ""),
+        query.get("pageToken", query.get("page_token", "")),
     )
     now = manager.clock()
     return _json(

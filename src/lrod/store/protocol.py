@@ -80,7 +80,12 @@ class OperationStore(Protocol):
     async def delete(self, op_id: str, owner: str, now: datetime) -> None: ...
 
     async def claim(
-        self, worker_id: str, now: datetime, lease: timedelta, limit: int
+        self,
+        worker_id: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        job_types: Sequence[str],
     ) -> Sequence[Claim]: ...
 
     async def heartbeat(
@@ -110,6 +115,7 @@ class OperationStore(Protocol):
         retention: timedelta,
         *,
         progress: Progress | None = None,
+        final_error: PublicError | None = None,
     ) -> Operation | None: ...
 
     async def cancel_running(

@@ -38,6 +38,7 @@ from lrod.store.pg_notify import NotificationListener
 from lrod.store.protocol import AttemptRecord, ChangeListener, Claim, Heartbeat, QueueStats
 from lrod.store.rows import error_from_json, error_to_json, new_row, to_operation
 from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow
+from lrod.store.sqlite_watch import SqliteChangeWatcher
 
 log = logging.getLogger("lrod.store")
 
@@ -46,6 +47,9 @@ _T = _OPS.c
 _LABELS = cast(Table, LabelRow.__table__)
 _ATTEMPTS = cast(Table, AttemptRow.__table__)
 _EXPIRED = cast(Table, ExpiredRow.__table__)
+
+# How long an expired operation's name still answers "expired" (not "unknown").
+TOMBSTONE_RETENTION = timedelta(days=30)
 
 CANCELLED_ERROR = PublicError(Code.CANCELLED, "The operation was cancelled.", "OPERATION_CANCELLED")
 
@@ -98,11 +102,11 @@ class SqlStore:
         self.origin = secrets.token_hex(8)
         self._notify = database.dialect == "postgresql"
 
-    def notification_listener(self) -> NotificationListener | None:
-        """The cross-process listener to run beside this store, if the
-        database has one (PostgreSQL); SQLite serves one process."""
+    def notification_listener(self) -> NotificationListener | SqliteChangeWatcher:
+        """What tells this process of other processes' writes: LISTEN/NOTIFY
+        on PostgreSQL, a data_version watch on SQLite."""
         if not self._notify:
-            return None
+            return SqliteChangeWatcher(self._db.writer, self.listener)
         return NotificationListener(self._db.url, self.listener, self.origin)
 
     # -- transactions -----------------------------------------------------
@@ -352,11 +356,19 @@ class SqlStore:
     # -- the worker side --------------------------------------------------
     @_shielded
     async def claim(
-        self, worker_id: str, now: datetime, lease: timedelta, limit: int
+        self,
+        worker_id: str,
+        now: datetime,
+        lease: timedelta,
+        limit: int,
+        job_types: Sequence[str],
     ) -> Sequence[Claim]:
+        """Claim up to `limit` due jobs of the given types (those this worker
+        has handlers for: during a rolling deploy, old workers leave new types
+        to new workers)."""
         token = secrets.token_hex(16)
         async with self._write() as (conn, changes):
-            ids = [r.id for r in await conn.execute(due_query(now, limit))]
+            ids = [r.id for r in await conn.execute(due_query(now, limit, job_types))]
             if not ids:
                 return []
             rows = (
@@ -443,13 +455,16 @@ class SqlStore:
         retention: timedelta,
         *,
         progress: Progress | None = None,
+        final_error: PublicError | None = None,
     ) -> Operation | None:
+        """`error` is this attempt's; `final_error`, if given, is what the
+        operation fails with (attempts exhausted), else the same."""
         values: dict[str, Any] = {"last_attempt_error": error_to_json(error), **_progress(progress)}
         if retry_at is not None:
             values |= {"state": State.QUEUED.value, "run_after": retry_at}
             target = State.QUEUED
         else:
-            values |= _terminal(State.FAILED, now, retention, error)
+            values |= _terminal(State.FAILED, now, retention, final_error or error)
             target = State.FAILED
         return await self._finish(claim, now, target, values, error, internal_error)
 
@@ -602,8 +617,15 @@ class SqlStore:
 
     @_shielded
     async def expire(self, now: datetime, batch: int) -> int:
-        """Delete up to `batch` expired operations, leaving tombstones."""
+        """Delete up to `batch` expired operations, leaving tombstones; and
+        tombstones past TOMBSTONE_RETENTION (then the name answers as unknown)."""
         async with self._write() as (conn, changes):
+            old = (
+                select(_EXPIRED.c.id)
+                .where(_EXPIRED.c.expire_time <= now - TOMBSTONE_RETENTION)
+                .limit(batch)
+            )
+            await conn.execute(delete(_EXPIRED).where(_EXPIRED.c.id.in_(old)))
             rows = (
                 await conn.execute(
                     select(_T.id, _T.owner, _T.expire_time)
@@ -650,13 +672,14 @@ class SqlStore:
         await self._db.dispose()
 
 
-def due_query(now: datetime, limit: int) -> Select[Any]:
+def due_query(now: datetime, limit: int, job_types: Sequence[str]) -> Select[Any]:
     """The jobs a worker claims next: highest priority, then earliest due.
     ix_operations_claim (partial on QUEUED) serves it in index order, and
     SKIP LOCKED lets concurrent workers take different rows."""
     return (
         select(_T.id)
         .where(_T.state == State.QUEUED.value, _T.run_after <= now)
+        .where(_T.job_type.in_(job_types))
         .order_by(_T.priority.desc(), _T.run_after, _T.create_time)
         .limit(limit)
         .with_for_update(skip_locked=True)

@@ -244,13 +244,13 @@ class Attempt:
         retry = job_type is not None and should_retry(
             retryable=failure.retryable, attempt=op.attempt, max_attempts=op.max_attempts
         )
-        error = failure.error
+        final_error = None
         retry_at = None
         if retry:
             assert job_type is not None
             retry_at = now + job_type.backoff.delay(op.attempt)
         elif failure.retryable and op.attempt >= op.max_attempts:
-            error = exhausted(error, op.attempt)
+            final_error = exhausted(failure.error, op.attempt)
         # The internal error (a traceback) goes to this log line and the
         # attempt history, never into the operation.
         if failure.error.code is Code.INTERNAL:
@@ -270,11 +270,12 @@ class Attempt:
         return await self._store.fail(
             self.claim,
             now,
-            error,
+            failure.error,
             failure.internal_error,
             retry_at,
             retention,
             progress=self.ctx.latest_progress(),
+            final_error=final_error,
         )
 
     def _report(self, outcome: oc.Outcome, written: Operation | None) -> None:

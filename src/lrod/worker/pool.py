@@ -66,6 +66,7 @@ class WorkerPool:
         self._registry = registry
         self.settings = settings or WorkerSettings()
         self._clock = clock
+        self._job_types = sorted(t.name for t in registry)
         self._metrics = metrics or Metrics()
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.concurrency * 2, thread_name_prefix="lrod-job"
@@ -106,7 +107,11 @@ class WorkerPool:
     async def _claim(self, free: int) -> bool:
         try:
             claims = await self._store.claim(
-                self.settings.worker_id, self._clock(), self.settings.lease, free
+                self.settings.worker_id,
+                self._clock(),
+                self.settings.lease,
+                free,
+                self._job_types,
             )
         except LrodError as error:
             log.warning("claim failed: %s", error.message)

@@ -1,0 +1,61 @@
+"""Cross-process wake-ups on SQLite, for the rare setup with a worker (or a
+second server) in another process on the same file.
+
+SQLite has no LISTEN/NOTIFY. `PRAGMA data_version` on a connection changes
+only when another connection commits; asked on this process's single writer
+connection, it therefore moves exactly when another process wrote. One query
+per interval per process (not per waiter); when it moves, everyone re-reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from lrod.store.protocol import ChangeListener
+
+log = logging.getLogger("lrod.store.sqlite_watch")
+
+
+class SqliteChangeWatcher:
+    def __init__(self, writer: AsyncEngine, hub: ChangeListener, interval: float = 0.5) -> None:
+        self._writer = writer
+        self._hub = hub
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="lrod-sqlite-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        last: int | None = None
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                version = await self._data_version()
+            except Exception as error:  # the file is busy or gone: try again later
+                log.debug("data_version check failed: %r", error)
+                continue
+            if last is not None and version != last:
+                everything: Any = getattr(self._hub, "everything_changed", None)
+                if everything is not None:
+                    everything()
+            last = version
+
+    async def _data_version(self) -> int:
+        # Straight on the driver connection: no BEGIN IMMEDIATE, no write lock.
+        async with self._writer.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver: Any = raw.driver_connection  # the aiosqlite connection
+            cursor = await driver.execute("PRAGMA data_version")
+            row = await cursor.fetchone()
+            await cursor.close()
+        return int(row[0])
