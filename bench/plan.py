@@ -1,0 +1,64 @@
+"""How much each figure measures: the full run and the --quick smoke run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    rounds: int
+    # Closed-loop throughput windows (seconds).
+    warmup: float
+    window: float
+    concurrencies: tuple[int, ...]
+    # Completion-to-client latency: samples per round and method.
+    latency_samples: int
+    polling_samples: int
+    # End-to-end jobs per system and rounds of it.
+    e2e_jobs: int
+    e2e_rounds: int
+    # Many waiters.
+    watchers: int
+    watcher_rounds: int
+    # Growth: operations stored before measuring.
+    growth_sizes: tuple[int, int]
+    growth_rounds: int
+    # Profiling window (seconds) for each missed goal.
+    profile_seconds: float
+
+
+FULL = Plan(
+    name="full",
+    rounds=3,
+    warmup=0.5,
+    window=1.5,
+    concurrencies=(1, 16, 64),
+    latency_samples=60,
+    polling_samples=24,
+    e2e_jobs=10_000,
+    e2e_rounds=1,
+    watchers=10_000,
+    watcher_rounds=1,
+    growth_sizes=(10_000, 1_000_000),
+    growth_rounds=2,
+    profile_seconds=4.0,
+)
+
+QUICK = Plan(
+    name="quick",
+    rounds=1,
+    warmup=0.2,
+    window=0.5,
+    concurrencies=(1, 16, 64),
+    latency_samples=15,
+    polling_samples=8,
+    e2e_jobs=600,
+    e2e_rounds=1,
+    watchers=1_000,
+    watcher_rounds=1,
+    growth_sizes=(2_000, 50_000),
+    growth_rounds=2,
+    profile_seconds=1.5,
+)

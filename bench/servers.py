@@ -1,0 +1,140 @@
+"""The server processes: `python -m bench.servers echo|lrod ...`.
+
+`echo` is the ceiling for any unary RPC here: a bare grpc.aio server with
+lrod's channel options whose handlers parse the request and answer a fixed,
+pre-built Operation of the size lrod returns. `lrod` is lrod's own Service
+(API, and workers unless --workers 0) with the benchmark's job types.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.longrunning import operations_pb2
+
+from bench.jobs import registry
+from bench.procs import announce, until_terminated
+from lrod import logs
+from lrod.api.server import MAX_MESSAGE_BYTES
+from lrod.app import Service, Settings
+from lrod.manager import ManagerSettings
+from lrod.v1 import job_service_pb2
+from lrod.worker import WorkerSettings
+
+ECHO_SERVICE = "bench.Echo"
+ECHO_SUBMIT = f"/{ECHO_SERVICE}/Submit"
+ECHO_GET = f"/{ECHO_SERVICE}/Get"
+# Server streams that send the operation, then wait until Release and send
+# it done: the bare transport's cost of many waiters.
+ECHO_HOLD = f"/{ECHO_SERVICE}/Hold"
+ECHO_RELEASE = f"/{ECHO_SERVICE}/Release"
+
+
+def echo_handler(response: operations_pb2.Operation) -> grpc.GenericRpcHandler:
+    released = asyncio.Event()
+    done = operations_pb2.Operation()
+    done.CopyFrom(response)
+    done.done = True
+
+    async def answer(request: Any, context: grpc.aio.ServicerContext) -> operations_pb2.Operation:
+        return response
+
+    async def hold(
+        request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[job_service_pb2.WatchOperationResponse]:
+        yield job_service_pb2.WatchOperationResponse(operation=response)
+        await released.wait()
+        yield job_service_pb2.WatchOperationResponse(operation=done)
+
+    async def release(request: Any, context: grpc.aio.ServicerContext) -> operations_pb2.Operation:
+        released.set()
+        return done
+
+    def method(parse: Any) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(
+            answer,
+            request_deserializer=parse,
+            response_serializer=operations_pb2.Operation.SerializeToString,
+        )
+
+    return grpc.method_handlers_generic_handler(
+        ECHO_SERVICE,
+        {
+            "Submit": method(job_service_pb2.SubmitRequest.FromString),
+            "Get": method(operations_pb2.GetOperationRequest.FromString),
+            "Hold": grpc.unary_stream_rpc_method_handler(
+                hold,
+                request_deserializer=job_service_pb2.WatchOperationRequest.FromString,
+                response_serializer=job_service_pb2.WatchOperationResponse.SerializeToString,
+            ),
+            "Release": grpc.unary_unary_rpc_method_handler(
+                release,
+                request_deserializer=operations_pb2.GetOperationRequest.FromString,
+                response_serializer=operations_pb2.Operation.SerializeToString,
+            ),
+        },
+    )
+
+
+async def serve_echo(response: operations_pb2.Operation) -> None:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    server.add_generic_rpc_handlers((echo_handler(response),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    announce(port)
+    await until_terminated()
+    await server.stop(1.0)
+
+
+async def serve_lrod(database_url: str, workers: int, lease: float) -> None:
+    settings = Settings(
+        address="127.0.0.1:0",
+        database_url=database_url,
+        workers=(
+            WorkerSettings(concurrency=workers, lease=timedelta(seconds=lease))
+            if workers > 0
+            else None
+        ),
+        manager=ManagerSettings(max_wait=60.0),
+    )
+    service = Service(settings, registry)
+    await service.start()
+    announce(service.port)
+    try:
+        await until_terminated()
+    finally:
+        await service.stop(5.0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.servers")
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    echo = kinds.add_parser("echo")
+    echo.add_argument("--response-file", type=Path, required=True)
+    served = kinds.add_parser("lrod")
+    served.add_argument("--database-url", required=True)
+    served.add_argument("--workers", type=int, default=0, help="0: API only")
+    served.add_argument("--lease-seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    logs.configure("WARNING", False)
+    if args.kind == "echo":
+        response = operations_pb2.Operation.FromString(args.response_file.read_bytes())
+        asyncio.run(serve_echo(response))
+    else:
+        asyncio.run(serve_lrod(args.database_url, args.workers, args.lease_seconds))
+
+
+if __name__ == "__main__":
+    main()
