@@ -49,6 +49,11 @@ async def test_killed_worker_job_completes_on_another(
     assert outcomes == [(1, "LEASE_EXPIRED"), (2, "SUCCEEDED")]
 
 
+# SQLite has one write lock for the whole file: a worker frozen inside a write
+# transaction (a heartbeat) would stall every writer until it resumes.
+# PostgreSQL ends such a session (idle_in_transaction_session_timeout) and
+# rescue proceeds. So the SIGSTOP scenario runs on PostgreSQL only.
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_stalled_worker_cannot_overwrite_the_newer_attempt(
     jobs, operations, database_url, tmp_path
 ) -> None:

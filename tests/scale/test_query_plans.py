@@ -31,7 +31,9 @@ FROM generate_series(1, {ROWS}) AS n
 
 
 def _plan(connection, statement) -> str:
-    compiled = statement.compile(dialect=connection.dialect)
+    compiled = statement.compile(
+        dialect=connection.dialect, compile_kwargs={"render_postcompile": True}
+    )
     rows = connection.exec_driver_sql("EXPLAIN " + compiled.string, compiled.params).all()
     return "\n".join(r[0] for r in rows)
 

@@ -11,6 +11,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 DEFAULT_DATABASE_URL = "sqlite:///lrod.db"
+# lrod's transactions are short; one idle this long belongs to a stalled process.
+IDLE_IN_TRANSACTION_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,18 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
     if target.get_backend_name() == "sqlite":
         return _sqlite(target)
     engine = create_async_engine(
-        target, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        target,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={
+            "server_settings": {
+                # A process frozen inside a transaction (SIGSTOP, a VM pause) would
+                # hold its row locks, and SKIP LOCKED would skip its job forever:
+                # the server ends such a session instead, so rescue can proceed.
+                "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+            }
+        },
     )
     return Database(target, engine, engine)
 
