@@ -114,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="lrod-bench-"))
     began = time.monotonic()
     results = Results()
+    machine = facts(work)  # the commit measured is the one checked out at the start
     try:
         with postgres_cluster() as cluster:
             ctx = Context(
@@ -127,7 +128,6 @@ def main(argv: list[str] | None = None) -> int:
             profiles = {name: summarise(path) for name, path in ctx.profiler.files.items()}
         elapsed = time.monotonic() - began
         verdicts = judge(results, plan)
-        machine = facts(work)
         print(terminal(results, verdicts))
         stem = "latest" if complete else ("quick" if args.quick else "only")
         RESULTS.mkdir(parents=True, exist_ok=True)
