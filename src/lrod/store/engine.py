@@ -65,7 +65,9 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
         target,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No pre-ping (a round trip per checkout): a connection broken by a
+        # restart fails once, is translated to UNAVAILABLE, and SQLAlchemy
+        # then discards the whole pool's idle connections.
         connect_args={
             "server_settings": {
                 # A process frozen inside a transaction (SIGSTOP, a VM pause) would
@@ -75,14 +77,18 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
             }
         },
     )
-    return Database(target, engine, engine)
+    # Reads are single statements: autocommit spares them BEGIN and ROLLBACK.
+    return Database(target, engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def _sqlite(target: URL) -> Database:
     writer = create_async_engine(target, pool_size=1, max_overflow=0)
-    reader = create_async_engine(target, pool_size=4, max_overflow=4)
+    # Readers run each SELECT on its own (autocommit, no BEGIN/ROLLBACK): in
+    # WAL mode a single statement reads one consistent snapshot, and every
+    # statement saved is a thread hop saved.
+    reader = create_async_engine(target, pool_size=4, max_overflow=4, pool_reset_on_return=None)
     _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
-    _configure_sqlite(reader, begin="BEGIN")
+    _configure_sqlite(reader, begin=None)
     return Database(target, writer, reader)
 
 
@@ -102,10 +108,13 @@ def configure_sqlite_connection(dbapi_connection: Any) -> None:
     cursor.close()
 
 
-def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, begin: str | None) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         configure_sqlite_connection(dbapi_connection)
+
+    if begin is None:
+        return
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Any) -> None:

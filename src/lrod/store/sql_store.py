@@ -48,6 +48,8 @@ _LABELS = cast(Table, LabelRow.__table__)
 _ATTEMPTS = cast(Table, AttemptRow.__table__)
 _EXPIRED = cast(Table, ExpiredRow.__table__)
 
+_INSERT_RETURNING = insert(_OPS).returning(*_T, sort_by_parameter_order=True)
+
 # How long an expired operation's name still answers "expired" (not "unknown").
 TOMBSTONE_RETENTION = timedelta(days=30)
 
@@ -174,11 +176,12 @@ class SqlStore:
             else:
                 plain[job.id] = index
         if plain:
+            # executemany with RETURNING: SQLAlchemy batches it into multi-row
+            # INSERTs ("insertmanyvalues") from one cached statement.
             rows = (
                 await conn.execute(
-                    insert(_OPS)
-                    .values([new_row(items[i][0], items[i][1]) for i in plain.values()])
-                    .returning(*_T)
+                    _INSERT_RETURNING,
+                    [new_row(items[i][0], items[i][1]) for i in plain.values()],
                 )
             ).all()
             for row in rows:
@@ -219,9 +222,7 @@ class SqlStore:
             return refused
         if existing is not None:
             return existing, False
-        row = (
-            await conn.execute(insert(_OPS).values(new_row(job, fingerprint)).returning(*_T))
-        ).one()
+        row = (await conn.execute(_INSERT_RETURNING, [new_row(job, fingerprint)])).one()
         if job.labels:
             await conn.execute(
                 insert(_LABELS),
