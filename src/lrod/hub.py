@@ -39,13 +39,18 @@ class Subscription:
 class ChangeHub:
     def __init__(self) -> None:
         self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
+        self._generations: defaultdict[str, int] = defaultdict(int)
         self._cancel_handlers: dict[str, asyncio.Event] = {}
         self._work = asyncio.Event()
 
     # -- what the store reports -------------------------------------------
     def operations_changed(self, ids: Iterable[str]) -> None:
         for op_id in ids:
-            for subscription in self._subscribers.get(op_id, ()):
+            subscribers = self._subscribers.get(op_id)
+            if not subscribers:
+                continue
+            self._generations[op_id] += 1
+            for subscription in subscribers:
                 subscription.notify()
 
     def cancel_requested(self, ids: Iterable[str]) -> None:
@@ -79,6 +84,12 @@ class ChangeHub:
             subscribers.discard(subscription)
             if not subscribers:
                 del self._subscribers[op_id]
+                self._generations.pop(op_id, None)
+
+    def generation(self, op_id: str) -> int:
+        """How many changes of a subscribed operation were announced so far:
+        a read started at generation g reflects every one of them."""
+        return self._generations[op_id]
 
     @contextmanager
     def cancellation(self, op_id: str) -> Iterator[asyncio.Event]:

@@ -18,6 +18,7 @@ from lrod.domain.submission import NewJob
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
+from lrod.shared_reads import SharedReads
 from lrod.store.protocol import OperationStore
 
 
@@ -51,6 +52,7 @@ class OperationManager:
         self.registry = registry
         self.settings = settings or ManagerSettings()
         self.clock = clock
+        self._reads = SharedReads(store, hub, clock)
         self.metrics = metrics or Metrics()
         self.accepting = True
 
@@ -111,12 +113,12 @@ class OperationManager:
         deadline = loop.time() + max(limit, 0.0)
         with self.metrics.waiting(), self.hub.subscribe(op_id) as changes:
             while True:
-                op = await self.store.get(op_id, owner, self.clock())
+                op = await self._reads.get(op_id, owner)
                 remaining = deadline - loop.time()
                 if op.done or remaining <= 0:
                     return op
                 if not await changes.wait(remaining):
-                    return await self.store.get(op_id, owner, self.clock())
+                    return await self._reads.get(op_id, owner)
 
     async def watch(self, owner: str, name: str) -> AsyncIterator[Operation]:
         """The operation now, then after every change, ending once done."""
@@ -124,7 +126,7 @@ class OperationManager:
         with self.metrics.watching(), self.hub.subscribe(op_id) as changes:
             seen = -1
             while True:
-                op = await self.store.get(op_id, owner, self.clock())
+                op = await self._reads.get(op_id, owner)
                 if op.version != seen:
                     seen = op.version
                     yield op
