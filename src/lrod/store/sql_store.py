@@ -64,6 +64,19 @@ class _Changes:
     work_due: datetime | None = None
 
 
+@dataclass(frozen=True)
+class _Finish:
+    """One attempt's finishing write, waiting for its group's commit."""
+
+    claim: Claim
+    now: datetime
+    target: State
+    values: dict[str, Any]
+    error: PublicError | None
+    internal_error: str | None
+    outcome: str | None
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
@@ -97,6 +110,7 @@ class SqlStore:
         self._db = database
         self.listener: ChangeListener = listener or _Silent()
         self._inflight: set[asyncio.Future[Any]] = set()
+        self._finishes: GroupCommit[_Finish, Operation | None] = GroupCommit(self._finish_batch)
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
             self._create_batch
         )
@@ -499,45 +513,60 @@ class SqlStore:
         outcome: str | None = None,
     ) -> Operation | None:
         check_move(State.RUNNING, target)
+        finish = _Finish(claim, now, target, values, error, internal_error, outcome)
+        return await self._finishes.submit(finish)
+
+    async def _finish_batch(self, items: Sequence[_Finish]) -> Sequence[Operation | None]:
+        """Finishing writes of concurrent attempts share one transaction (one
+        commit), like Submits; each stays fenced by its own lease token."""
         async with self._write() as (conn, changes):
-            row = (
-                await conn.execute(
-                    update(_OPS)
-                    .where(*_held(claim))
-                    .values(
-                        **values,
-                        lease_owner=None,
-                        lease_token=None,
-                        lease_expires_at=None,
-                        update_time=now,
-                        version=_T.version + 1,
-                    )
-                    .returning(*_T)
-                )
-            ).first()
-            if row is None:
-                log.warning(
-                    "refused a stale write: operations/%s attempt %d no longer holds its lease",
-                    claim.operation.id,
-                    claim.operation.attempt,
-                )
-                return None
+            return [await self._finish_in(conn, changes, item) for item in items]
+
+    async def _finish_in(
+        self, conn: AsyncConnection, changes: _Changes, item: _Finish
+    ) -> Operation | None:
+        claim = item.claim
+        row = (
             await conn.execute(
-                update(_ATTEMPTS)
-                .where(
-                    _ATTEMPTS.c.operation_id == claim.operation.id,
-                    _ATTEMPTS.c.lease_token == claim.lease_token,
-                )
+                update(_OPS)
+                .where(*_held(claim))
                 .values(
-                    end_time=now,
-                    outcome=outcome or target.value,
-                    error=error_to_json(error),
-                    internal_error=internal_error,
+                    **item.values,
+                    lease_owner=None,
+                    lease_token=None,
+                    lease_expires_at=None,
+                    update_time=item.now,
+                    version=_T.version + 1,
                 )
+                .returning(*_T)
             )
-            changes.operations.add(claim.operation.id)
-            changes.work = target is State.QUEUED
-            changes.work_due = row.run_after
+        ).first()
+        if row is None:
+            log.warning(
+                "refused a stale write: operations/%s attempt %d no longer holds its lease",
+                claim.operation.id,
+                claim.operation.attempt,
+            )
+            return None
+        await conn.execute(
+            update(_ATTEMPTS)
+            .where(
+                _ATTEMPTS.c.operation_id == claim.operation.id,
+                _ATTEMPTS.c.lease_token == claim.lease_token,
+            )
+            .values(
+                end_time=item.now,
+                outcome=item.outcome or item.target.value,
+                error=error_to_json(item.error),
+                internal_error=item.internal_error,
+            )
+        )
+        changes.operations.add(claim.operation.id)
+        if item.target is State.QUEUED:
+            due = (
+                row.run_after if changes.work_due is None else min(changes.work_due, row.run_after)
+            )
+            changes.work, changes.work_due = True, due
         return to_operation(row)
 
     @_shielded
