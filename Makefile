@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # Rebuilt whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv node-deps run test proto proto-check lint fmt check bench bench-quick clean
+.PHONY: help venv node-deps run test proto proto-check lint breaking fmt check bench bench-quick clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,12 @@ lint: $(STAMP) proto-check ## ruff, mypy --strict, buf lint, buf format, generat
 	$(BIN)/mypy
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code --exclude-path proto/google
+	$(MAKE) --no-print-directory breaking
+
+breaking: $(STAMP) ## buf breaking: the protos against the local main branch (the published contract)
+	if git rev-parse --verify --quiet main >/dev/null; then \
+	  $(BIN)/buf breaking --against '.git#branch=main'; \
+	else echo "no local main branch: buf breaking skipped"; fi
 
 fmt: $(STAMP) ## Format Python and protos in place
 	$(BIN)/ruff check --fix src tests bench
