@@ -20,6 +20,7 @@ OPERATIONS_SERVICE = operations_pb2.DESCRIPTOR.services_by_name["Operations"].fu
 SERVICES = (JOB_SERVICE, OPERATIONS_SERVICE)
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_PENDING_REQUESTS = 20_000
 
 
 def build_server(manager: OperationManager, health: HealthMonitor) -> grpc.aio.Server:
@@ -31,6 +32,9 @@ def build_server(manager: OperationManager, health: HealthMonitor) -> grpc.aio.S
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
+            # grpc-core cancels calls beyond 1,000 not yet taken up (its default);
+            # a burst of waiters and watchers must not be turned away.
+            ("grpc.server.max_pending_requests", MAX_PENDING_REQUESTS),
         ],
     )
     add_job_service = job_service_pb2_grpc.add_JobServiceServicer_to_server
