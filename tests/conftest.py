@@ -8,6 +8,7 @@ With CI set, a PostgreSQL that cannot be had fails the run instead of skipping.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterator
@@ -83,6 +84,22 @@ def postgres_url(postgres_template: str) -> Iterator[str]:
         yield _database(postgres_template, name)
     finally:
         _admin(postgres_template, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+async def own_cluster() -> AsyncIterator[ThrowawayCluster]:
+    """A PostgreSQL cluster of this test's own, since it is stopped (the
+    suite's cluster is shared)."""
+    try:
+        cluster = await asyncio.to_thread(start_cluster)
+    except PostgresUnavailable as error:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI: {error}")
+        pytest.skip(f"no PostgreSQL here: {error}")
+    try:
+        yield cluster
+    finally:
+        await asyncio.to_thread(cluster.remove)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -4,8 +4,6 @@ Watch streams the changes as a PostgreSQL server stops and comes back."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator
 
 import grpc
 import pytest
@@ -14,7 +12,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lrod.api.server import SERVICES
 from lrod.app import Service, Settings
-from lrod.testing.postgres import PostgresUnavailable, ThrowawayCluster, start_cluster
 from lrod.v1 import job_service_pb2_grpc
 from tests.helpers import details, error_info, submit
 from tests.jobs import Gates, build_registry
@@ -39,22 +36,6 @@ async def test_every_service_reports_serving(channel, service) -> None:
         await health.Check(health_pb2.HealthCheckRequest(service="no.such.Service"))
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     assert service.metrics.registry.get_sample_value("lrod_database_up") == 1
-
-
-@pytest.fixture
-async def own_cluster() -> AsyncIterator[ThrowawayCluster]:
-    """A PostgreSQL cluster of this test's own, since it is stopped (the
-    suite's cluster is shared)."""
-    try:
-        cluster = await asyncio.to_thread(start_cluster)
-    except PostgresUnavailable as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {error}")
-        pytest.skip(f"no PostgreSQL here: {error}")
-    try:
-        yield cluster
-    finally:
-        await asyncio.to_thread(cluster.remove)
 
 
 async def _next_status(stream: grpc.aio.UnaryStreamCall) -> int:

@@ -4,8 +4,7 @@ by itself when it is back, and no acknowledged operation lost."""
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import grpc
@@ -16,7 +15,7 @@ from google.protobuf import empty_pb2
 from lrod.app import Service, Settings
 from lrod.manager import ManagerSettings
 from lrod.store.pg_notify import NotificationListener
-from lrod.testing.postgres import PostgresUnavailable, ThrowawayCluster, start_cluster
+from lrod.testing.postgres import ThrowawayCluster
 from lrod.v1 import job_service_pb2_grpc
 from lrod.worker import WorkerSettings
 from tests.execution.support import wait_done
@@ -24,21 +23,6 @@ from tests.helpers import details, error_info, state_name, submit
 from tests.jobs import Gates, build_registry
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def own_cluster() -> Iterator[ThrowawayCluster]:
-    """A cluster of this test's own, since the test stops it."""
-    try:
-        cluster = start_cluster()
-    except PostgresUnavailable as error:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL is required in CI: {error}")
-        pytest.skip(f"no PostgreSQL here: {error}")
-    try:
-        yield cluster
-    finally:
-        cluster.remove()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from lrod.api import convert
+from lrod.api.identity import ANONYMOUS
 from lrod.api.validation import new_job
 from lrod.domain.errors import (
     ERROR_DOMAIN,
@@ -34,7 +35,6 @@ from lrod.v1 import job_service_pb2
 
 log = logging.getLogger("lrod.http")
 
-ANONYMOUS = "anonymous"
 MAX_BODY = 4 * 1024 * 1024
 _MANAGER = web.AppKey("manager", OperationManager)
 _ID = r"{id:[^/:]+}"
