@@ -42,7 +42,7 @@ async def test_pages_cover_everything_once_newest_first(jobs, operations, servic
     def record(conn, clauseelement, *args) -> None:
         statements.append(clauseelement)
 
-    event.listen(service.store._db.reader.sync_engine, "before_execute", record)
+    event.listen(service.store._db.read_engine, "before_execute", record)
     try:
         for _ in range(10):
             page = await _list(operations, page_size=3, page_token=token)
@@ -52,7 +52,7 @@ async def test_pages_cover_everything_once_newest_first(jobs, operations, servic
             if not token:
                 break
     finally:
-        event.remove(service.store._db.reader.sync_engine, "before_execute", record)
+        event.remove(service.store._db.read_engine, "before_execute", record)
     assert seen == list(reversed(names))
     assert statements
     # Keyset pagination: no query skips rows with OFFSET.

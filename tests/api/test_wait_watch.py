@@ -68,7 +68,7 @@ async def test_wait_wakes_on_the_change_without_polling(
     op = await submit(jobs, "test.gate", wrappers_pb2.StringValue(value="t4"))
     await asyncio.wait_for(gates.started_event("t4").wait(), 5)
     reads: list[float] = []
-    engine = service.store._db.reader.sync_engine
+    engine = service.store._db.read_engine
 
     def count(_conn, _cursor, statement: str, *_args) -> None:
         # Reads on behalf of a caller are scoped by owner; the workers'

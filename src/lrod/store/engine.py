@@ -3,36 +3,73 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_T = TypeVar("_T")
 
 DEFAULT_DATABASE_URL = "sqlite:///lrod.db"
 # lrod's transactions are short; one idle this long belongs to a stalled process.
 IDLE_IN_TRANSACTION_MS = 5000
+# SQLite reader threads (and connections): more only contend for the GIL.
+READ_THREADS = 4
 
 
 @dataclass(frozen=True)
 class Database:
-    """`writer` runs transactions that write; `reader` the reads. On SQLite the
+    """`writer` runs transactions that write; `read` runs reads. On SQLite the
     writer is one connection that starts every transaction with BEGIN IMMEDIATE,
-    so writes queue in-process instead of failing with 'database is locked'."""
+    so writes queue in-process instead of failing with 'database is locked';
+    reads run whole in a reader thread on plain sqlite3 connections, one hop
+    per read (aiosqlite would hop once per DBAPI call). On PostgreSQL reads run
+    on the async engine in autocommit."""
 
     url: URL
     writer: AsyncEngine
-    reader: AsyncEngine
+    reader: AsyncEngine | None = None
+    sync_reader: Engine | None = None
+    read_threads: ThreadPoolExecutor | None = field(default=None, compare=False)
 
     @property
     def dialect(self) -> str:
         return self.url.get_backend_name()
 
+    @property
+    def read_engine(self) -> Engine:
+        """The synchronous Engine that reads go through (for its events)."""
+        if self.sync_reader is not None:
+            return self.sync_reader
+        assert self.reader is not None
+        return self.reader.sync_engine
+
+    async def read(self, fn: Callable[[Connection], _T]) -> _T:
+        if self.sync_reader is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.read_threads, _read_with, self.sync_reader, fn)
+        assert self.reader is not None
+        async with self.reader.connect() as conn:
+            return await conn.run_sync(fn)
+
     async def dispose(self) -> None:
         await self.writer.dispose()
-        if self.reader is not self.writer:
+        if self.reader is not None:
             await self.reader.dispose()
+        if self.sync_reader is not None:
+            self.sync_reader.dispose()
+        if self.read_threads is not None:
+            self.read_threads.shutdown(wait=False)
+
+
+def _read_with(engine: Engine, fn: Callable[[Connection], _T]) -> _T:
+    with engine.connect() as conn:
+        return fn(conn)
 
 
 def sync_url(url: str) -> URL:
@@ -83,13 +120,22 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
 
 def _sqlite(target: URL) -> Database:
     writer = create_async_engine(target, pool_size=1, max_overflow=0)
-    # Readers run each SELECT on its own (autocommit, no BEGIN/ROLLBACK): in
-    # WAL mode a single statement reads one consistent snapshot, and every
-    # statement saved is a thread hop saved.
-    reader = create_async_engine(target, pool_size=4, max_overflow=4, pool_reset_on_return=None)
+    # Readers run each SELECT on its own (no BEGIN): in WAL mode a single
+    # statement reads one consistent snapshot.
+    sync_reader = create_engine(
+        target.set(drivername="sqlite"),
+        pool_size=READ_THREADS,
+        max_overflow=0,
+        connect_args={"check_same_thread": False},
+    )
+
+    @event.listens_for(sync_reader, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        configure_sqlite_connection(dbapi_connection)
+
     _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
-    _configure_sqlite(reader, begin=None)
-    return Database(target, writer, reader)
+    threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="lrod-read")
+    return Database(target, writer, sync_reader=sync_reader, read_threads=threads)
 
 
 def configure_sqlite_connection(dbapi_connection: Any) -> None:
@@ -108,13 +154,10 @@ def configure_sqlite_connection(dbapi_connection: Any) -> None:
     cursor.close()
 
 
-def _configure_sqlite(engine: AsyncEngine, *, begin: str | None) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
         configure_sqlite_connection(dbapi_connection)
-
-    if begin is None:
-        return
 
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Any) -> None:

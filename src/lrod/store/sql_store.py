@@ -18,7 +18,19 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
-from sqlalchemy import Select, Table, case, delete, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Table,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -143,11 +155,11 @@ class SqlStore:
                     await conn.execute(select(func.pg_notify(pg_notify.CHANNEL, payload)))
         self._announce(changes)
 
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
+    async def _read(self, fn: Callable[[Connection], _R]) -> _R:
+        """Run `fn` (synchronous SQL) as one read: a single hop to a reader
+        thread on SQLite, a greenlet on the async engine on PostgreSQL."""
         with translated_errors():
-            async with self._db.reader.connect() as conn:
-                yield conn
+            return await self._db.read(fn)
 
     def _announce(self, changes: _Changes) -> None:
         if changes.operations:
@@ -281,36 +293,32 @@ class SqlStore:
 
     @_shielded
     async def get(self, op_id: str, owner: str, now: datetime) -> Operation:
-        async with self._read() as conn:
-            row = (
-                await conn.execute(select(_OPS).where(_T.id == op_id, _T.owner == owner))
-            ).first()
-            if row is None:
-                raise await self._missing(conn, op_id, owner)
-        op = to_operation(row)
+        def read(conn: Connection) -> Any:
+            row = conn.execute(_GET, {"id": op_id, "owner": owner}).first()
+            if row is not None:
+                return row
+            return conn.execute(_TOMBSTONE, {"id": op_id, "owner": owner}).first() is not None
+
+        found = await self._read(read)
+        if found is True:
+            raise _expired(op_id)
+        if found is False:
+            raise _not_found(op_id)
+        op = to_operation(found)
         if op.expire_time is not None and op.expire_time <= now:
             raise _expired(op_id)
         return op
 
     async def _missing(self, conn: AsyncConnection, op_id: str, owner: str) -> NotFound:
-        tombstone = (
-            await conn.execute(
-                select(_EXPIRED.c.id).where(_EXPIRED.c.id == op_id, _EXPIRED.c.owner == owner)
-            )
-        ).first()
-        if tombstone is not None:
-            return _expired(op_id)
-        return NotFound(
-            f"Operation operations/{op_id} was not found.",
-            metadata={"name": f"operations/{op_id}"},
-        )
+        tombstone = (await conn.execute(_TOMBSTONE, {"id": op_id, "owner": owner})).first()
+        return _expired(op_id) if tombstone is not None else _not_found(op_id)
 
     @_shielded
     async def list(
         self, owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
     ) -> Sequence[Operation]:
-        async with self._read() as conn:
-            rows = (await conn.execute(list_query(owner, query, after, limit, now))).all()
+        statement = list_query(owner, query, after, limit, now)
+        rows = await self._read(lambda conn: conn.execute(statement).all())
         return [to_operation(r) for r in rows]
 
     @_shielded
@@ -572,10 +580,8 @@ class SqlStore:
     @_shielded
     async def attempts(self, op_id: str) -> Sequence[AttemptRecord]:
         a = _ATTEMPTS.c
-        async with self._read() as conn:
-            rows = (
-                await conn.execute(select(_ATTEMPTS).where(a.operation_id == op_id).order_by(a.id))
-            ).all()
+        statement = select(_ATTEMPTS).where(a.operation_id == op_id).order_by(a.id)
+        rows = await self._read(lambda conn: conn.execute(statement).all())
         return [
             AttemptRecord(
                 r.operation_id,
@@ -687,14 +693,12 @@ class SqlStore:
             .where(_T.state == State.QUEUED.value)
             .group_by(_T.job_type)
         )
-        async with self._read() as conn:
-            rows = (await conn.execute(stmt)).all()
+        rows = await self._read(lambda conn: conn.execute(stmt).all())
         return [QueueStats(r.job_type, r.queued, r.due, r.oldest_due) for r in rows]
 
     @_shielded
     async def ping(self) -> None:
-        async with self._read() as conn:
-            await conn.execute(text("SELECT 1"))
+        await self._read(lambda conn: conn.execute(text("SELECT 1")).all())
 
     async def close(self) -> None:
         if self._inflight:
@@ -779,6 +783,18 @@ def _rescued(op: Operation, now: datetime, retention: timedelta) -> dict[str, An
 
 def _values(states: frozenset[State]) -> list[str]:
     return sorted(s.value for s in states)
+
+
+_GET = select(_OPS).where(_T.id == bindparam("id"), _T.owner == bindparam("owner"))
+_TOMBSTONE = select(_EXPIRED.c.id).where(
+    _EXPIRED.c.id == bindparam("id"), _EXPIRED.c.owner == bindparam("owner")
+)
+
+
+def _not_found(op_id: str) -> NotFound:
+    return NotFound(
+        f"Operation operations/{op_id} was not found.", metadata={"name": f"operations/{op_id}"}
+    )
 
 
 def _expired(op_id: str) -> OperationExpired:
