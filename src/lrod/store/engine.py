@@ -148,6 +148,9 @@ def configure_sqlite_connection(dbapi_connection: Any) -> None:
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=FULL",
         "PRAGMA busy_timeout=10000",
+        # 64 MB of page cache per connection (SQLite's default is 2 MB): the
+        # indexes of a million operations then stay in memory.
+        "PRAGMA cache_size=-65536",
         "PRAGMA foreign_keys=ON",
     ):
         cursor.execute(pragma)
