@@ -85,9 +85,8 @@ class OperationManager:
 
     async def cancel(self, owner: str, name: str) -> Operation:
         op_id = parse_operation_name(name)
-        op = await self.store.get(op_id, owner, self.clock())
         now = self.clock()
-        after = await self.store.cancel(op_id, owner, now, self.registry.retention(op.job_type))
+        after = await self.store.cancel(op_id, owner, now, self.registry.retention)
         # Only a queued operation is cancelled here (a running one by its
         # worker); end_time == now tells this call's move from a concurrent one.
         if after.state is State.CANCELLED and after.end_time == now:

@@ -46,6 +46,10 @@ async def test_expired_operation_answers_not_found_with_the_expired_reason(
         operations.WaitOperation(operations_pb2.WaitOperationRequest(name=op.name)),
         "OPERATION_EXPIRED",
     )
+    await _expect_not_found(
+        operations.CancelOperation(operations_pb2.CancelOperationRequest(name=op.name)),
+        "OPERATION_EXPIRED",
+    )
     stream = jobs.WatchOperation(job_service_pb2.WatchOperationRequest(name=op.name))
     with pytest.raises(grpc.RpcError) as caught:
         async for _ in stream:

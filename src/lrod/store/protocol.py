@@ -74,8 +74,12 @@ class OperationStore(Protocol):
     ) -> Sequence[Operation]: ...
 
     async def cancel(
-        self, op_id: str, owner: str, now: datetime, retention: timedelta
-    ) -> Operation: ...
+        self, op_id: str, owner: str, now: datetime, retention: Callable[[str], timedelta]
+    ) -> Operation:
+        """Cancel a QUEUED operation at once, or mark a RUNNING one for its
+        worker; a finished one is returned unchanged. `retention` gives the
+        job type's retention."""
+        ...
 
     async def delete(self, op_id: str, owner: str, now: datetime) -> None: ...
 

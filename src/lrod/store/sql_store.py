@@ -323,7 +323,7 @@ class SqlStore:
 
     @_shielded
     async def cancel(
-        self, op_id: str, owner: str, now: datetime, retention: timedelta
+        self, op_id: str, owner: str, now: datetime, retention: Callable[[str], timedelta]
     ) -> Operation:
         async with self._write() as (conn, changes):
             row = (
@@ -334,12 +334,14 @@ class SqlStore:
             if row is None:
                 raise await self._missing(conn, op_id, owner)
             op = to_operation(row)
+            if op.expire_time is not None and op.expire_time <= now:
+                raise _expired(op_id)
             if op.done or op.cancel_requested:
                 return op
             values: dict[str, Any] = {"cancel_requested": True}
             if op.state is State.QUEUED:
                 check_move(op.state, State.CANCELLED)
-                values |= _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR)
+                values |= _terminal(State.CANCELLED, now, retention(op.job_type), CANCELLED_ERROR)
             else:
                 changes.cancels.add(op_id)
             row = (
