@@ -10,7 +10,7 @@ from sqlalchemy import create_engine
 
 from lrod.domain.filters import parse_filter
 from lrod.store.engine import sync_url
-from lrod.store.sql_store import due_query, list_query
+from lrod.store.statements import due_query, list_query
 
 pytestmark = pytest.mark.slow
 

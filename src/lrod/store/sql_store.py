@@ -16,13 +16,10 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Connection,
-    Select,
-    Table,
-    bindparam,
     case,
     delete,
     func,
@@ -34,38 +31,45 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lrod.domain.errors import AlreadyExists, Code, FailedPrecondition, NotFound, OperationExpired
+from lrod.domain.errors import AlreadyExists, FailedPrecondition, NotFound
 from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.paging import Cursor
-from lrod.domain.retry import LEASE_EXPIRED, exhausted
+from lrod.domain.retry import LEASE_EXPIRED
 from lrod.domain.states import State, check_move, sources_of
 from lrod.domain.submission import NewJob
 from lrod.store import pg_notify
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
-from lrod.store.filtering import after_cursor, filter_clauses
 from lrod.store.group_commit import GroupCommit
 from lrod.store.pg_notify import NotificationListener
 from lrod.store.protocol import AttemptRecord, ChangeListener, Claim, Heartbeat, QueueStats
 from lrod.store.rows import error_from_json, error_to_json, new_row, to_operation
-from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow
 from lrod.store.sqlite_watch import SqliteChangeWatcher
+from lrod.store.statements import (
+    ATTEMPTS,
+    CANCELLED_ERROR,
+    EXPIRED,
+    GET_OPERATION,
+    GET_TOMBSTONE,
+    INSERT_OPERATIONS,
+    LABELS,
+    OPS,
+    TOMBSTONE_RETENTION,
+    T,
+    delete_rows,
+    due_query,
+    expired,
+    held,
+    list_query,
+    not_found,
+    progress_values,
+    rescued_values,
+    state_values,
+    terminal_values,
+)
 
 log = logging.getLogger("lrod.store")
-
-_OPS = cast(Table, OperationRow.__table__)
-_T = _OPS.c
-_LABELS = cast(Table, LabelRow.__table__)
-_ATTEMPTS = cast(Table, AttemptRow.__table__)
-_EXPIRED = cast(Table, ExpiredRow.__table__)
-
-_INSERT_RETURNING = insert(_OPS).returning(*_T, sort_by_parameter_order=True)
-
-# How long an expired operation's name still answers "expired" (not "unknown").
-TOMBSTONE_RETENTION = timedelta(days=30)
-
-CANCELLED_ERROR = PublicError(Code.CANCELLED, "The operation was cancelled.", "OPERATION_CANCELLED")
 
 
 @dataclass
@@ -206,7 +210,7 @@ class SqlStore:
             # INSERTs ("insertmanyvalues") from one cached statement.
             rows = (
                 await conn.execute(
-                    _INSERT_RETURNING,
+                    INSERT_OPERATIONS,
                     [new_row(items[i][0], items[i][1]) for i in plain.values()],
                 )
             ).all()
@@ -218,7 +222,7 @@ class SqlStore:
                 for k, v in job.labels.items()
             ]
             if labels:
-                await conn.execute(insert(_LABELS), labels)
+                await conn.execute(insert(LABELS), labels)
             changes.operations.update(plain)
             due = min(items[i][0].run_after for i in plain.values())
             if changes.work_due is not None:
@@ -248,10 +252,10 @@ class SqlStore:
             return refused
         if existing is not None:
             return existing, False
-        row = (await conn.execute(_INSERT_RETURNING, [new_row(job, fingerprint)])).one()
+        row = (await conn.execute(INSERT_OPERATIONS, [new_row(job, fingerprint)])).one()
         if job.labels:
             await conn.execute(
-                insert(_LABELS),
+                insert(LABELS),
                 [{"operation_id": job.id, "key": k, "value": v} for k, v in job.labels.items()],
             )
         changes.operations.add(job.id)
@@ -265,7 +269,7 @@ class SqlStore:
         if job.request_id:
             row = (
                 await conn.execute(
-                    select(_OPS).where(_T.owner == job.owner, _T.request_id == job.request_id)
+                    select(OPS).where(T.owner == job.owner, T.request_id == job.request_id)
                 )
             ).first()
             if row is not None:
@@ -279,11 +283,11 @@ class SqlStore:
         if job.dedupe_key:
             row = (
                 await conn.execute(
-                    select(_OPS).where(
-                        _T.owner == job.owner,
-                        _T.job_type == job.job_type,
-                        _T.dedupe_key == job.dedupe_key,
-                        _T.state.in_([State.QUEUED.value, State.RUNNING.value]),
+                    select(OPS).where(
+                        T.owner == job.owner,
+                        T.job_type == job.job_type,
+                        T.dedupe_key == job.dedupe_key,
+                        T.state.in_([State.QUEUED.value, State.RUNNING.value]),
                     )
                 )
             ).first()
@@ -294,24 +298,24 @@ class SqlStore:
     @_shielded
     async def get(self, op_id: str, owner: str, now: datetime) -> Operation:
         def read(conn: Connection) -> Any:
-            row = conn.execute(_GET, {"id": op_id, "owner": owner}).first()
+            row = conn.execute(GET_OPERATION, {"id": op_id, "owner": owner}).first()
             if row is not None:
                 return row
-            return conn.execute(_TOMBSTONE, {"id": op_id, "owner": owner}).first() is not None
+            return conn.execute(GET_TOMBSTONE, {"id": op_id, "owner": owner}).first() is not None
 
         found = await self._read(read)
         if found is True:
-            raise _expired(op_id)
+            raise expired(op_id)
         if found is False:
-            raise _not_found(op_id)
+            raise not_found(op_id)
         op = to_operation(found)
         if op.expire_time is not None and op.expire_time <= now:
-            raise _expired(op_id)
+            raise expired(op_id)
         return op
 
     async def _missing(self, conn: AsyncConnection, op_id: str, owner: str) -> NotFound:
-        tombstone = (await conn.execute(_TOMBSTONE, {"id": op_id, "owner": owner})).first()
-        return _expired(op_id) if tombstone is not None else _not_found(op_id)
+        tombstone = (await conn.execute(GET_TOMBSTONE, {"id": op_id, "owner": owner})).first()
+        return expired(op_id) if tombstone is not None else not_found(op_id)
 
     @_shielded
     async def list(
@@ -328,28 +332,30 @@ class SqlStore:
         async with self._write() as (conn, changes):
             row = (
                 await conn.execute(
-                    select(_OPS).where(_T.id == op_id, _T.owner == owner).with_for_update()
+                    select(OPS).where(T.id == op_id, T.owner == owner).with_for_update()
                 )
             ).first()
             if row is None:
                 raise await self._missing(conn, op_id, owner)
             op = to_operation(row)
             if op.expire_time is not None and op.expire_time <= now:
-                raise _expired(op_id)
+                raise expired(op_id)
             if op.done or op.cancel_requested:
                 return op
             values: dict[str, Any] = {"cancel_requested": True}
             if op.state is State.QUEUED:
                 check_move(op.state, State.CANCELLED)
-                values |= _terminal(State.CANCELLED, now, retention(op.job_type), CANCELLED_ERROR)
+                values |= terminal_values(
+                    State.CANCELLED, now, retention(op.job_type), CANCELLED_ERROR
+                )
             else:
                 changes.cancels.add(op_id)
             row = (
                 await conn.execute(
-                    update(_OPS)
-                    .where(_T.id == op_id)
-                    .values(**values, update_time=now, version=_T.version + 1)
-                    .returning(*_T)
+                    update(OPS)
+                    .where(T.id == op_id)
+                    .values(**values, update_time=now, version=T.version + 1)
+                    .returning(*T)
                 )
             ).one()
             changes.operations.add(op_id)
@@ -360,22 +366,22 @@ class SqlStore:
         async with self._write() as (conn, changes):
             row = (
                 await conn.execute(
-                    select(_T.state, _T.expire_time)
-                    .where(_T.id == op_id, _T.owner == owner)
+                    select(T.state, T.expire_time)
+                    .where(T.id == op_id, T.owner == owner)
                     .with_for_update()
                 )
             ).first()
             if row is None:
                 raise await self._missing(conn, op_id, owner)
             if row.expire_time is not None and row.expire_time <= now:
-                raise _expired(op_id)
+                raise expired(op_id)
             if State(row.state).active:
                 raise FailedPrecondition(
                     "The operation is not done; cancel it first or wait for it to finish.",
                     reason="OPERATION_NOT_DONE",
                     metadata={"name": f"operations/{op_id}", "state": row.state},
                 )
-            await _delete_rows(conn, [op_id])
+            await delete_rows(conn, [op_id])
             changes.operations.add(op_id)
 
     # -- the worker side --------------------------------------------------
@@ -398,23 +404,23 @@ class SqlStore:
                 return []
             rows = (
                 await conn.execute(
-                    update(_OPS)
-                    .where(_T.id.in_(ids), _T.state.in_(_values(sources_of(State.RUNNING))))
+                    update(OPS)
+                    .where(T.id.in_(ids), T.state.in_(state_values(sources_of(State.RUNNING))))
                     .values(
                         state=State.RUNNING.value,
-                        attempt=_T.attempt + 1,
+                        attempt=T.attempt + 1,
                         lease_owner=worker_id,
                         lease_token=token,
                         lease_expires_at=now + lease,
-                        start_time=func.coalesce(_T.start_time, now),
+                        start_time=func.coalesce(T.start_time, now),
                         update_time=now,
-                        version=_T.version + 1,
+                        version=T.version + 1,
                     )
-                    .returning(*_T)
+                    .returning(*T)
                 )
             ).all()
             await conn.execute(
-                insert(_ATTEMPTS),
+                insert(ATTEMPTS),
                 [
                     {
                         "operation_id": r.id,
@@ -438,14 +444,11 @@ class SqlStore:
     ) -> Heartbeat:
         values: dict[str, Any] = {"lease_expires_at": now + lease}
         if progress is not None:
-            values |= _progress(progress) | {"update_time": now, "version": _T.version + 1}
+            values |= progress_values(progress) | {"update_time": now, "version": T.version + 1}
         async with self._write() as (conn, changes):
             row = (
                 await conn.execute(
-                    update(_OPS)
-                    .where(*_held(claim))
-                    .values(**values)
-                    .returning(_T.cancel_requested)
+                    update(OPS).where(*held(claim)).values(**values).returning(T.cancel_requested)
                 )
             ).first()
             if row is not None and progress is not None:
@@ -464,9 +467,9 @@ class SqlStore:
         *,
         progress: Progress | None = None,
     ) -> Operation | None:
-        values = _terminal(State.SUCCEEDED, now, retention, None)
+        values = terminal_values(State.SUCCEEDED, now, retention, None)
         values |= {"result_type": result.type_url, "result_value": result.value}
-        values |= _progress(progress)
+        values |= progress_values(progress)
         return await self._finish(claim, now, State.SUCCEEDED, values, None, None)
 
     @_shielded
@@ -484,12 +487,15 @@ class SqlStore:
     ) -> Operation | None:
         """`error` is this attempt's; `final_error`, if given, is what the
         operation fails with (attempts exhausted), else the same."""
-        values: dict[str, Any] = {"last_attempt_error": error_to_json(error), **_progress(progress)}
+        values: dict[str, Any] = {
+            "last_attempt_error": error_to_json(error),
+            **progress_values(progress),
+        }
         if retry_at is not None:
             values |= {"state": State.QUEUED.value, "run_after": retry_at}
             target = State.QUEUED
         else:
-            values |= _terminal(State.FAILED, now, retention, final_error or error)
+            values |= terminal_values(State.FAILED, now, retention, final_error or error)
             target = State.FAILED
         return await self._finish(claim, now, target, values, error, internal_error)
 
@@ -502,14 +508,16 @@ class SqlStore:
         *,
         progress: Progress | None = None,
     ) -> Operation | None:
-        values = _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR) | _progress(progress)
+        values = terminal_values(
+            State.CANCELLED, now, retention, CANCELLED_ERROR
+        ) | progress_values(progress)
         return await self._finish(claim, now, State.CANCELLED, values, CANCELLED_ERROR, None)
 
     @_shielded
     async def release(self, claim: Claim, now: datetime) -> Operation | None:
         """Hand a running job back at once (graceful drain): the attempt does
         not count, and any worker may claim it now."""
-        values = {"state": State.QUEUED.value, "run_after": now, "attempt": _T.attempt - 1}
+        values = {"state": State.QUEUED.value, "run_after": now, "attempt": T.attempt - 1}
         return await self._finish(claim, now, State.QUEUED, values, None, None, outcome="RELEASED")
 
     async def _finish(
@@ -538,17 +546,17 @@ class SqlStore:
         claim = item.claim
         row = (
             await conn.execute(
-                update(_OPS)
-                .where(*_held(claim))
+                update(OPS)
+                .where(*held(claim))
                 .values(
                     **item.values,
                     lease_owner=None,
                     lease_token=None,
                     lease_expires_at=None,
                     update_time=item.now,
-                    version=_T.version + 1,
+                    version=T.version + 1,
                 )
-                .returning(*_T)
+                .returning(*T)
             )
         ).first()
         if row is None:
@@ -559,10 +567,10 @@ class SqlStore:
             )
             return None
         await conn.execute(
-            update(_ATTEMPTS)
+            update(ATTEMPTS)
             .where(
-                _ATTEMPTS.c.operation_id == claim.operation.id,
-                _ATTEMPTS.c.lease_token == claim.lease_token,
+                ATTEMPTS.c.operation_id == claim.operation.id,
+                ATTEMPTS.c.lease_token == claim.lease_token,
             )
             .values(
                 end_time=item.now,
@@ -581,8 +589,8 @@ class SqlStore:
 
     @_shielded
     async def attempts(self, op_id: str) -> Sequence[AttemptRecord]:
-        a = _ATTEMPTS.c
-        statement = select(_ATTEMPTS).where(a.operation_id == op_id).order_by(a.id)
+        a = ATTEMPTS.c
+        statement = select(ATTEMPTS).where(a.operation_id == op_id).order_by(a.id)
         rows = await self._read(lambda conn: conn.execute(statement).all())
         return [
             AttemptRecord(
@@ -608,32 +616,32 @@ class SqlStore:
         async with self._write() as (conn, changes):
             rows = (
                 await conn.execute(
-                    select(_OPS)
-                    .where(_T.state == State.RUNNING.value, _T.lease_expires_at < now)
+                    select(OPS)
+                    .where(T.state == State.RUNNING.value, T.lease_expires_at < now)
                     .limit(limit)
                     .with_for_update(skip_locked=True)
                 )
             ).all()
             for row in rows:
                 op = to_operation(row)
-                values = _rescued(op, now, retention(op.job_type))
+                values = rescued_values(op, now, retention(op.job_type))
                 await conn.execute(
-                    update(_OPS)
-                    .where(_T.id == op.id)
+                    update(OPS)
+                    .where(T.id == op.id)
                     .values(
                         **values,
                         lease_owner=None,
                         lease_token=None,
                         lease_expires_at=None,
                         update_time=now,
-                        version=_T.version + 1,
+                        version=T.version + 1,
                     )
                 )
                 await conn.execute(
-                    update(_ATTEMPTS)
+                    update(ATTEMPTS)
                     .where(
-                        _ATTEMPTS.c.operation_id == op.id,
-                        _ATTEMPTS.c.lease_token == row.lease_token,
+                        ATTEMPTS.c.operation_id == op.id,
+                        ATTEMPTS.c.lease_token == row.lease_token,
                     )
                     .values(
                         end_time=now, outcome="LEASE_EXPIRED", error=error_to_json(LEASE_EXPIRED)
@@ -659,15 +667,15 @@ class SqlStore:
         tombstones past TOMBSTONE_RETENTION (then the name answers as unknown)."""
         async with self._write() as (conn, changes):
             old = (
-                select(_EXPIRED.c.id)
-                .where(_EXPIRED.c.expire_time <= now - TOMBSTONE_RETENTION)
+                select(EXPIRED.c.id)
+                .where(EXPIRED.c.expire_time <= now - TOMBSTONE_RETENTION)
                 .limit(batch)
             )
-            await conn.execute(delete(_EXPIRED).where(_EXPIRED.c.id.in_(old)))
+            await conn.execute(delete(EXPIRED).where(EXPIRED.c.id.in_(old)))
             rows = (
                 await conn.execute(
-                    select(_T.id, _T.owner, _T.expire_time)
-                    .where(_T.expire_time <= now)
+                    select(T.id, T.owner, T.expire_time)
+                    .where(T.expire_time <= now)
                     .limit(batch)
                     .with_for_update(skip_locked=True)
                 )
@@ -675,25 +683,25 @@ class SqlStore:
             if not rows:
                 return 0
             await conn.execute(
-                insert(_EXPIRED),
+                insert(EXPIRED),
                 [{"id": r.id, "owner": r.owner, "expire_time": r.expire_time} for r in rows],
             )
-            await _delete_rows(conn, [r.id for r in rows])
+            await delete_rows(conn, [r.id for r in rows])
             changes.operations.update(r.id for r in rows)
         return len(rows)
 
     @_shielded
     async def queue_stats(self, now: datetime) -> Sequence[QueueStats]:
-        due = _T.run_after <= now
+        due = T.run_after <= now
         stmt = (
             select(
-                _T.job_type,
+                T.job_type,
                 func.count().label("queued"),
                 func.count(case((due, 1))).label("due"),
-                func.min(case((due, _T.run_after))).label("oldest_due"),
+                func.min(case((due, T.run_after))).label("oldest_due"),
             )
-            .where(_T.state == State.QUEUED.value)
-            .group_by(_T.job_type)
+            .where(T.state == State.QUEUED.value)
+            .group_by(T.job_type)
         )
         rows = await self._read(lambda conn: conn.execute(stmt).all())
         return [QueueStats(r.job_type, r.queued, r.due, r.oldest_due) for r in rows]
@@ -706,107 +714,3 @@ class SqlStore:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=5)
         await self._db.dispose()
-
-
-def due_query(now: datetime, limit: int, job_types: Sequence[str]) -> Select[Any]:
-    """The jobs a worker claims next: highest priority, then earliest due.
-    ix_operations_claim (partial on QUEUED) serves it in index order, and
-    SKIP LOCKED lets concurrent workers take different rows."""
-    return (
-        select(_T.id)
-        .where(_T.state == State.QUEUED.value, _T.run_after <= now)
-        .where(_T.job_type.in_(job_types))
-        .order_by(_T.priority.desc(), _T.run_after, _T.create_time)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-
-
-def list_query(
-    owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
-) -> Select[Any]:
-    """One page of a caller's operations, newest first, by keyset (no OFFSET);
-    ix_operations_list (owner, create_time, id) serves it."""
-    stmt = (
-        select(_OPS)
-        .where(_T.owner == owner, (_T.expire_time.is_(None)) | (_T.expire_time > now))
-        .where(*filter_clauses(query))
-        .order_by(_T.create_time.desc(), _T.id.desc())
-        .limit(limit)
-    )
-    return stmt if after is None else stmt.where(after_cursor(after))
-
-
-def _progress(progress: Progress | None) -> dict[str, Any]:
-    if progress is None:
-        return {}
-    return {
-        "progress_completed": progress.completed,
-        "progress_total": progress.total,
-        "progress_stage": progress.stage,
-    }
-
-
-def _held(claim: Claim) -> tuple[Any, ...]:
-    """The fence: the row is still RUNNING under this claim's lease token."""
-    return (
-        _T.id == claim.operation.id,
-        _T.lease_token == claim.lease_token,
-        _T.state == State.RUNNING.value,
-    )
-
-
-def _terminal(
-    state: State, now: datetime, retention: timedelta, error: PublicError | None
-) -> dict[str, Any]:
-    return {
-        "state": state.value,
-        "end_time": now,
-        "expire_time": now + retention,
-        "error": error_to_json(error),
-    }
-
-
-def _rescued(op: Operation, now: datetime, retention: timedelta) -> dict[str, Any]:
-    if op.cancel_requested:
-        check_move(op.state, State.CANCELLED)
-        return _terminal(State.CANCELLED, now, retention, CANCELLED_ERROR)
-    if op.attempt >= op.max_attempts:
-        check_move(op.state, State.FAILED)
-        values = _terminal(State.FAILED, now, retention, exhausted(LEASE_EXPIRED, op.attempt))
-        return values | {"last_attempt_error": error_to_json(LEASE_EXPIRED)}
-    check_move(op.state, State.QUEUED)
-    return {
-        "state": State.QUEUED.value,
-        "run_after": now,
-        "last_attempt_error": error_to_json(LEASE_EXPIRED),
-    }
-
-
-def _values(states: frozenset[State]) -> list[str]:
-    return sorted(s.value for s in states)
-
-
-_GET = select(_OPS).where(_T.id == bindparam("id"), _T.owner == bindparam("owner"))
-_TOMBSTONE = select(_EXPIRED.c.id).where(
-    _EXPIRED.c.id == bindparam("id"), _EXPIRED.c.owner == bindparam("owner")
-)
-
-
-def _not_found(op_id: str) -> NotFound:
-    return NotFound(
-        f"Operation operations/{op_id} was not found.", metadata={"name": f"operations/{op_id}"}
-    )
-
-
-def _expired(op_id: str) -> OperationExpired:
-    return OperationExpired(
-        f"Operation operations/{op_id} has expired and was removed.",
-        metadata={"name": f"operations/{op_id}"},
-    )
-
-
-async def _delete_rows(conn: AsyncConnection, ids: list[str]) -> None:
-    await conn.execute(delete(_LABELS).where(_LABELS.c.operation_id.in_(ids)))
-    await conn.execute(delete(_ATTEMPTS).where(_ATTEMPTS.c.operation_id.in_(ids)))
-    await conn.execute(delete(_OPS).where(_T.id.in_(ids)))

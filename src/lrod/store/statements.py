@@ -1,0 +1,139 @@
+"""The SQL of the operation store: table handles, prebuilt statements, query
+builders and the column values of each kind of write. No I/O here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Select, Table, bindparam, delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lrod.domain.errors import Code, NotFound, OperationExpired
+from lrod.domain.filters import Filter
+from lrod.domain.operation import Operation, Progress, PublicError
+from lrod.domain.paging import Cursor
+from lrod.domain.retry import LEASE_EXPIRED, exhausted
+from lrod.domain.states import State, check_move
+from lrod.store.filtering import after_cursor, filter_clauses
+from lrod.store.protocol import Claim
+from lrod.store.rows import error_to_json
+from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow
+
+OPS = cast(Table, OperationRow.__table__)
+T = OPS.c
+LABELS = cast(Table, LabelRow.__table__)
+ATTEMPTS = cast(Table, AttemptRow.__table__)
+EXPIRED = cast(Table, ExpiredRow.__table__)
+
+INSERT_OPERATIONS = insert(OPS).returning(*T, sort_by_parameter_order=True)
+
+# How long an expired operation's name still answers "expired" (not "unknown").
+TOMBSTONE_RETENTION = timedelta(days=30)
+
+CANCELLED_ERROR = PublicError(Code.CANCELLED, "The operation was cancelled.", "OPERATION_CANCELLED")
+
+
+def due_query(now: datetime, limit: int, job_types: Sequence[str]) -> Select[Any]:
+    """The jobs a worker claims next: highest priority, then earliest due.
+    ix_operations_claim (partial on QUEUED) serves it in index order, and
+    SKIP LOCKED lets concurrent workers take different rows."""
+    return (
+        select(T.id)
+        .where(T.state == State.QUEUED.value, T.run_after <= now)
+        .where(T.job_type.in_(job_types))
+        .order_by(T.priority.desc(), T.run_after, T.create_time)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def list_query(
+    owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
+) -> Select[Any]:
+    """One page of a caller's operations, newest first, by keyset (no OFFSET);
+    ix_operations_list (owner, create_time, id) serves it."""
+    stmt = (
+        select(OPS)
+        .where(T.owner == owner, (T.expire_time.is_(None)) | (T.expire_time > now))
+        .where(*filter_clauses(query))
+        .order_by(T.create_time.desc(), T.id.desc())
+        .limit(limit)
+    )
+    return stmt if after is None else stmt.where(after_cursor(after))
+
+
+def progress_values(progress: Progress | None) -> dict[str, Any]:
+    if progress is None:
+        return {}
+    return {
+        "progress_completed": progress.completed,
+        "progress_total": progress.total,
+        "progress_stage": progress.stage,
+    }
+
+
+def held(claim: Claim) -> tuple[Any, ...]:
+    """The fence: the row is still RUNNING under this claim's lease token."""
+    return (
+        T.id == claim.operation.id,
+        T.lease_token == claim.lease_token,
+        T.state == State.RUNNING.value,
+    )
+
+
+def terminal_values(
+    state: State, now: datetime, retention: timedelta, error: PublicError | None
+) -> dict[str, Any]:
+    return {
+        "state": state.value,
+        "end_time": now,
+        "expire_time": now + retention,
+        "error": error_to_json(error),
+    }
+
+
+def rescued_values(op: Operation, now: datetime, retention: timedelta) -> dict[str, Any]:
+    if op.cancel_requested:
+        check_move(op.state, State.CANCELLED)
+        return terminal_values(State.CANCELLED, now, retention, CANCELLED_ERROR)
+    if op.attempt >= op.max_attempts:
+        check_move(op.state, State.FAILED)
+        values = terminal_values(State.FAILED, now, retention, exhausted(LEASE_EXPIRED, op.attempt))
+        return values | {"last_attempt_error": error_to_json(LEASE_EXPIRED)}
+    check_move(op.state, State.QUEUED)
+    return {
+        "state": State.QUEUED.value,
+        "run_after": now,
+        "last_attempt_error": error_to_json(LEASE_EXPIRED),
+    }
+
+
+def state_values(states: frozenset[State]) -> list[str]:
+    return sorted(s.value for s in states)
+
+
+GET_OPERATION = select(OPS).where(T.id == bindparam("id"), T.owner == bindparam("owner"))
+GET_TOMBSTONE = select(EXPIRED.c.id).where(
+    EXPIRED.c.id == bindparam("id"), EXPIRED.c.owner == bindparam("owner")
+)
+
+
+def not_found(op_id: str) -> NotFound:
+    return NotFound(
+        f"Operation operations/{op_id} was not found.", metadata={"name": f"operations/{op_id}"}
+    )
+
+
+def expired(op_id: str) -> OperationExpired:
+    return OperationExpired(
+        f"Operation operations/{op_id} has expired and was removed.",
+        metadata={"name": f"operations/{op_id}"},
+    )
+
+
+async def delete_rows(conn: AsyncConnection, ids: list[str]) -> None:
+    await conn.execute(delete(LABELS).where(LABELS.c.operation_id.in_(ids)))
+    await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.operation_id.in_(ids)))
+    await conn.execute(delete(OPS).where(T.id.in_(ids)))
