@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import re
 import signal
-import sys
 
 import grpc
 import pytest
@@ -16,8 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from lrod.domain.names import parse_operation_name
 from lrod.examples.v1 import examples_pb2 as ex
-from lrod.v1 import job_service_pb2
-from tests.execution.support import ROOT, attempts_of, start_worker, stop, wait_done
+from lrod.v1 import job_service_pb2, job_service_pb2_grpc
+from tests.execution.support import attempts_of, start_server, start_worker, stop, wait_done
 from tests.helpers import details, error_info, metadata, state_name, submit
 
 
@@ -100,33 +97,12 @@ async def test_drain_refuses_submits_reports_not_serving_and_lets_jobs_finish(
 
 @pytest.mark.slow
 async def test_sigterm_hands_unfinished_jobs_back_at_once(database_url, tmp_path) -> None:
-    env = os.environ | {"LROD_DATABASE_URL": database_url, "LROD_ADDRESS": "127.0.0.1:0"}
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "lrod",
-        "serve",
-        "--drain-seconds",
-        "0.5",
-        "--lease-seconds",
-        "30",
-        cwd=ROOT,
-        env=env,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+    server, port = await start_server(
+        database_url, tmp_path / "server.log", "--drain-seconds", "0.5", "--lease-seconds", "30"
     )
-    assert server.stderr is not None
     worker = None
     try:
-        async with asyncio.timeout(30):
-            while not (
-                found := re.search(rb"serving on port (\d+)", await server.stderr.readline())
-            ):
-                pass
-        port = int(found.group(1))
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            from lrod.v1 import job_service_pb2_grpc
-
             stub = job_service_pb2_grpc.JobServiceStub(channel)
             long = await submit(
                 stub,
