@@ -14,7 +14,6 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -31,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lrod.domain.errors import AlreadyExists, FailedPrecondition, NotFound
+from lrod.domain.errors import FailedPrecondition, NotFound
 from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.paging import Cursor
@@ -39,12 +38,15 @@ from lrod.domain.retry import LEASE_EXPIRED
 from lrod.domain.states import State, check_move, sources_of
 from lrod.domain.submission import NewJob
 from lrod.store import pg_notify
+from lrod.store.changes import Changes
+from lrod.store.creates import create_many, create_one
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
+from lrod.store.finishes import Finish, finish_one
 from lrod.store.group_commit import GroupCommit
 from lrod.store.pg_notify import NotificationListener
 from lrod.store.protocol import AttemptRecord, ChangeListener, Claim, Heartbeat, QueueStats
-from lrod.store.rows import error_from_json, error_to_json, new_row, to_operation
+from lrod.store.rows import error_from_json, error_to_json, to_operation
 from lrod.store.sqlite_watch import SqliteChangeWatcher
 from lrod.store.statements import (
     ATTEMPTS,
@@ -52,8 +54,6 @@ from lrod.store.statements import (
     EXPIRED,
     GET_OPERATION,
     GET_TOMBSTONE,
-    INSERT_OPERATIONS,
-    LABELS,
     OPS,
     TOMBSTONE_RETENTION,
     T,
@@ -70,27 +70,6 @@ from lrod.store.statements import (
 )
 
 log = logging.getLogger("lrod.store")
-
-
-@dataclass
-class _Changes:
-    operations: set[str] = field(default_factory=set)
-    cancels: set[str] = field(default_factory=set)
-    work: bool = False
-    work_due: datetime | None = None
-
-
-@dataclass(frozen=True)
-class _Finish:
-    """One attempt's finishing write, waiting for its group's commit."""
-
-    claim: Claim
-    now: datetime
-    target: State
-    values: dict[str, Any]
-    error: PublicError | None
-    internal_error: str | None
-    outcome: str | None
 
 
 _P = ParamSpec("_P")
@@ -126,7 +105,7 @@ class SqlStore:
         self._db = database
         self.listener: ChangeListener = listener or _Silent()
         self._inflight: set[asyncio.Future[Any]] = set()
-        self._finishes: GroupCommit[_Finish, Operation | None] = GroupCommit(self._finish_batch)
+        self._finishes: GroupCommit[Finish, Operation | None] = GroupCommit(self._finish_batch)
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
             self._create_batch
         )
@@ -143,8 +122,8 @@ class SqlStore:
 
     # -- transactions -----------------------------------------------------
     @asynccontextmanager
-    async def _write(self) -> AsyncIterator[tuple[AsyncConnection, _Changes]]:
-        changes = _Changes()
+    async def _write(self) -> AsyncIterator[tuple[AsyncConnection, Changes]]:
+        changes = Changes()
         with translated_errors():
             async with self._db.writer.begin() as conn:
                 yield conn, changes
@@ -165,7 +144,7 @@ class SqlStore:
         with translated_errors():
             return await self._db.read(fn)
 
-    def _announce(self, changes: _Changes) -> None:
+    def _announce(self, changes: Changes) -> None:
         if changes.operations:
             self.listener.operations_changed(changes.operations)
         if changes.cancels:
@@ -185,50 +164,12 @@ class SqlStore:
     ) -> list[tuple[Operation, bool] | BaseException]:
         try:
             async with self._write() as (conn, changes):
-                return await self._create_many(conn, changes, items)
+                return await create_many(conn, changes, items)
         except IntegrityError:
             # A concurrent Submit in another process won an insert (same
             # request_id or dedupe key): redo them one at a time, so that
             # each reads the winner instead.
             return [await self._create_alone(job, fp) for job, fp in items]
-
-    async def _create_many(
-        self, conn: AsyncConnection, changes: _Changes, items: list[tuple[NewJob, str]]
-    ) -> list[tuple[Operation, bool] | BaseException]:
-        """Jobs with a request_id or dedupe key may repeat one stored before
-        (or earlier in this batch): each is checked and inserted in turn. The
-        rest cannot conflict and go in with one multi-row INSERT."""
-        results: dict[int, tuple[Operation, bool] | BaseException] = {}
-        plain: dict[str, int] = {}
-        for index, (job, fingerprint) in enumerate(items):
-            if job.request_id or job.dedupe_key:
-                results[index] = await self._create_in(conn, changes, job, fingerprint)
-            else:
-                plain[job.id] = index
-        if plain:
-            # executemany with RETURNING: SQLAlchemy batches it into multi-row
-            # INSERTs ("insertmanyvalues") from one cached statement.
-            rows = (
-                await conn.execute(
-                    INSERT_OPERATIONS,
-                    [new_row(items[i][0], items[i][1]) for i in plain.values()],
-                )
-            ).all()
-            for row in rows:
-                results[plain[row.id]] = (to_operation(row), True)
-            labels = [
-                {"operation_id": job.id, "key": k, "value": v}
-                for job, _ in (items[i] for i in plain.values())
-                for k, v in job.labels.items()
-            ]
-            if labels:
-                await conn.execute(insert(LABELS), labels)
-            changes.operations.update(plain)
-            due = min(items[i][0].run_after for i in plain.values())
-            if changes.work_due is not None:
-                due = min(due, changes.work_due)
-            changes.work, changes.work_due = True, due
-        return [results[i] for i in range(len(items))]
 
     async def _create_alone(
         self, job: NewJob, fingerprint: str
@@ -236,64 +177,12 @@ class SqlStore:
         for _ in range(3):
             try:
                 async with self._write() as (conn, changes):
-                    return await self._create_in(conn, changes, job, fingerprint)
+                    return await create_one(conn, changes, job, fingerprint)
             except IntegrityError:
                 log.debug("create of %s lost a race; reading the winner", job.id)
             except Exception as error:
                 return error
         return database_unavailable()
-
-    async def _create_in(
-        self, conn: AsyncConnection, changes: _Changes, job: NewJob, fingerprint: str
-    ) -> tuple[Operation, bool] | BaseException:
-        try:
-            existing = await self._duplicate_of(conn, job, fingerprint)
-        except AlreadyExists as refused:
-            return refused
-        if existing is not None:
-            return existing, False
-        row = (await conn.execute(INSERT_OPERATIONS, [new_row(job, fingerprint)])).one()
-        if job.labels:
-            await conn.execute(
-                insert(LABELS),
-                [{"operation_id": job.id, "key": k, "value": v} for k, v in job.labels.items()],
-            )
-        changes.operations.add(job.id)
-        due = job.run_after if changes.work_due is None else min(changes.work_due, job.run_after)
-        changes.work, changes.work_due = True, due
-        return to_operation(row), True
-
-    async def _duplicate_of(
-        self, conn: AsyncConnection, job: NewJob, fingerprint: str
-    ) -> Operation | None:
-        if job.request_id:
-            row = (
-                await conn.execute(
-                    select(OPS).where(T.owner == job.owner, T.request_id == job.request_id)
-                )
-            ).first()
-            if row is not None:
-                if row.request_fingerprint != fingerprint:
-                    raise AlreadyExists(
-                        "This request_id was already used for a different request.",
-                        reason="REQUEST_ID_REUSED",
-                        metadata={"request_id": job.request_id},
-                    )
-                return to_operation(row)
-        if job.dedupe_key:
-            row = (
-                await conn.execute(
-                    select(OPS).where(
-                        T.owner == job.owner,
-                        T.job_type == job.job_type,
-                        T.dedupe_key == job.dedupe_key,
-                        T.state.in_([State.QUEUED.value, State.RUNNING.value]),
-                    )
-                )
-            ).first()
-            if row is not None:
-                return to_operation(row)
-        return None
 
     @_shielded
     async def get(self, op_id: str, owner: str, now: datetime) -> Operation:
@@ -531,61 +420,14 @@ class SqlStore:
         outcome: str | None = None,
     ) -> Operation | None:
         check_move(State.RUNNING, target)
-        finish = _Finish(claim, now, target, values, error, internal_error, outcome)
+        finish = Finish(claim, now, target, values, error, internal_error, outcome)
         return await self._finishes.submit(finish)
 
-    async def _finish_batch(self, items: Sequence[_Finish]) -> Sequence[Operation | None]:
+    async def _finish_batch(self, items: Sequence[Finish]) -> Sequence[Operation | None]:
         """Finishing writes of concurrent attempts share one transaction (one
         commit), like Submits; each stays fenced by its own lease token."""
         async with self._write() as (conn, changes):
-            return [await self._finish_in(conn, changes, item) for item in items]
-
-    async def _finish_in(
-        self, conn: AsyncConnection, changes: _Changes, item: _Finish
-    ) -> Operation | None:
-        claim = item.claim
-        row = (
-            await conn.execute(
-                update(OPS)
-                .where(*held(claim))
-                .values(
-                    **item.values,
-                    lease_owner=None,
-                    lease_token=None,
-                    lease_expires_at=None,
-                    update_time=item.now,
-                    version=T.version + 1,
-                )
-                .returning(*T)
-            )
-        ).first()
-        if row is None:
-            log.warning(
-                "refused a stale write: operations/%s attempt %d no longer holds its lease",
-                claim.operation.id,
-                claim.operation.attempt,
-            )
-            return None
-        await conn.execute(
-            update(ATTEMPTS)
-            .where(
-                ATTEMPTS.c.operation_id == claim.operation.id,
-                ATTEMPTS.c.lease_token == claim.lease_token,
-            )
-            .values(
-                end_time=item.now,
-                outcome=item.outcome or item.target.value,
-                error=error_to_json(item.error),
-                internal_error=item.internal_error,
-            )
-        )
-        changes.operations.add(claim.operation.id)
-        if item.target is State.QUEUED:
-            due = (
-                row.run_after if changes.work_due is None else min(changes.work_due, row.run_after)
-            )
-            changes.work, changes.work_due = True, due
-        return to_operation(row)
+            return [await finish_one(conn, changes, item) for item in items]
 
     @_shielded
     async def attempts(self, op_id: str) -> Sequence[AttemptRecord]:

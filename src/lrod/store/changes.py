@@ -1,0 +1,14 @@
+"""What one write transaction changed, for the hub and for NOTIFY."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass
+class Changes:
+    operations: set[str] = field(default_factory=set)
+    cancels: set[str] = field(default_factory=set)
+    work: bool = False
+    work_due: datetime | None = None
