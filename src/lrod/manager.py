@@ -63,7 +63,10 @@ class OperationManager:
                 reason="SERVER_DRAINING",
                 retry_after_seconds=1.0,
             )
-        operation, created = await self.store.create(job, job.fingerprint())
+        # Only a request_id is checked against the fingerprint: skip the hash
+        # (JSON + SHA-256) on the hot path otherwise.
+        fingerprint = job.fingerprint() if job.request_id else ""
+        operation, created = await self.store.create(job, fingerprint)
         self.metrics.submitted(operation.job_type, created)
         return operation
 

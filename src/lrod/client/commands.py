@@ -243,7 +243,7 @@ def get(client: Client, name: str, as_json: bool) -> Exit:
     "--filter",
     "filter_text",
     default="",
-    help='AIP-160 filter, e.g. \'state = "RUNNING" AND labels.team = "a"\'.',
+    help="AIP-160 filter, e.g. 'metadata.state = RUNNING AND labels.team = \"a\"'.",
 )
 @click.option("--page-size", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--page-token", default="", help="Where the previous page ended.")
