@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass, field
 
 import grpc
 
@@ -16,33 +15,17 @@ from lrod.domain.errors import LrodError
 from lrod.http.server import HttpFrontDoor
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
-from lrod.manager import ManagerSettings, OperationManager
+from lrod.manager import OperationManager
 from lrod.metrics import Metrics, MetricsServer
-from lrod.store.engine import DEFAULT_DATABASE_URL, open_database
+from lrod.settings import Settings
+from lrod.store.engine import open_database
 from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
-from lrod.worker import WorkerPool, WorkerSettings
+from lrod.worker import WorkerPool
 
 log = logging.getLogger("lrod")
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
-
-
-@dataclass(frozen=True)
-class Settings:
-    address: str = DEFAULT_ADDRESS
-    database_url: str = DEFAULT_DATABASE_URL
-    serve_api: bool = True
-    workers: WorkerSettings | None = field(default_factory=WorkerSettings)
-    manager: ManagerSettings = field(default_factory=ManagerSettings)
-    migrate: bool = True
-    janitor_interval: float = 60.0
-    janitor_batch: int = 500
-    # host:port for Prometheus metrics over HTTP; None: not served.
-    metrics_address: str | None = None
-    health_interval: float = 2.0
-    # host:port for the HTTP/JSON front door; None: not served.
-    http_address: str | None = None
+__all__ = ["Service", "Settings", "run"]
 
 
 class Service:

@@ -18,17 +18,9 @@ from lrod.domain.submission import NewJob
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
+from lrod.settings import ManagerSettings
 from lrod.shared_reads import SharedReads
 from lrod.store.protocol import OperationStore
-
-
-@dataclass(frozen=True)
-class ManagerSettings:
-    # The longest a WaitOperation is held, whatever its timeout and deadline.
-    max_wait: float = 60.0
-    # Answer a little before the caller's deadline, so it gets the state
-    # rather than DEADLINE_EXCEEDED.
-    deadline_margin: float = 0.05
 
 
 @dataclass(frozen=True)

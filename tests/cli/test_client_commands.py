@@ -24,9 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from lrod import cli
-from lrod.app import DEFAULT_ADDRESS, Service
-from lrod.store.engine import DEFAULT_DATABASE_URL
+from lrod.app import Service
 from tests.jobs import Gates
 
 pytestmark = pytest.mark.slow
@@ -104,12 +102,6 @@ async def _submit(service: Service, *args: str) -> str:
 async def _started(gates: Gates, key: str) -> None:
     async with asyncio.timeout(TIMEOUT):
         await gates.started_event(key).wait()
-
-
-def test_client_defaults_match_the_server() -> None:
-    # cli.py keeps copies so that client commands start without the server's imports.
-    assert cli.DEFAULT_ADDRESS == DEFAULT_ADDRESS
-    assert cli.DEFAULT_DATABASE_URL == DEFAULT_DATABASE_URL
 
 
 async def test_job_types_as_a_table_and_as_json(service) -> None:

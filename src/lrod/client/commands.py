@@ -18,9 +18,11 @@ from google.protobuf import json_format
 from rich.console import Console
 
 from lrod.client import messages, render
-from lrod.client.connection import DEFAULT_ADDRESS, Client
+from lrod.client.connection import Client
 from lrod.client.exit_codes import Exit, for_operation
 from lrod.client.progress import Following
+from lrod.options import option_for
+from lrod.settings import CLIENT, ClientSettings
 from lrod.v1 import job_service_pb2
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -30,13 +32,7 @@ def client_options(func: _F) -> _F:
     """--address, --json and --proto-module, for every client command."""
     for option in reversed(
         [
-            click.option(
-                "--address",
-                envvar="LROD_ADDRESS",
-                default=DEFAULT_ADDRESS,
-                show_default=True,
-                help="host:port of the lrod server.",
-            ),
+            option_for(ClientSettings, "address", CLIENT),
             click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON."),
             click.option(
                 "--proto-module",

@@ -19,8 +19,6 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc
 
-DEFAULT_ADDRESS = "127.0.0.1:50051"
-
 # The deadline of a call that answers at once.
 CALL_TIMEOUT = 30.0
 # One WaitOperation call holds at most this long (the server caps it too).

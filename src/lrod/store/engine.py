@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 _T = TypeVar("_T")
 
-DEFAULT_DATABASE_URL = "sqlite:///lrod.db"
 # lrod's transactions are short; one idle this long belongs to a stalled process.
 IDLE_IN_TRANSACTION_MS = 5000
 # SQLite reader threads (and connections): more only contend for the GIL.

@@ -8,8 +8,6 @@ import asyncio
 import functools
 import logging
 from concurrent.futures import Executor
-from dataclasses import dataclass
-from datetime import timedelta
 
 from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
@@ -24,18 +22,11 @@ from lrod.jobs.context import JobCancelled, JobContext, JobInfo
 from lrod.jobs.registry import JobType, Registry
 from lrod.logs import with_fields
 from lrod.metrics import Metrics
+from lrod.settings import WorkerSettings
 from lrod.store.protocol import Claim, Heartbeat, OperationStore
 from lrod.worker import outcome as oc
 
 log = logging.getLogger("lrod.worker")
-
-
-@dataclass(frozen=True)
-class AttemptSettings:
-    lease: timedelta = timedelta(seconds=30)
-    progress_interval: float = 0.2
-    cancel_grace: float = 5.0
-    worker_id: str = ""
 
 
 class Attempt:
@@ -45,7 +36,7 @@ class Attempt:
         registry: Registry,
         store: OperationStore,
         hub: ChangeHub,
-        settings: AttemptSettings,
+        settings: WorkerSettings,
         clock: Clock,
         executor: Executor,
         metrics: Metrics | None = None,

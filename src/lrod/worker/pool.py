@@ -6,12 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import secrets
-import socket
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import timedelta
 
 from lrod.clock import Clock, utcnow
 from lrod.domain.errors import LrodError
@@ -19,36 +14,11 @@ from lrod.domain.states import State
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
+from lrod.settings import WorkerSettings
 from lrod.store.protocol import OperationStore
-from lrod.worker.attempt import Attempt, AttemptSettings
+from lrod.worker.attempt import Attempt
 
 log = logging.getLogger("lrod.worker")
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    concurrency: int = 4
-    lease: timedelta = timedelta(seconds=30)
-    poll_interval: float = 1.0
-    progress_interval: float = 0.2
-    cancel_grace: float = 5.0
-    drain_grace: float = 10.0
-    worker_id: str = field(default_factory=default_worker_id)
-
-    @property
-    def rescue_interval(self) -> float:
-        """How often to look for jobs whose lease expired."""
-        return max(0.25, min(self.poll_interval, self.lease.total_seconds() / 4))
-
-    @property
-    def attempt(self) -> AttemptSettings:
-        return AttemptSettings(
-            self.lease, self.progress_interval, self.cancel_grace, self.worker_id
-        )
 
 
 class WorkerPool:
@@ -123,7 +93,7 @@ class WorkerPool:
                 self._registry,
                 self._store,
                 self._hub,
-                self.settings.attempt,
+                self.settings,
                 self._clock,
                 self._executor,
                 self._metrics,

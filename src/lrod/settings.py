@@ -1,0 +1,192 @@
+"""Every default of lrod, in one place: frozen settings dataclasses.
+
+A field declared with `setting(...)` is also a command-line flag: the CLI
+(lrod.options) derives the flag's name, its `LROD_*` environment variable, its
+type, its help and its default from the field, for each command named in
+`commands`. Nothing else restates a default. To add a flag: add a field here
+with `setting(...)`; the commands listed pick it up (README, "Adding a flag").
+
+This module imports nothing heavy, so that `lrod --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+# The commands a setting can belong to.
+SERVE = "serve"
+WORKER = "worker"
+DB = "db"  # `lrod db upgrade` and `lrod attempts`: they read the database directly
+CLIENT = "client"  # every client command (submit, get, list, ...)
+MAIN = "main"  # the `lrod` group itself (logging)
+
+
+@dataclass(frozen=True)
+class Flag:
+    """How a settings field appears on the command line."""
+
+    help: str
+    commands: tuple[str, ...]
+    # The flag's name without the dashes; default: the field's name.
+    name: str | None = None
+    # The least value accepted (numbers).
+    minimum: float | None = None
+    # Per command: a different help text or minimum ({"worker": {"minimum": 1}}).
+    per_command: dict[str, dict[str, Any]] = field(default_factory=dict)
+    metavar: str | None = None
+
+
+def setting(
+    default: _T,
+    help: str,
+    *,
+    commands: tuple[str, ...],
+    name: str | None = None,
+    minimum: float | None = None,
+    per_command: dict[str, dict[str, Any]] | None = None,
+    metavar: str | None = None,
+) -> _T:
+    """A settings field that is also a flag. A `timedelta` is given in seconds
+    on the command line; `None` means off (a flag with no default)."""
+    flag = Flag(help, commands, name, minimum, per_command or {}, metavar)
+    result: _T = field(default=default, metadata={"flag": flag})
+    return result
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+DEFAULT_ADDRESS = "127.0.0.1:50051"
+DEFAULT_DATABASE_URL = "sqlite:///lrod.db"
+DEFAULT_JOBS = "lrod.jobs.examples:registry"
+DEFAULT_LEASE = timedelta(seconds=30)
+
+_DATABASE = (SERVE, WORKER, DB)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = setting(
+        "INFO", "Log level: DEBUG, INFO, WARNING or ERROR.", commands=(MAIN,), name="log-level"
+    )
+    json: bool = setting(False, "One JSON object per log line.", commands=(MAIN,), name="log-json")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    address: str = setting(DEFAULT_ADDRESS, "host:port of the lrod server.", commands=(CLIENT,))
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    concurrency: int = setting(
+        4,
+        "Jobs run at once in this process; 0 serves the API with no embedded workers.",
+        commands=(SERVE, WORKER),
+        minimum=0,
+        per_command={WORKER: {"minimum": 1, "help": "Jobs run at once in this process."}},
+    )
+    lease: timedelta = setting(
+        DEFAULT_LEASE,
+        "Seconds a running job's claim lasts without a heartbeat; after that another "
+        "worker may take the job over (the running worker renews it every third of it).",
+        commands=(SERVE, WORKER),
+        name="lease-seconds",
+        minimum=0.5,
+    )
+    poll_interval: float = setting(
+        1.0,
+        "How often idle workers look for due jobs without a wake-up.",
+        commands=(SERVE, WORKER),
+        name="poll-seconds",
+        minimum=0.01,
+    )
+    progress_interval: float = 0.2
+    cancel_grace: float = 5.0
+    drain_grace: float = setting(
+        10.0,
+        "On SIGTERM or Ctrl-C, how long running jobs get to finish (a second Ctrl-C "
+        "cuts it short).",
+        commands=(SERVE, WORKER),
+        name="drain-seconds",
+        minimum=0,
+    )
+    worker_id: str = field(default_factory=default_worker_id)
+
+    @property
+    def rescue_interval(self) -> float:
+        """How often to look for jobs whose lease expired."""
+        return max(0.25, min(self.poll_interval, self.lease.total_seconds() / 4))
+
+
+@dataclass(frozen=True)
+class ManagerSettings:
+    # The longest a WaitOperation is held, whatever its timeout and deadline.
+    max_wait: float = setting(
+        60.0,
+        "The longest WaitOperation holds a call.",
+        commands=(SERVE,),
+        name="max-wait-seconds",
+        minimum=0,
+    )
+    # Answer a little before the caller's deadline, so it gets the state
+    # rather than DEADLINE_EXCEEDED.
+    deadline_margin: float = 0.05
+
+
+@dataclass(frozen=True)
+class Settings:
+    """One lrod process: what `lrod serve` and `lrod worker` run."""
+
+    address: str = setting(DEFAULT_ADDRESS, "host:port to listen on (gRPC).", commands=(SERVE,))
+    database_url: str = setting(
+        DEFAULT_DATABASE_URL,
+        "sqlite:///PATH (relative to the working folder) or postgresql://USER@HOST/DB.",
+        commands=_DATABASE,
+    )
+    # The job registry the CLI loads (module:attribute).
+    jobs: str = setting(
+        DEFAULT_JOBS, "The job registry to load, as module:attribute.", commands=(SERVE, WORKER)
+    )
+    serve_api: bool = True
+    workers: WorkerSettings | None = field(default_factory=WorkerSettings)
+    manager: ManagerSettings = field(default_factory=ManagerSettings)
+    migrate: bool = True
+    janitor_interval: float = 60.0
+    janitor_batch: int = 500
+    # host:port for Prometheus metrics over HTTP; None: not served.
+    metrics_address: str | None = setting(
+        None,
+        "host:port to serve Prometheus metrics on, e.g. 127.0.0.1:9464 (default: off).",
+        commands=(SERVE, WORKER),
+    )
+    health_interval: float = setting(
+        2.0,
+        "Seconds between the database checks behind grpc.health.v1.",
+        commands=(SERVE,),
+        minimum=0.05,
+    )
+    # host:port for the HTTP/JSON front door; None: not served.
+    http_address: str | None = setting(
+        None,
+        "host:port for the HTTP/JSON front door (202 + Location) (default: off).",
+        commands=(SERVE,),
+    )
+
+
+# The classes whose flags the CLI offers, in the order --help lists them.
+FLAG_SOURCES: tuple[type, ...] = (
+    LogSettings,
+    ClientSettings,
+    Settings,
+    WorkerSettings,
+    ManagerSettings,
+)
