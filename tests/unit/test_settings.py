@@ -81,7 +81,8 @@ def test_the_lease_default_lives_in_one_place() -> None:
 
 def test_worker_refuses_zero_concurrency_and_its_help_agrees() -> None:
     text = _help(["worker"])
-    assert "0 serves" not in text and "x>=1" in text
+    assert "0 serves" not in text
+    assert "x>=1" in text
     result = CliRunner().invoke(cli.main, ["worker", "--concurrency", "0"])
     assert result.exit_code == 2
     assert "--concurrency" in result.output
