@@ -14,7 +14,7 @@ from lrod.domain.names import parse_operation_name
 from lrod.domain.operation import Operation
 from lrod.domain.paging import Cursor, decode_page_token, encode_page_token, page_size
 from lrod.domain.states import State
-from lrod.domain.submission import NewJob
+from lrod.domain.submission import NewJob, batch_members
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
@@ -48,19 +48,31 @@ class OperationManager:
         self.metrics = metrics or Metrics()
         self.accepting = True
 
-    async def submit(self, job: NewJob) -> Operation:
+    def _check_accepting(self) -> None:
         if not self.accepting:
             raise Unavailable(
                 "The server is shutting down; submit to another one.",
                 reason="SERVER_DRAINING",
                 retry_after_seconds=1.0,
             )
+
+    async def submit(self, job: NewJob) -> Operation:
+        self._check_accepting()
         # Only a request_id is checked against the fingerprint: skip the hash
         # (JSON + SHA-256) on the hot path otherwise.
         fingerprint = job.fingerprint() if job.request_id else ""
         operation, created = await self.store.create(job, fingerprint)
         self.metrics.submitted(operation.job_type, created)
         return operation
+
+    async def batch_submit(self, jobs: Sequence[NewJob], request_id: str | None) -> list[Operation]:
+        """Store all the jobs or none, in one transaction; one operation per
+        job, in order. `request_id` makes the whole batch idempotent."""
+        self._check_accepting()
+        results = await self.store.create_all(batch_members(jobs, request_id))
+        for operation, created in results:
+            self.metrics.submitted(operation.job_type, created)
+        return [operation for operation, _ in results]
 
     async def get(self, owner: str, name: str) -> Operation:
         return await self.store.get(parse_operation_name(name), owner, self.clock())

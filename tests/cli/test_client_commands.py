@@ -426,3 +426,31 @@ async def test_submit_wait_draws_a_live_bar_on_a_terminal(service) -> None:
     assert any(re.search(r"RUNNING\s+eta \d+s", f) for f in running), frames
     assert re.search(r"100%\s+4/4\s+sleeping\s+SUCCEEDED", frames[-1]), frames[-1]
     assert '"stepsDone": 4' in screen
+
+
+async def test_submit_batch_from_a_jsonl_file(service, tmp_path: Path) -> None:
+    lines = [
+        json.dumps({"jobType": "examples.sleep", "input": {"steps": i}, "labels": {"n": str(i)}})
+        for i in range(3)
+    ]
+    batch = tmp_path / "jobs.jsonl"
+    batch.write_text("\n".join([lines[0], "", *lines[1:]]) + "\n")
+    result = await lrod(service, "submit", "--batch", str(batch))
+    assert result.code == 0, result.err
+    assert len(result.lines) == 3
+    for i, name in enumerate(result.lines):
+        shown = await lrod(service, "get", name, "--json")
+        assert shown.json()["metadata"]["labels"] == {"n": str(i)}
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(lines[0] + "\n" + json.dumps({"jobType": "examples.sleep", "priority": 999}))
+    refused = await lrod(service, "submit", "--batch", str(bad))
+    assert refused.code == 5
+    assert "requests[1].priority" in refused.err
+    assert "Traceback" not in refused.err
+
+    unknown = tmp_path / "unknown.jsonl"
+    unknown.write_text(json.dumps({"jobType": "no.such"}) + "\n")
+    usage = await lrod(service, "submit", "--batch", str(unknown))
+    assert usage.code == 2
+    assert "line 1" in usage.err

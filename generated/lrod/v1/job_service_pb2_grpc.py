@@ -43,6 +43,11 @@ class JobServiceStub:
                 request_serializer=lrod_dot_v1_dot_job__service__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
                 _registered_method=True)
+        self.BatchSubmit = channel.unary_unary(
+                '/lrod.v1.JobService/BatchSubmit',
+                request_serializer=lrod_dot_v1_dot_job__service__pb2.BatchSubmitRequest.SerializeToString,
+                response_deserializer=lrod_dot_v1_dot_job__service__pb2.BatchSubmitResponse.FromString,
+                _registered_method=True)
         self.WatchOperation = channel.unary_stream(
                 '/lrod.v1.JobService/WatchOperation',
                 request_serializer=lrod_dot_v1_dot_job__service__pb2.WatchOperationRequest.SerializeToString,
@@ -71,6 +76,17 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchSubmit(self, request, context):
+        """Submits many jobs in one call (AIP-233): one operation per request, in
+        the order of the requests. All or none: every job is stored, durably,
+        before the reply, or none is (an invalid request fails the whole batch,
+        and the field violation names it, e.g. `requests[3].job_type`). At most
+        1000 requests per call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def WatchOperation(self, request, context):
         """Streams the operation: its current state at once, then every change
         (state, progress, attempt), ending after the done operation is sent.
@@ -94,6 +110,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Submit,
                     request_deserializer=lrod_dot_v1_dot_job__service__pb2.SubmitRequest.FromString,
                     response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
+            ),
+            'BatchSubmit': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchSubmit,
+                    request_deserializer=lrod_dot_v1_dot_job__service__pb2.BatchSubmitRequest.FromString,
+                    response_serializer=lrod_dot_v1_dot_job__service__pb2.BatchSubmitResponse.SerializeToString,
             ),
             'WatchOperation': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchOperation,
@@ -136,6 +157,33 @@ class JobService:
             '/lrod.v1.JobService/Submit',
             lrod_dot_v1_dot_job__service__pb2.SubmitRequest.SerializeToString,
             google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchSubmit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/lrod.v1.JobService/BatchSubmit',
+            lrod_dot_v1_dot_job__service__pb2.BatchSubmitRequest.SerializeToString,
+            lrod_dot_v1_dot_job__service__pb2.BatchSubmitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,7 +9,7 @@ from google.longrunning import operations_pb2
 
 from lrod.api import convert, errors
 from lrod.api.identity import caller
-from lrod.api.validation import new_job
+from lrod.api.validation import new_job, new_jobs
 from lrod.manager import OperationManager
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc
 
@@ -25,6 +25,17 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
         now = self._manager.clock()
         job = new_job(request, self._manager.registry, caller(context), now)
         return convert.operation(await self._manager.submit(job), now)
+
+    @errors.unary
+    async def BatchSubmit(
+        self, request: job_service_pb2.BatchSubmitRequest, context: grpc.aio.ServicerContext
+    ) -> job_service_pb2.BatchSubmitResponse:
+        now = self._manager.clock()
+        jobs = new_jobs(request, self._manager.registry, caller(context), now)
+        stored = await self._manager.batch_submit(jobs, request.request_id or None)
+        return job_service_pb2.BatchSubmitResponse(
+            operations=[convert.operation(op, now) for op in stored]
+        )
 
     @errors.streaming
     async def WatchOperation(

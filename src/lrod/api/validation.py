@@ -11,6 +11,7 @@ from lrod.domain.errors import FieldViolation, InvalidArgument
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
 from lrod.domain.submission import (
+    MAX_BATCH,
     NewJob,
     dedupe_key_violations,
     label_violations,
@@ -22,6 +23,42 @@ from lrod.jobs.registry import JobType, Registry
 from lrod.v1 import job_service_pb2
 
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
+# A batch's error lists at most this many field violations: its status and
+# details travel in the trailers, which grpc bounds (8 KB by default).
+MAX_BATCH_VIOLATIONS = 10
+
+
+def new_jobs(
+    request: job_service_pb2.BatchSubmitRequest, registry: Registry, owner: str, now: datetime
+) -> list[NewJob]:
+    """Each request checked by Submit's rules; a violation names its request,
+    e.g. `requests[3].job_type`."""
+    problems: list[FieldViolation] = []
+    if not request.requests:
+        problems.append(FieldViolation("requests", "is required", "MISSING_REQUESTS"))
+    elif len(request.requests) > MAX_BATCH:
+        problems.append(
+            FieldViolation("requests", f"at most {MAX_BATCH} per call", "TOO_MANY_REQUESTS")
+        )
+    problems += request_id_violations(request.request_id)
+    if problems:
+        raise InvalidArgument.of(problems)
+    jobs: list[NewJob] = []
+    for index, item in enumerate(request.requests):
+        try:
+            jobs.append(new_job(item, registry, owner, now))
+        except InvalidArgument as error:
+            problems += [
+                FieldViolation(f"requests[{index}].{v.field}", v.description, v.reason)
+                for v in error.violations
+            ]
+    if problems:
+        shown = problems[:MAX_BATCH_VIOLATIONS]
+        message = InvalidArgument.of(shown).message
+        if len(problems) > len(shown):
+            message += f" (and {len(problems) - len(shown)} more)"
+        raise InvalidArgument(message, reason=shown[0].reason, violations=shown)
+    return jobs
 
 
 def new_job(

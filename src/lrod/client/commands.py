@@ -10,14 +10,14 @@ import sys
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 import grpc
 from google.protobuf import json_format
 from rich.console import Console
 
-from lrod.client import messages, render
+from lrod.client import batches, messages, render
 from lrod.client.connection import Client
 from lrod.client.exit_codes import Exit, for_operation
 from lrod.client.progress import Following
@@ -154,7 +154,16 @@ def job_types(client: Client, as_json: bool) -> Exit:
 
 
 @click.command()
-@click.argument("job_type")
+@click.argument("job_type", required=False)
+@click.option(
+    "--batch",
+    "batch_file",
+    type=click.File("r", encoding="utf-8"),
+    metavar="FILE.jsonl",
+    help="Submit every job in FILE (one JSON SubmitRequest per line, its input as the "
+    "input message's JSON; - reads stdin) with BatchSubmit, instead of JOB_TYPE. "
+    "Prints one operation name per line.",
+)
 @click.option(
     "--input",
     "input_text",
@@ -188,7 +197,8 @@ def job_types(client: Client, as_json: bool) -> Exit:
 @rpc_command
 def submit(
     client: Client,
-    job_type: str,
+    job_type: str | None,
+    batch_file: TextIO | None,
     input_text: str,
     request_id: str | None,
     labels: dict[str, str],
@@ -200,6 +210,12 @@ def submit(
 ) -> Exit:
     """Submit a job of JOB_TYPE. Prints the operation name (or, with --wait,
     follows it and exits 0 succeeded, 1 failed, 3 cancelled)."""
+    if batch_file is not None:
+        if job_type is not None or wait:
+            raise click.UsageError("--batch takes no JOB_TYPE and no --wait")
+        return batches.submit_file(client, batch_file, as_json)
+    if job_type is None:
+        raise click.UsageError("JOB_TYPE is required (or --batch FILE.jsonl)")
     request = job_service_pb2.SubmitRequest(
         job_type=job_type,
         input=_input_for(client, job_type, input_text),

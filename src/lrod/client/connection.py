@@ -91,6 +91,14 @@ class Client:
         operation: operations_pb2.Operation = self.jobs.Submit(request, timeout=CALL_TIMEOUT)
         return operation
 
+    def batch_submit(
+        self, request: job_service_pb2.BatchSubmitRequest
+    ) -> job_service_pb2.BatchSubmitResponse:
+        response: job_service_pb2.BatchSubmitResponse = self.jobs.BatchSubmit(
+            request, timeout=CALL_TIMEOUT
+        )
+        return response
+
     # -- google.longrunning.Operations ---------------------------------------
     def get(self, name: str) -> operations_pb2.Operation:
         operation: operations_pb2.Operation = self.operations.GetOperation(

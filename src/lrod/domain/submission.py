@@ -6,8 +6,8 @@ import hashlib
 import json
 import re
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from lrod.domain.errors import FieldViolation
@@ -18,6 +18,10 @@ LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
 LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 MAX_DEDUPE_KEY = 256
+# The most jobs one BatchSubmit takes.
+MAX_BATCH = 1000
+# Names the request_ids a batch's request_id gives its members.
+_BATCH_NAMESPACE = uuid.UUID("5a0c8f43-3f0e-4d7e-9c64-1b0f2f4d8a10")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,28 @@ class NewJob:
             "dedupe_key": self.dedupe_key,
         }
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def batch_members(jobs: Sequence[NewJob], batch_request_id: str | None) -> list[tuple[NewJob, str]]:
+    """The jobs of one BatchSubmit with the fingerprint each is stored under.
+
+    A member with a request_id of its own is idempotent by it, as in Submit.
+    With a batch request_id, every other member gets a request_id derived
+    from it and its place in the batch, and a fingerprint of the whole batch:
+    a retry of the same batch finds each member stored, and a reuse of the
+    batch's request_id for a different batch is refused at every member."""
+    if not batch_request_id:
+        return [(job, job.fingerprint() if job.request_id else "") for job in jobs]
+    own = [job.fingerprint() + (job.request_id or "") for job in jobs]
+    whole = hashlib.sha256("\n".join(own).encode()).hexdigest()
+    members: list[tuple[NewJob, str]] = []
+    for index, job in enumerate(jobs):
+        if job.request_id:
+            members.append((job, job.fingerprint()))
+            continue
+        derived = str(uuid.uuid5(_BATCH_NAMESPACE, f"{batch_request_id.lower()}/{index}"))
+        members.append((replace(job, request_id=derived), whole))
+    return members
 
 
 def label_violations(labels: Mapping[str, str]) -> list[FieldViolation]:

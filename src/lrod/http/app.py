@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 
 from lrod.api import convert
 from lrod.api.identity import ANONYMOUS
-from lrod.api.validation import new_job
+from lrod.api.validation import new_job, new_jobs
 from lrod.domain.errors import (
     ERROR_DOMAIN,
     FailedPrecondition,
@@ -45,6 +45,7 @@ def build_app(manager: OperationManager) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[_MANAGER] = manager
     app.router.add_post("/v1/operations:submit", submit)
+    app.router.add_post("/v1/operations:batchSubmit", batch_submit)
     app.router.add_get("/v1/operations", list_operations)
     app.router.add_get(f"/v1/operations/{_ID}", get_operation)
     app.router.add_get(f"/v1/operations/{_ID}:result", get_result)
@@ -124,12 +125,10 @@ def _retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
 
 
-async def submit(request: web.Request) -> web.Response:
-    manager = request.app[_MANAGER]
-    body = await _parse(request, job_service_pb2.SubmitRequest())
-    assert isinstance(body, job_service_pb2.SubmitRequest)
+def _idempotency_key(request: web.Request, body_request_id: str) -> str:
+    """The request_id: the Idempotency-Key header, or the body's."""
     key = request.headers.get("Idempotency-Key")
-    if key and body.request_id and key != body.request_id:
+    if key and body_request_id and key != body_request_id:
         raise InvalidArgument.of(
             [
                 FieldViolation(
@@ -137,8 +136,14 @@ async def submit(request: web.Request) -> web.Response:
                 )
             ]
         )
-    if key:
-        body.request_id = key
+    return key or body_request_id
+
+
+async def submit(request: web.Request) -> web.Response:
+    manager = request.app[_MANAGER]
+    body = await _parse(request, job_service_pb2.SubmitRequest())
+    assert isinstance(body, job_service_pb2.SubmitRequest)
+    body.request_id = _idempotency_key(request, body.request_id)
     now = manager.clock()
     op = await manager.submit(new_job(body, manager.registry, ANONYMOUS, now))
     wait = poll_after(op, now)
@@ -146,6 +151,22 @@ async def submit(request: web.Request) -> web.Response:
     if wait is not None:
         headers["Retry-After"] = _retry_after(wait.total_seconds())
     return _json(convert.operation(op, now), 202 if not op.done else 200, **headers)
+
+
+async def batch_submit(request: web.Request) -> web.Response:
+    """Many jobs at once, all or none: 202 with one operation per request, in
+    order (200 if all of them are done: a repeat of a finished batch)."""
+    manager = request.app[_MANAGER]
+    body = await _parse(request, job_service_pb2.BatchSubmitRequest())
+    assert isinstance(body, job_service_pb2.BatchSubmitRequest)
+    body.request_id = _idempotency_key(request, body.request_id)
+    now = manager.clock()
+    jobs = new_jobs(body, manager.registry, ANONYMOUS, now)
+    stored = await manager.batch_submit(jobs, body.request_id or None)
+    response = job_service_pb2.BatchSubmitResponse(
+        operations=[convert.operation(op, now) for op in stored]
+    )
+    return _json(response, 200 if all(op.done for op in stored) else 202)
 
 
 async def get_operation(request: web.Request) -> web.Response:

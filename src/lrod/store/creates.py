@@ -1,13 +1,17 @@
 """Creating operations inside a write transaction: a repeat of a stored
 request_id or active dedupe key returns what is there; the rest go in with one
-cached multi-row INSERT ... RETURNING."""
+cached multi-row INSERT ... RETURNING. `create_all` is BatchSubmit's: all of
+them or none."""
 
 from __future__ import annotations
 
-from sqlalchemy import insert, select
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lrod.domain.errors import AlreadyExists
+from lrod.domain.errors import AlreadyExists, LrodError
 from lrod.domain.operation import Operation
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
@@ -15,44 +19,97 @@ from lrod.store.changes import Changes
 from lrod.store.rows import new_row, to_operation
 from lrod.store.statements import INSERT_OPERATIONS, LABELS, OPS, T
 
+STORED_REQUEST_IDS = select(OPS).where(
+    T.owner == bindparam("owner"), T.request_id.in_(bindparam("ids", expanding=True))
+)
+
 
 async def create_many(
-    conn: AsyncConnection, changes: Changes, items: list[tuple[NewJob, str]]
+    conn: AsyncConnection, changes: Changes, items: Sequence[tuple[NewJob, str]]
 ) -> list[tuple[Operation, bool] | BaseException]:
-    """Jobs with a request_id or dedupe key may repeat one stored before
-    (or earlier in this batch): each is checked and inserted in turn. The
-    rest cannot conflict and go in with one multi-row INSERT."""
+    """The request_ids of the batch are looked up in one SELECT: a stored one
+    returns what is there (or is refused, if its request differs), a repeat
+    inside the batch returns its first. Jobs with a dedupe key are checked
+    and inserted one at a time. The rest cannot conflict and go in with one
+    cached multi-row INSERT."""
     results: dict[int, tuple[Operation, bool] | BaseException] = {}
-    plain: dict[str, int] = {}
+    stored = await _stored_request_ids(conn, items)
+    fresh: dict[str, int] = {}
+    first_of: dict[tuple[str, str], int] = {}
+    repeats: list[tuple[int, int]] = []
     for index, (job, fingerprint) in enumerate(items):
-        if job.request_id or job.dedupe_key:
+        if job.dedupe_key:
             results[index] = await create_one(conn, changes, job, fingerprint)
-        else:
-            plain[job.id] = index
-    if plain:
+            continue
+        if job.request_id:
+            key = (job.owner, job.request_id)
+            row = stored.get(key)
+            if row is not None:
+                results[index] = _repeat(job, fingerprint, row.request_fingerprint, row)
+                continue
+            if key in first_of:
+                repeats.append((index, first_of[key]))
+                continue
+            first_of[key] = index
+        fresh[job.id] = index
+    if fresh:
         # executemany with RETURNING: SQLAlchemy batches it into multi-row
         # INSERTs ("insertmanyvalues") from one cached statement.
         rows = (
-            await conn.execute(
-                INSERT_OPERATIONS,
-                [new_row(items[i][0], items[i][1]) for i in plain.values()],
-            )
+            await conn.execute(INSERT_OPERATIONS, [new_row(*items[i]) for i in fresh.values()])
         ).all()
         for row in rows:
-            results[plain[row.id]] = (to_operation(row), True)
+            results[fresh[row.id]] = (to_operation(row), True)
         labels = [
             {"operation_id": job.id, "key": k, "value": v}
-            for job, _ in (items[i] for i in plain.values())
+            for job, _ in (items[i] for i in fresh.values())
             for k, v in job.labels.items()
         ]
         if labels:
             await conn.execute(insert(LABELS), labels)
-        changes.operations.update(plain)
-        due = min(items[i][0].run_after for i in plain.values())
+        changes.operations.update(fresh)
+        due = min(items[i][0].run_after for i in fresh.values())
         if changes.work_due is not None:
             due = min(due, changes.work_due)
         changes.work, changes.work_due = True, due
+    for index, first in repeats:
+        job, fingerprint = items[index]
+        earlier = results[first]
+        if isinstance(earlier, BaseException):
+            results[index] = earlier
+        else:
+            results[index] = _repeat(job, fingerprint, items[first][1], earlier[0])
     return [results[i] for i in range(len(items))]
+
+
+async def _stored_request_ids(
+    conn: AsyncConnection, items: Sequence[tuple[NewJob, str]]
+) -> dict[tuple[str, str], Any]:
+    wanted: dict[str, set[str]] = {}
+    for job, _ in items:
+        if job.request_id and not job.dedupe_key:
+            wanted.setdefault(job.owner, set()).add(job.request_id)
+    found: dict[tuple[str, str], Any] = {}
+    for owner, ids in wanted.items():
+        rows = await conn.execute(STORED_REQUEST_IDS, {"owner": owner, "ids": sorted(ids)})
+        found.update(((owner, row.request_id), row) for row in rows)
+    return found
+
+
+def _repeat(
+    job: NewJob, fingerprint: str, stored_fingerprint: str | None, stored: Any
+) -> tuple[Operation, bool] | BaseException:
+    if stored_fingerprint != fingerprint:
+        return _reused(job)
+    return (stored if isinstance(stored, Operation) else to_operation(stored)), False
+
+
+def _reused(job: NewJob) -> AlreadyExists:
+    return AlreadyExists(
+        "This request_id was already used for a different request.",
+        reason="REQUEST_ID_REUSED",
+        metadata={"request_id": job.request_id or ""},
+    )
 
 
 async def create_one(
@@ -85,11 +142,7 @@ async def duplicate_of(conn: AsyncConnection, job: NewJob, fingerprint: str) -> 
         ).first()
         if row is not None:
             if row.request_fingerprint != fingerprint:
-                raise AlreadyExists(
-                    "This request_id was already used for a different request.",
-                    reason="REQUEST_ID_REUSED",
-                    metadata={"request_id": job.request_id},
-                )
+                raise _reused(job)
             return to_operation(row)
     if job.dedupe_key:
         row = (
@@ -105,3 +158,16 @@ async def duplicate_of(conn: AsyncConnection, job: NewJob, fingerprint: str) -> 
         if row is not None:
             return to_operation(row)
     return None
+
+
+def refused_member(index: int, error: BaseException) -> BaseException:
+    """A batch member's refusal, naming its place in the batch."""
+    if not isinstance(error, LrodError):
+        return error
+    return type(error)(
+        f"requests[{index}]: {error.message}",
+        reason=error.reason,
+        metadata={**error.metadata, "index": str(index)},
+        violations=error.violations,
+        retry_after_seconds=error.retry_after_seconds,
+    )

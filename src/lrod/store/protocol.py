@@ -67,6 +67,13 @@ class OperationStore(Protocol):
         an active one with the same dedupe key); the flag says it was created."""
         ...
 
+    async def create_all(
+        self, items: Sequence[tuple[NewJob, str]]
+    ) -> Sequence[tuple[Operation, bool]]:
+        """Store every job of a batch or none (as `create`, each in order); a
+        refused member is raised with its index in the error's metadata."""
+        ...
+
     async def get(self, op_id: str, owner: str, now: datetime) -> Operation: ...
 
     async def list(

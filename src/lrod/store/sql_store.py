@@ -39,7 +39,7 @@ from lrod.domain.states import State, check_move, sources_of
 from lrod.domain.submission import NewJob
 from lrod.store import pg_notify
 from lrod.store.changes import Changes
-from lrod.store.creates import create_many, create_one
+from lrod.store.creates import create_many, create_one, refused_member
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
 from lrod.store.finishes import Finish, finish_one
@@ -170,6 +170,28 @@ class SqlStore:
             # request_id or dedupe key): redo them one at a time, so that
             # each reads the winner instead.
             return [await self._create_alone(job, fp) for job, fp in items]
+
+    @_shielded
+    async def create_all(
+        self, items: Sequence[tuple[NewJob, str]]
+    ) -> Sequence[tuple[Operation, bool]]:
+        """BatchSubmit's creates, in one transaction of their own: all are
+        stored or none. A refused member (a reused request_id) rolls the
+        whole batch back and is raised, naming its index."""
+        for _ in range(3):
+            try:
+                async with self._write() as (conn, changes):
+                    results = await create_many(conn, changes, items)
+                    stored: list[tuple[Operation, bool]] = []
+                    for index, result in enumerate(results):
+                        if isinstance(result, BaseException):
+                            raise refused_member(index, result)
+                        stored.append(result)
+                    return stored
+            except IntegrityError:
+                # A concurrent Submit won an insert: again, reading the winner.
+                log.debug("a batch of %d lost a race; trying again", len(items))
+        raise database_unavailable()
 
     async def _create_alone(
         self, job: NewJob, fingerprint: str
