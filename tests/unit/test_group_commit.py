@@ -61,3 +61,37 @@ async def test_batches_are_bounded() -> None:
     await asyncio.gather(*[commit.submit(i * 2) for i in range(40)])
     assert max(len(b) for b in recorder.batches) <= 8
     await commit.wait_idle()
+
+
+async def test_one_bad_member_is_split_out_and_fails_alone() -> None:
+    flushes: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int | BaseException]:
+        flushes.append(list(items))
+        await asyncio.sleep(0.001)
+        if 13 in items:
+            raise ValueError("13 cannot be stored")  # the whole transaction fails
+        return list(items)
+
+    commit: GroupCommit[int, int] = GroupCommit(flush)
+    outcomes = await asyncio.gather(*[commit.submit(i) for i in range(31)], return_exceptions=True)
+    assert isinstance(outcomes[13], ValueError)
+    assert [o for i, o in enumerate(outcomes) if i != 13] == [i for i in range(31) if i != 13]
+    assert any(13 in f and len(f) > 1 for f in flushes)
+    assert [13] in flushes
+
+
+async def test_a_shared_failure_fails_the_batch_without_splitting() -> None:
+    flushes: list[list[int]] = []
+
+    async def flush(items: list[int]) -> list[int | BaseException]:
+        flushes.append(list(items))
+        await asyncio.sleep(0.001)
+        raise ConnectionError("down")
+
+    commit: GroupCommit[int, int] = GroupCommit(
+        flush, shared=lambda e: isinstance(e, ConnectionError)
+    )
+    outcomes = await asyncio.gather(*[commit.submit(i) for i in range(20)], return_exceptions=True)
+    assert all(isinstance(o, ConnectionError) for o in outcomes)
+    assert sum(len(f) for f in flushes) == 20  # each member flushed once: no split

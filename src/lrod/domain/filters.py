@@ -21,6 +21,7 @@ from enum import StrEnum
 
 from lrod.domain.errors import FieldViolation, InvalidArgument
 from lrod.domain.states import State
+from lrod.domain.storable import storable
 
 MAX_FILTER_LENGTH = 2048
 
@@ -97,6 +98,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 def parse_filter(text: str) -> Filter:
     if len(text) > MAX_FILTER_LENGTH:
         raise _invalid(f"at most {MAX_FILTER_LENGTH} characters")
+    if not storable(text):
+        raise _invalid("must not contain NUL (\\0) characters")
     tokens = _tokens(text)
     if not tokens:
         return Filter()
@@ -174,7 +177,12 @@ def _timestamp(text: str) -> datetime:
         raise _invalid(f"{text!r} is not an RFC 3339 timestamp") from None
     if moment.tzinfo is None:
         raise _invalid(f"{text!r} needs a time zone, for example Z")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        # 0001-01-01T00:00:00+01:00 is before year 1 in UTC (and 9999-12-31
+        # at -01:00 after 9999).
+        raise _invalid(f"{text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def _unquote(text: str) -> str:

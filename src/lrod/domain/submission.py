@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from lrod.domain.errors import FieldViolation
 from lrod.domain.operation import Payload
+from lrod.domain.storable import text_violations
 
 MAX_LABELS = 64
 LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
@@ -135,11 +136,13 @@ def priority_violations(priority: int) -> list[FieldViolation]:
 
 
 def dedupe_key_violations(dedupe_key: str) -> list[FieldViolation]:
-    if len(dedupe_key) <= MAX_DEDUPE_KEY:
-        return []
-    return [
-        FieldViolation("dedupe_key", f"at most {MAX_DEDUPE_KEY} characters", "INVALID_DEDUPE_KEY")
-    ]
+    if len(dedupe_key) > MAX_DEDUPE_KEY:
+        return [
+            FieldViolation(
+                "dedupe_key", f"at most {MAX_DEDUPE_KEY} characters", "INVALID_DEDUPE_KEY"
+            )
+        ]
+    return text_violations("dedupe_key", dedupe_key, "INVALID_DEDUPE_KEY")
 
 
 def timeout_violations(timeout: timedelta | None, maximum: timedelta) -> list[FieldViolation]:

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import exc
 
-from lrod.domain.errors import Unavailable
+from lrod.domain.errors import InvalidArgument, Unavailable
 
 log = logging.getLogger("lrod.store")
 
@@ -27,15 +27,38 @@ def database_unavailable() -> Unavailable:
     )
 
 
+def unstorable_value() -> InvalidArgument:
+    """The database refused a value it cannot store. Validation refuses these
+    first (lrod.domain.storable); this is the net under it, so such a request
+    is answered INVALID_ARGUMENT, not retried as if the database were down."""
+    return InvalidArgument("A value in the request cannot be stored.", reason="UNSTORABLE_VALUE")
+
+
+def _sqlstate(error: exc.DBAPIError) -> str:
+    for source in (error.orig, getattr(error.orig, "__cause__", None)):
+        code = getattr(source, "sqlstate", None) or getattr(source, "pgcode", None)
+        if isinstance(code, str):
+            return code
+    return ""
+
+
 @contextmanager
 def translated_errors() -> Iterator[None]:
     try:
         yield
     except exc.DBAPIError as error:
+        # SQLSTATE class 22 (data exception): this value, not the database.
+        if isinstance(error, exc.DataError) or _sqlstate(error).startswith("22"):
+            log.warning("database refused a value: %s", error.orig)
+            raise unstorable_value() from error
         if isinstance(error, _OUR_FAULT):
             raise
         log.warning("database unavailable: %s", error.orig)
         raise database_unavailable() from error
+    except OverflowError as error:
+        # sqlite3 binding an integer wider than 64 bits.
+        log.warning("database refused a value: %s", error)
+        raise unstorable_value() from error
     except _UNAVAILABLE as error:
         log.warning("database unavailable: %r", error)
         raise database_unavailable() from error

@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from lrod.domain.errors import FailedPrecondition, NotFound
+from lrod.domain.errors import FailedPrecondition, NotFound, Unavailable
 from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.paging import Cursor
@@ -94,6 +94,11 @@ def _shielded(
     return wrapper
 
 
+def _database_down(error: BaseException) -> bool:
+    """Every member of a batch would meet this error alike."""
+    return isinstance(error, Unavailable)
+
+
 class _Silent:
     def operations_changed(self, ids: Any) -> None: ...
     def cancel_requested(self, ids: Any) -> None: ...
@@ -105,9 +110,13 @@ class SqlStore:
         self._db = database
         self.listener: ChangeListener = listener or _Silent()
         self._inflight: set[asyncio.Future[Any]] = set()
-        self._finishes: GroupCommit[Finish, Operation | None] = GroupCommit(self._finish_batch)
+        # A batch whose database is down fails whole; any other failure is
+        # split until it reaches the one member that causes it.
+        self._finishes: GroupCommit[Finish, Operation | None] = GroupCommit(
+            self._finish_batch, shared=_database_down
+        )
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
-            self._create_batch
+            self._create_batch, shared=_database_down
         )
         # Tells this process's notifications from others' (PostgreSQL).
         self.origin = secrets.token_hex(8)
