@@ -119,8 +119,14 @@ async def test_job_lines_carry_operation_job_type_attempt_and_worker(
         while '"job failed"' not in captured.getvalue():
             await asyncio.sleep(0.02)
     events = [json.loads(line) for line in captured.getvalue().splitlines()]
-    mine = [e for e in events if e.get("operation") == op.name]
+    about = [e for e in events if e.get("operation") == op.name]
+    mine = [e for e in about if e["logger"] == "lrod.worker"]
     assert [e["message"] for e in mine] == ["attempt started", "job failed"]
+    # The seam where jobs end writes the operation's line (after the commit).
+    [ended] = [e for e in about if e["logger"] == "lrod.store"]
+    assert ended["message"] == "operation ended"
+    assert (ended["state"], ended["ended_by"]) == ("FAILED", "worker")
+    assert "s3cret" not in json.dumps(ended)
     assert service.pool is not None
     for event in mine:
         assert event["job_type"] == "test.crash"
@@ -185,13 +191,15 @@ async def test_serve_with_log_json_writes_only_json_lines(tmp_path) -> None:
         "attempt started",
         "attempt failed; will retry",
         "attempt started",
+        # The seam's line, told at the commit, before the worker's closing one.
+        "operation ended",
         "attempt ended: succeeded",
     ]
     for event in job_events:
         assert set(JOB_FIELDS) <= set(event)
         assert event["job_type"] == "examples.flaky"
         assert re.fullmatch(r".+:\d+:[0-9a-f]{6}", event["worker"])
-    assert [e["attempt"] for e in job_events] == [1, 1, 2, 2]
+    assert [e["attempt"] for e in job_events] == [1, 1, 2, 2, 2]
     assert job_events[1]["level"] == "info"
     assert job_events[1]["reason"] == "TEMPORARY_FAILURE_REQUESTED"
     assert job_events[1]["retry_at"]

@@ -18,6 +18,7 @@ from lrod.jobs.registry import Registry
 from lrod.manager import OperationManager
 from lrod.metrics import Metrics, MetricsServer
 from lrod.settings import Settings
+from lrod.store.endings import TransitionLog
 from lrod.store.engine import open_database
 from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
@@ -37,6 +38,9 @@ class Service:
         self.hub = ChangeHub()
         self.metrics = Metrics()
         self.store = SqlStore(open_database(settings.database_url), self.hub)
+        # Metrics and logs hang on the seam where every job ends.
+        self.store.subscribe(self.metrics)
+        self.store.subscribe(TransitionLog())
         self.manager = OperationManager(
             self.store, self.hub, registry, settings.manager, metrics=self.metrics
         )

@@ -13,7 +13,6 @@ from lrod.domain.filters import parse_filter
 from lrod.domain.names import parse_operation_name
 from lrod.domain.operation import Operation
 from lrod.domain.paging import Cursor, decode_page_token, encode_page_token, page_size
-from lrod.domain.states import State
 from lrod.domain.submission import NewJob, batch_members
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
@@ -91,15 +90,10 @@ class OperationManager:
         return Page(page, next_token)
 
     async def cancel(self, owner: str, name: str) -> Operation:
+        # A queued operation's move to CANCELLED is counted by the store's
+        # transition subscribers.
         op_id = parse_operation_name(name)
-        now = self.clock()
-        after = await self.store.cancel(op_id, owner, now, self.registry.retention)
-        # Only a queued operation is cancelled here (a running one by its
-        # worker); end_time == now tells this call's move from a concurrent one.
-        if after.state is State.CANCELLED and after.end_time == now:
-            self.metrics.moved(after.job_type, State.QUEUED, State.CANCELLED)
-            self.metrics.finished(after)
-        return after
+        return await self.store.cancel(op_id, owner, self.clock(), self.registry.retention)
 
     async def delete(self, owner: str, name: str) -> None:
         await self.store.delete(parse_operation_name(name), owner, self.clock())

@@ -22,7 +22,7 @@ from prometheus_client.registry import Collector
 
 from lrod.domain.operation import Operation
 from lrod.domain.states import State
-from lrod.store.protocol import QueueStats
+from lrod.store.protocol import EndedBy, QueueStats, Transition
 
 log = logging.getLogger("lrod.metrics")
 
@@ -114,6 +114,15 @@ class Metrics:
             seconds = (op.end_time - op.create_time).total_seconds()
             self.job_duration.labels(op.job_type, op.state.value).observe(max(seconds, 0.0))
         self.job_attempts.labels(op.job_type, op.state.value).observe(op.attempt)
+
+    def transitions_committed(self, transitions: Sequence[Transition]) -> None:
+        """The store's seam where jobs end: every terminal move and retry,
+        whichever write site made it (a subscriber of the store)."""
+        for t in transitions:
+            self.moved(t.operation.job_type, t.source, t.operation.state)
+            self.finished(t.operation)
+            if t.by is EndedBy.RESCUE:
+                self.rescued.inc()
 
     def attempt_ended(self, job_type: str, outcome: str, seconds: float) -> None:
         self.attempt_duration.labels(job_type, outcome).observe(max(seconds, 0.0))

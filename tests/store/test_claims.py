@@ -11,6 +11,7 @@ import pytest
 
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
+from lrod.domain.retry import Backoff, JobPolicy
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.engine import open_database
@@ -72,7 +73,8 @@ async def test_a_rescued_claim_cannot_write(store: SqlStore) -> None:
     op_id = await _add(store, "t")
     [stale] = await store.claim("w1", NOW, LEASE, 1, ["t"])
     after_lease = NOW + LEASE + timedelta(seconds=1)
-    assert await store.rescue(after_lease, 10, lambda _: timedelta(days=1)) == 1
+    at_once = JobPolicy(Backoff(timedelta(0), timedelta(0)), timedelta(days=1))
+    assert await store.rescue(after_lease, 10, lambda _: at_once) == 1
     [fresh] = await store.claim("w2", after_lease, LEASE, 1, ["t"])
     assert fresh.operation.attempt == 2
     assert await store.succeed(stale, after_lease, Payload("y", b"late"), timedelta(days=1)) is None

@@ -11,7 +11,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from lrod.domain.retry import Backoff
+from lrod.domain.retry import Backoff, JobPolicy
 from lrod.jobs.context import JobContext
 
 Handler = Callable[[JobContext, Any], Awaitable[Message] | Message]
@@ -81,6 +81,14 @@ class Registry:
         is no longer registered gets the default)."""
         job_type = self._types.get(name)
         return job_type.retention if job_type else DEFAULT_RETENTION
+
+    def policy(self, name: str) -> JobPolicy:
+        """The job type's retry backoff and retention, which the worker and
+        the rescuer both apply (the defaults for a type no longer registered)."""
+        job_type = self._types.get(name)
+        if job_type is None:
+            return JobPolicy(retention=DEFAULT_RETENTION)
+        return JobPolicy(job_type.backoff, job_type.retention)
 
     def __iter__(self) -> Iterator[JobType]:
         return iter(sorted(self._types.values(), key=lambda t: t.name))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from lrod.store.protocol import Transition
+
 
 @dataclass
 class Changes:
@@ -12,3 +14,5 @@ class Changes:
     cancels: set[str] = field(default_factory=set)
     work: bool = False
     work_due: datetime | None = None
+    # Moves through the seam (endings.py), for its subscribers after commit.
+    transitions: list[Transition] = field(default_factory=list)

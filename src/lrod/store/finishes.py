@@ -14,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lrod.domain.operation import Operation, PublicError
 from lrod.domain.states import State
 from lrod.store.changes import Changes
-from lrod.store.protocol import Claim
+from lrod.store.endings import record_transitions
+from lrod.store.protocol import Claim, EndedBy, Transition
 from lrod.store.rows import error_to_json, to_operation
 from lrod.store.statements import ATTEMPTS, OPS, T, held
 
@@ -75,4 +76,7 @@ async def finish_one(conn: AsyncConnection, changes: Changes, item: Finish) -> O
     if item.target is State.QUEUED:
         due = row.run_after if changes.work_due is None else min(changes.work_due, row.run_after)
         changes.work, changes.work_due = True, due
-    return to_operation(row)
+    written = to_operation(row)
+    moved = Transition(written, State.RUNNING, EndedBy.WORKER, claim.operation.lease_owner)
+    await record_transitions(conn, changes, [moved])
+    return written

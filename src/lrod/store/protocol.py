@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Protocol
 
 from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.paging import Cursor
+from lrod.domain.retry import JobPolicy
+from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 
 
@@ -21,6 +24,37 @@ class ChangeListener(Protocol):
     def work_available(self, due: datetime | None = None) -> None:
         """Work is ready now, or will be at `due`."""
         ...
+
+
+class EndedBy(StrEnum):
+    """Which write site moved the operation through the seam."""
+
+    WORKER = "worker"  # the attempt's finishing write
+    CANCEL = "cancel"  # CancelOperation of a queued operation
+    RESCUE = "rescue"  # the lease expired: the worker died or stalled
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One move through the seam where jobs end (store/endings.py): a
+    terminal move, a retry (RUNNING -> QUEUED) or a release. `operation` is
+    the row as written; `source` the state it left."""
+
+    operation: Operation
+    source: State
+    by: EndedBy
+    worker: str | None = None  # the lease owner, for RUNNING sources
+
+    @property
+    def retried(self) -> bool:
+        return self.source is State.RUNNING and self.operation.state is State.QUEUED
+
+
+class TransitionSubscriber(Protocol):
+    """Told after each commit of the transitions it made, in order (metrics,
+    logs). Runs on the event loop: keep it quick, never raise."""
+
+    def transitions_committed(self, transitions: Sequence[Transition]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -140,9 +174,10 @@ class OperationStore(Protocol):
 
     async def release(self, claim: Claim, now: datetime) -> Operation | None: ...
 
-    async def rescue(
-        self, now: datetime, limit: int, retention: Callable[[str], timedelta]
-    ) -> int: ...
+    async def rescue(self, now: datetime, limit: int, policy: Callable[[str], JobPolicy]) -> int:
+        """Take back up to `limit` jobs whose lease expired, each by its job
+        type's policy (the backoff and attempts the worker applies too)."""
+        ...
 
     async def expire(self, now: datetime, batch: int) -> int: ...
 

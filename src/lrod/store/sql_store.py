@@ -34,18 +34,28 @@ from lrod.domain.errors import FailedPrecondition, NotFound, Unavailable
 from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.paging import Cursor
-from lrod.domain.retry import LEASE_EXPIRED
+from lrod.domain.retry import LEASE_EXPIRED, JobPolicy
 from lrod.domain.states import State, check_move, sources_of
 from lrod.domain.submission import NewJob
 from lrod.store import pg_notify
 from lrod.store.changes import Changes
 from lrod.store.creates import create_many, create_one, refused_member
+from lrod.store.endings import record_transitions
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
 from lrod.store.finishes import Finish, finish_one
 from lrod.store.group_commit import GroupCommit
 from lrod.store.pg_notify import NotificationListener
-from lrod.store.protocol import AttemptRecord, ChangeListener, Claim, Heartbeat, QueueStats
+from lrod.store.protocol import (
+    AttemptRecord,
+    ChangeListener,
+    Claim,
+    EndedBy,
+    Heartbeat,
+    QueueStats,
+    Transition,
+    TransitionSubscriber,
+)
 from lrod.store.rows import error_from_json, error_to_json, to_operation
 from lrod.store.sqlite_watch import SqliteChangeWatcher
 from lrod.store.statements import (
@@ -110,6 +120,7 @@ class SqlStore:
         self._db = database
         self.listener: ChangeListener = listener or _Silent()
         self._inflight: set[asyncio.Future[Any]] = set()
+        self._subscribers: list[TransitionSubscriber] = []
         # A batch whose database is down fails whole; any other failure is
         # split until it reaches the one member that causes it.
         self._finishes: GroupCommit[Finish, Operation | None] = GroupCommit(
@@ -121,6 +132,11 @@ class SqlStore:
         # Tells this process's notifications from others' (PostgreSQL).
         self.origin = secrets.token_hex(8)
         self._notify = database.dialect == "postgresql"
+
+    def subscribe(self, subscriber: TransitionSubscriber) -> None:
+        """Be told, after each commit, of the moves through the seam where
+        jobs end (endings.py) that this store made."""
+        self._subscribers.append(subscriber)
 
     def notification_listener(self) -> NotificationListener | SqliteChangeWatcher:
         """What tells this process of other processes' writes: LISTEN/NOTIFY
@@ -160,6 +176,12 @@ class SqlStore:
             self.listener.cancel_requested(changes.cancels)
         if changes.work:
             self.listener.work_available(changes.work_due)
+        if changes.transitions:
+            for subscriber in self._subscribers:
+                try:
+                    subscriber.transitions_committed(changes.transitions)
+                except Exception:  # an observer's bug must not fail a committed write
+                    log.exception("a transition subscriber failed")
 
     # -- the API side -----------------------------------------------------
     @_shielded
@@ -262,6 +284,7 @@ class SqlStore:
                 raise expired(op_id)
             if op.done or op.cancel_requested:
                 return op
+            source = op.state
             values: dict[str, Any] = {"cancel_requested": True}
             if op.state is State.QUEUED:
                 check_move(op.state, State.CANCELLED)
@@ -279,7 +302,10 @@ class SqlStore:
                 )
             ).one()
             changes.operations.add(op_id)
-        return to_operation(row)
+            after = to_operation(row)
+            if after.done:
+                await record_transitions(conn, changes, [Transition(after, source, EndedBy.CANCEL)])
+        return after
 
     @_shielded
     async def delete(self, op_id: str, owner: str, now: datetime) -> None:
@@ -481,10 +507,11 @@ class SqlStore:
 
     # -- housekeeping -----------------------------------------------------
     @_shielded
-    async def rescue(self, now: datetime, limit: int, retention: Callable[[str], timedelta]) -> int:
+    async def rescue(self, now: datetime, limit: int, policy: Callable[[str], JobPolicy]) -> int:
         """Take back jobs whose lease expired (their worker died or stalled):
-        cancelled if a cancel was asked, failed if no attempts are left,
-        otherwise queued again at once (transition f). Their attempt is
+        cancelled if a cancel was asked, otherwise by the job type's retry
+        policy like any failed attempt: queued again after its backoff
+        (transition f), or failed once no attempts are left. Their attempt is
         recorded as LEASE_EXPIRED, and the old lease token no longer fences."""
         async with self._write() as (conn, changes):
             rows = (
@@ -495,21 +522,25 @@ class SqlStore:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
+            moves: list[Transition] = []
             for row in rows:
                 op = to_operation(row)
-                values = rescued_values(op, now, retention(op.job_type))
-                await conn.execute(
-                    update(OPS)
-                    .where(T.id == op.id)
-                    .values(
-                        **values,
-                        lease_owner=None,
-                        lease_token=None,
-                        lease_expires_at=None,
-                        update_time=now,
-                        version=T.version + 1,
+                values = rescued_values(op, now, policy(op.job_type))
+                written = (
+                    await conn.execute(
+                        update(OPS)
+                        .where(T.id == op.id)
+                        .values(
+                            **values,
+                            lease_owner=None,
+                            lease_token=None,
+                            lease_expires_at=None,
+                            update_time=now,
+                            version=T.version + 1,
+                        )
+                        .returning(*T)
                     )
-                )
+                ).one()
                 await conn.execute(
                     update(ATTEMPTS)
                     .where(
@@ -520,18 +551,14 @@ class SqlStore:
                         end_time=now, outcome="LEASE_EXPIRED", error=error_to_json(LEASE_EXPIRED)
                     )
                 )
-                log.warning(
-                    "rescued a job whose lease expired",
-                    extra={
-                        "operation": op.name,
-                        "attempt": op.attempt,
-                        "worker": op.lease_owner,
-                        "state": values["state"],
-                    },
-                )
+                after = to_operation(written)
+                moves.append(Transition(after, op.state, EndedBy.RESCUE, op.lease_owner))
                 changes.operations.add(op.id)
-            if rows:
-                changes.work, changes.work_due = True, now
+                if after.state is State.QUEUED:
+                    due = after.run_after
+                    earliest = due if changes.work_due is None else min(changes.work_due, due)
+                    changes.work, changes.work_due = True, earliest
+            await record_transitions(conn, changes, moves)
         return len(rows)
 
     @_shielded

@@ -14,7 +14,7 @@ from lrod.domain.errors import Code, NotFound, OperationExpired
 from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Progress, PublicError
 from lrod.domain.paging import Cursor
-from lrod.domain.retry import LEASE_EXPIRED, exhausted
+from lrod.domain.retry import LEASE_EXPIRED, JobPolicy, decide_retry
 from lrod.domain.states import State, check_move
 from lrod.store.filtering import after_cursor, filter_clauses
 from lrod.store.protocol import Claim
@@ -94,20 +94,27 @@ def terminal_values(
     }
 
 
-def rescued_values(op: Operation, now: datetime, retention: timedelta) -> dict[str, Any]:
+def rescued_values(op: Operation, now: datetime, policy: JobPolicy) -> dict[str, Any]:
+    """A job whose lease expired: cancelled if a cancel was asked, else the
+    lost lease is a temporary failure under the job type's policy, the same
+    rule as a handler's (domain.retry.decide_retry)."""
     if op.cancel_requested:
         check_move(op.state, State.CANCELLED)
-        return terminal_values(State.CANCELLED, now, retention, CANCELLED_ERROR)
-    if op.attempt >= op.max_attempts:
+        return terminal_values(State.CANCELLED, now, policy.retention, CANCELLED_ERROR)
+    decision = decide_retry(
+        error=LEASE_EXPIRED,
+        retryable=True,
+        attempt=op.attempt,
+        max_attempts=op.max_attempts,
+        backoff=policy.backoff,
+        now=now,
+    )
+    lost = {"last_attempt_error": error_to_json(LEASE_EXPIRED)}
+    if decision.retry_at is None:
         check_move(op.state, State.FAILED)
-        values = terminal_values(State.FAILED, now, retention, exhausted(LEASE_EXPIRED, op.attempt))
-        return values | {"last_attempt_error": error_to_json(LEASE_EXPIRED)}
+        return terminal_values(State.FAILED, now, policy.retention, decision.error) | lost
     check_move(op.state, State.QUEUED)
-    return {
-        "state": State.QUEUED.value,
-        "run_after": now,
-        "last_attempt_error": error_to_json(LEASE_EXPIRED),
-    }
+    return {"state": State.QUEUED.value, "run_after": decision.retry_at} | lost
 
 
 def state_values(states: frozenset[State]) -> list[str]:

@@ -15,8 +15,7 @@ from google.protobuf.message import DecodeError, Message
 from lrod.clock import Clock
 from lrod.domain.errors import Code, LrodError
 from lrod.domain.operation import Operation, Payload, PublicError
-from lrod.domain.retry import exhausted, should_retry
-from lrod.domain.states import State
+from lrod.domain.retry import decide_retry
 from lrod.hub import ChangeHub
 from lrod.jobs.context import JobCancelled, JobContext, JobInfo
 from lrod.jobs.registry import JobType, Registry
@@ -231,17 +230,17 @@ class Attempt:
         self, failure: oc.Failed, job_type: JobType | None
     ) -> Operation | None:
         op, now = self.claim.operation, self._clock()
-        retention = self._registry.retention(self.claim.operation.job_type)
-        retry = job_type is not None and should_retry(
-            retryable=failure.retryable, attempt=op.attempt, max_attempts=op.max_attempts
+        policy = self._registry.policy(op.job_type)
+        decision = decide_retry(
+            error=failure.error,
+            # A type this worker does not know is not retried here.
+            retryable=failure.retryable and job_type is not None,
+            attempt=op.attempt,
+            max_attempts=op.max_attempts,
+            backoff=policy.backoff,
+            now=now,
         )
-        final_error = None
-        retry_at = None
-        if retry:
-            assert job_type is not None
-            retry_at = now + job_type.backoff.delay(op.attempt)
-        elif failure.retryable and op.attempt >= op.max_attempts:
-            final_error = exhausted(failure.error, op.attempt)
+        retry_at = decision.retry_at
         # The internal error (a traceback) goes to this log line and the
         # attempt history, never into the operation.
         if failure.error.code is Code.INTERNAL:
@@ -264,9 +263,9 @@ class Attempt:
             failure.error,
             failure.internal_error,
             retry_at,
-            retention,
+            policy.retention,
             progress=self.ctx.latest_progress(),
-            final_error=final_error,
+            final_error=decision.error,
         )
 
     def _report(self, outcome: oc.Outcome, written: Operation | None) -> None:
@@ -279,8 +278,7 @@ class Attempt:
             if not isinstance(outcome, oc.LeaseLost):
                 self.log.warning("the attempt's outcome was refused: it no longer held its lease")
             return
-        self._metrics.moved(job_type, State.RUNNING, written.state)
-        self._metrics.finished(written)
+        # The move itself is counted by the store's transition subscribers.
         if not isinstance(outcome, oc.Failed):
             self.log.info(
                 "attempt ended: %s",

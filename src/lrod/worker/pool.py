@@ -67,12 +67,11 @@ class WorkerPool:
             await self._idle()
 
     async def _rescue(self) -> None:
+        # Counted and logged by the store's transition subscribers.
         try:
-            rescued = await self._store.rescue(self._clock(), 100, self._registry.retention)
+            await self._store.rescue(self._clock(), 100, self._registry.policy)
         except LrodError as error:
             log.warning("rescue failed: %s", error.message)
-            return
-        self._metrics.rescued.inc(rescued)
 
     async def _claim(self, free: int) -> bool:
         try:
