@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 
 import grpc
 
@@ -70,12 +71,16 @@ class Service:
             # metrics, so that lrod_database_up means what it says.
             await self.health.start()
         if self.settings.serve_api:
-            self.server = build_server(self.manager, self.health)
+            self.server = build_server(
+                self.manager, self.health, reuse_port=self.settings.reuse_port
+            )
             self.port = self.server.add_insecure_port(self.settings.address)
             await self.server.start()
             log.info("serving on port %d", self.port)
             if self.settings.http_address is not None:
-                self.http = HttpFrontDoor(self.manager, self.settings.http_address)
+                self.http = HttpFrontDoor(
+                    self.manager, self.settings.http_address, reuse_port=self.settings.reuse_port
+                )
                 await self.http.start()
                 log.info("serving HTTP on port %d", self.http.port)
         if self.pool is not None:
@@ -123,10 +128,17 @@ class Service:
                 await asyncio.sleep(self.settings.janitor_interval)
 
 
-async def run(settings: Settings, registry: Registry) -> None:
-    """Run until SIGTERM or SIGINT, then drain and return."""
+async def run(
+    settings: Settings,
+    registry: Registry,
+    on_ready: Callable[[Service], None] | None = None,
+) -> None:
+    """Run until SIGTERM or SIGINT, then drain and return. `on_ready` is
+    called once the service has started."""
     service = Service(settings, registry)
     await service.start()
+    if on_ready is not None:
+        on_ready(service)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

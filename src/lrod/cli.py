@@ -80,10 +80,23 @@ def _settings(params: dict[str, Any], **overrides: Any) -> Settings:
 @settings_options(SERVE, _CHECKS)
 def serve(**params: Any) -> None:
     """Serve the API, with embedded workers unless --concurrency 0."""
-    from lrod.app import run
+    from lrod.serving import AddressInUse, check_free, serve_processes
 
     settings = _settings(params)
-    asyncio.run(run(settings, _registry(settings.jobs)))
+    registry = _registry(settings.jobs)
+    try:
+        if settings.processes > 1:
+            root = click.get_current_context().find_root().params
+            code = serve_processes(settings, settings.processes, build(LogSettings, root))
+            raise SystemExit(code)
+        check_free(settings.address)
+        if settings.http_address is not None:
+            check_free(settings.http_address)
+    except AddressInUse as error:
+        raise click.ClickException(str(error)) from None
+    from lrod.app import run
+
+    asyncio.run(run(settings, registry))
 
 
 @main.command()

@@ -156,6 +156,15 @@ class Settings:
     jobs: str = setting(
         DEFAULT_JOBS, "The job registry to load, as module:attribute.", commands=(SERVE, WORKER)
     )
+    processes: int = setting(
+        1,
+        "Serving processes on the one port (SO_REUSEPORT), each with the API and its own "
+        "--concurrency workers: one per core to use every core.",
+        commands=(SERVE,),
+        minimum=1,
+    )
+    # Bind the ports with SO_REUSEPORT (the children of --processes N).
+    reuse_port: bool = False
     serve_api: bool = True
     workers: WorkerSettings | None = field(default_factory=WorkerSettings)
     manager: ManagerSettings = field(default_factory=ManagerSettings)

@@ -23,7 +23,11 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_PENDING_REQUESTS = 20_000
 
 
-def build_server(manager: OperationManager, health: HealthMonitor) -> grpc.aio.Server:
+def build_server(
+    manager: OperationManager, health: HealthMonitor, *, reuse_port: bool = False
+) -> grpc.aio.Server:
+    """`reuse_port`: share the port with the other processes of
+    `lrod serve --processes N` (otherwise a port in use is an error)."""
     server = grpc.aio.server(
         # RPC latency and codes go to the process's metrics, with the manager's.
         # Undecodable requests: INVALID_ARGUMENT rather than grpcio's UNKNOWN.
@@ -31,7 +35,7 @@ def build_server(manager: OperationManager, health: HealthMonitor) -> grpc.aio.S
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
+            ("grpc.so_reuseport", int(reuse_port)),
             # grpc-core cancels calls beyond 1,000 not yet taken up (its default);
             # a burst of waiters and watchers must not be turned away.
             ("grpc.server.max_pending_requests", MAX_PENDING_REQUESTS),

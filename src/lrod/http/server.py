@@ -9,7 +9,10 @@ from lrod.manager import OperationManager
 
 
 class HttpFrontDoor:
-    def __init__(self, manager: OperationManager, address: str) -> None:
+    def __init__(
+        self, manager: OperationManager, address: str, *, reuse_port: bool = False
+    ) -> None:
+        self._reuse_port = reuse_port
         self._runner = web.AppRunner(build_app(manager), access_log=None)
         self._host, _, port = address.rpartition(":")
         self._port = int(port)
@@ -17,7 +20,7 @@ class HttpFrontDoor:
 
     async def start(self) -> None:
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_port=False)
+        site = web.TCPSite(self._runner, self._host, self._port, reuse_port=self._reuse_port)
         await site.start()
         server = site._server
         assert server is not None
