@@ -39,21 +39,24 @@ def _env(database_url: str, tmp_path: Path) -> dict[str, str]:
 async def _start(
     database_url: str, tmp_path: Path, count: int
 ) -> tuple[asyncio.subprocess.Process, int]:
-    process = await asyncio.create_subprocess_exec(
-        *LROD, "serve", "--processes", str(count), "--address", "127.0.0.1:0",
-        "--poll-seconds", "0.2",
-        env=_env(database_url, tmp_path),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert process.stderr is not None
+    # The children's logs go to a file: a pipe nobody reads would fill up.
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        process = await asyncio.create_subprocess_exec(
+            *LROD, "serve", "--processes", str(count), "--address", "127.0.0.1:0",
+            "--poll-seconds", "0.2",
+            env=_env(database_url, tmp_path),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=sink,
+        )  # fmt: skip
+    pattern = re.compile(rf"serving on 127\.0\.0\.1:(\d+) with {count} processes")
     async with asyncio.timeout(60):
         while True:
-            line = (await process.stderr.readline()).decode()
-            assert line, "lrod serve exited before serving"
-            found = re.search(rf"serving on 127\.0\.0\.1:(\d+) with {count} processes", line)
+            found = pattern.search(await asyncio.to_thread(log.read_text))
             if found:
                 return process, int(found.group(1))
+            assert process.returncode is None, "lrod serve exited before serving"
+            await asyncio.sleep(0.1)
 
 
 def _children(pid: int) -> list[int]:

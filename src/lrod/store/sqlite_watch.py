@@ -36,19 +36,22 @@ class SqliteChangeWatcher:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
+        # The first reading at once, not after a first interval: a write by
+        # another process between our start and a late first reading would
+        # be taken for the starting point and never announced.
         last: int | None = None
         while True:
-            await asyncio.sleep(self._interval)
             try:
                 version = await self._data_version()
             except Exception as error:  # the file is busy or gone: try again later
                 log.debug("data_version check failed: %r", error)
-                continue
-            if last is not None and version != last:
-                everything: Any = getattr(self._hub, "everything_changed", None)
-                if everything is not None:
-                    everything()
-            last = version
+            else:
+                if last is not None and version != last:
+                    everything: Any = getattr(self._hub, "everything_changed", None)
+                    if everything is not None:
+                        everything()
+                last = version
+            await asyncio.sleep(self._interval)
 
     async def _data_version(self) -> int:
         # Straight on the driver connection: no BEGIN IMMEDIATE, no write lock.
