@@ -1,7 +1,7 @@
 """Prometheus metrics of one process, in a registry of its own (never the
 global default), so that several servers in one process do not collide.
 
-The manager, the worker and the RPC interceptor record into a `Metrics`; the
+The manager, the worker and the RPC wrapper (api/calls.py) record into a `Metrics`; the
 queue figures are read from the store at scrape time; `MetricsServer` serves
 the text format on a port of its own.
 """

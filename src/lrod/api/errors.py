@@ -1,17 +1,13 @@
-"""The one table from error codes to gRPC and HTTP, and the one place that
-turns exceptions into RPC errors with google.rpc.Status details (AIP-193)."""
+"""The one table from error codes to gRPC and HTTP, and the google.rpc.Status
+(AIP-193) an error becomes; lrod.api.calls applies it to every RPC."""
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 from lrod.domain.errors import ERROR_DOMAIN, Code, LrodError
 
@@ -70,52 +66,3 @@ def internal_status() -> status_pb2.Status:
     status = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
     status.details.add().Pack(error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN))
     return status
-
-
-async def _abort(context: grpc.aio.ServicerContext, error: BaseException, method: str) -> None:
-    if isinstance(error, LrodError):
-        status = status_of(error)
-    else:
-        log.error("unexpected error in %s", method, exc_info=error)
-        status = internal_status()
-    await context.abort_with_status(rpc_status.to_status(status))
-
-
-_R = TypeVar("_R")
-Unary = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[_R]]
-Streaming = Callable[[Any, Any, grpc.aio.ServicerContext], AsyncIterator[_R]]
-
-
-def unary(method: Unary[_R]) -> Unary[_R]:
-    @functools.wraps(method)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> _R:
-        try:
-            return await method(self, request, context)
-        except Exception as error:
-            if _is_abort(error):
-                raise
-            await _abort(context, error, method.__qualname__)
-            raise  # unreachable: abort raises
-
-    return wrapper
-
-
-def streaming(method: Streaming[_R]) -> Streaming[_R]:
-    @functools.wraps(method)
-    async def wrapper(
-        self: Any, request: Any, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[_R]:
-        try:
-            async for item in method(self, request, context):
-                yield item
-        except Exception as error:
-            if _is_abort(error):
-                raise
-            await _abort(context, error, method.__qualname__)
-
-    return wrapper
-
-
-def _is_abort(error: BaseException) -> bool:
-    # context.abort() raises AbortError to end the RPC; let it through.
-    return isinstance(error, grpc.aio.AbortError)

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import grpc
 from google.longrunning import operations_pb2
 
-from lrod.api import convert, errors
+from lrod.api import convert
 from lrod.api.identity import caller
 from lrod.api.validation import new_job, new_jobs
 from lrod.manager import OperationManager
@@ -18,7 +18,6 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
     def __init__(self, manager: OperationManager) -> None:
         self._manager = manager
 
-    @errors.unary
     async def Submit(
         self, request: job_service_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:
@@ -26,7 +25,6 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
         job = new_job(request, self._manager.registry, caller(context), now)
         return convert.operation(await self._manager.submit(job), now)
 
-    @errors.unary
     async def BatchSubmit(
         self, request: job_service_pb2.BatchSubmitRequest, context: grpc.aio.ServicerContext
     ) -> job_service_pb2.BatchSubmitResponse:
@@ -37,7 +35,6 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
             operations=[convert.operation(op, now) for op in stored]
         )
 
-    @errors.streaming
     async def WatchOperation(
         self, request: job_service_pb2.WatchOperationRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[job_service_pb2.WatchOperationResponse]:
@@ -46,7 +43,6 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
                 operation=convert.operation(op, self._manager.clock())
             )
 
-    @errors.unary
     async def ListJobTypes(
         self, request: job_service_pb2.ListJobTypesRequest, context: grpc.aio.ServicerContext
     ) -> job_service_pb2.ListJobTypesResponse:

@@ -6,7 +6,7 @@ import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import empty_pb2
 
-from lrod.api import convert, errors
+from lrod.api import convert
 from lrod.api.identity import caller
 from lrod.domain.errors import FieldViolation, InvalidArgument
 from lrod.manager import OperationManager
@@ -18,7 +18,6 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
     def __init__(self, manager: OperationManager) -> None:
         self._manager = manager
 
-    @errors.unary
     async def ListOperations(
         self, request: operations_pb2.ListOperationsRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.ListOperationsResponse:
@@ -35,28 +34,24 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
             next_page_token=page.next_page_token,
         )
 
-    @errors.unary
     async def GetOperation(
         self, request: operations_pb2.GetOperationRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:
         op = await self._manager.get(caller(context), request.name)
         return convert.operation(op, self._manager.clock())
 
-    @errors.unary
     async def DeleteOperation(
         self, request: operations_pb2.DeleteOperationRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         await self._manager.delete(caller(context), request.name)
         return empty_pb2.Empty()
 
-    @errors.unary
     async def CancelOperation(
         self, request: operations_pb2.CancelOperationRequest, context: grpc.aio.ServicerContext
     ) -> empty_pb2.Empty:
         await self._manager.cancel(caller(context), request.name)
         return empty_pb2.Empty()
 
-    @errors.unary
     async def WaitOperation(
         self, request: operations_pb2.WaitOperationRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:

@@ -5,13 +5,12 @@ from __future__ import annotations
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
-from lrod.api.decode_guard import DecodeGuard
+from lrod.api.calls import AuthPolicy, Registrar, no_authentication
 from lrod.api.health import HealthMonitor
 from lrod.api.job_service import JobService
 from lrod.api.operations_service import OperationsService
-from lrod.api.rpc_metrics import RpcMetricsInterceptor
 from lrod.manager import OperationManager
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc
 
@@ -24,14 +23,18 @@ MAX_PENDING_REQUESTS = 20_000
 
 
 def build_server(
-    manager: OperationManager, health: HealthMonitor, *, reuse_port: bool = False
+    manager: OperationManager,
+    health: HealthMonitor,
+    *,
+    reuse_port: bool = False,
+    auth: AuthPolicy = no_authentication,
 ) -> grpc.aio.Server:
-    """`reuse_port`: share the port with the other processes of
-    `lrod serve --processes N` (otherwise a port in use is an error)."""
+    """Every method of every service wrapped once (lrod.api.calls): timed into
+    the process's metrics, decoded leniently, errors mapped, and `auth`'s
+    step, if any, run first. `reuse_port`: share the port with the other
+    processes of `lrod serve --processes N` (otherwise a port in use is an
+    error)."""
     server = grpc.aio.server(
-        # RPC latency and codes go to the process's metrics, with the manager's.
-        # Undecodable requests: INVALID_ARGUMENT rather than grpcio's UNKNOWN.
-        interceptors=[RpcMetricsInterceptor(manager.metrics), DecodeGuard()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -41,10 +44,15 @@ def build_server(
             ("grpc.server.max_pending_requests", MAX_PENDING_REQUESTS),
         ],
     )
+    methods = Registrar(manager.metrics, auth)
     add_job_service = job_service_pb2_grpc.add_JobServiceServicer_to_server
-    add_job_service(JobService(manager), server)  # type: ignore[no-untyped-call]
-    operations_pb2_grpc.add_OperationsServicer_to_server(OperationsService(manager), server)
-    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+    add_job_service(JobService(manager), methods)  # type: ignore[no-untyped-call]
+    operations_pb2_grpc.add_OperationsServicer_to_server(OperationsService(manager), methods)
+    health_pb2_grpc.add_HealthServicer_to_server(health.servicer, methods)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
-    reflection.enable_server_reflection((*SERVICES, health_name, reflection.SERVICE_NAME), server)
+    names = (*SERVICES, health_name, reflection.SERVICE_NAME)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(names), methods
+    )
+    methods.install(server)
     return server

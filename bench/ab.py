@@ -1,0 +1,116 @@
+"""`python -m bench.ab --before DIR`: one lever, before and after, in one run.
+
+Starts lrod (API only, SQLite or PostgreSQL) from this tree and from another
+source tree (e.g. `git archive main | tar -x -C DIR`) side by side and runs
+the same closed-loop calls against each, alternating round by round, so that
+both see the same load on a shared machine. Prints each side's rate per
+round, server CPU, p99 and the median ratio after/before. A tool for
+measuring one change; `make bench` does not run it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+from bench.client import Lrod, submit_request
+from bench.infra import pg_database, postgres_cluster, sqlite_database
+from bench.load import channel, closed_loop
+from bench.procs import CpuMeter, child
+from bench.stats import median, percentile
+
+
+def _tree_env(tree: Path | None) -> dict[str, str] | None:
+    if tree is None:
+        return None
+    paths = [tree / "src", tree / "generated", tree]
+    return {"PYTHONPATH": os.pathsep.join(str(p) for p in paths)}
+
+
+async def run(args: argparse.Namespace) -> None:
+    work = Path(tempfile.mkdtemp(prefix="lrod-ab-"))
+    sides = {"before": args.before, "after": None}
+    async with contextlib.AsyncExitStack() as stack:
+        urls: dict[str, str] = {}
+        if args.db == "postgresql":
+            cluster = stack.enter_context(postgres_cluster())
+            if isinstance(cluster, str):
+                raise SystemExit(f"no PostgreSQL: {cluster}")
+            for side in sides:
+                urls[side] = await stack.enter_async_context(pg_database(cluster, f"ab_{side}"))
+        else:
+            for side in sides:
+                urls[side] = await stack.enter_async_context(sqlite_database(work, side))
+        clients: dict[str, Lrod] = {}
+        meters: dict[str, CpuMeter] = {}
+        for side, tree in sides.items():
+            server = await stack.enter_async_context(
+                child(
+                    ["-m", "bench.servers", "lrod", "--database-url", urls[side]],
+                    work / f"{side}.log",
+                    env=_tree_env(tree),
+                )
+            )
+            clients[side] = Lrod(await stack.enter_async_context(channel(server.port)))
+            meters[side] = CpuMeter(server.pid)
+        names = {
+            side: [(await lrod.submit(submit_request())).name for _ in range(300)]
+            for side, lrod in clients.items()
+        }
+        request = submit_request()
+        rates: dict[str, list[float]] = {side: [] for side in sides}
+        # Server CPU per call (microseconds): less sensitive than the rate to
+        # other work on the machine.
+        costs: dict[str, list[float]] = {side: [] for side in sides}
+        for round_ in range(args.rounds):
+            order = list(sides) if round_ % 2 == 0 else list(reversed(sides))
+            for side in order:
+                lrod, pool = clients[side], names[side]
+
+                async def call(index: int, lrod: Lrod = lrod, pool: list[str] = pool) -> object:
+                    if args.call == "submit":
+                        return await lrod.submit(request)
+                    return await lrod.get(pool[index % len(pool)])
+
+                meters[side].start()
+                result = await closed_loop(
+                    call, clients=args.clients, warmup=args.warmup, window=args.window
+                )
+                cpu = meters[side].stop()
+                rates[side].append(result.rate)
+                cost = cpu / result.rate * 1e6 if result.rate else 0.0
+                costs[side].append(cost)
+                p99 = percentile(result.latencies, 99) * 1000 if result.latencies else 0.0
+                print(
+                    f"round {round_} {side:6} {args.call} {args.db}: {result.rate:7.0f} rpc/s,"
+                    f" server CPU {cpu:.0%} ({cost:.0f} us/call), p99 {p99:.1f} ms,"
+                    f" errors {result.errors}",
+                    flush=True,
+                )
+        for what, values, unit in (("rate", rates, "rpc/s"), ("server CPU", costs, "us/call")):
+            ratios = [a / b for a, b in zip(values["after"], values["before"], strict=True) if b]
+            print(
+                f"{what}, {args.call} {args.db}, {args.clients} clients: before"
+                f" {median(values['before']):.0f} {unit}, after {median(values['after']):.0f}"
+                f" {unit}, after/before {median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}]"
+            )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
+    parser.add_argument("--before", type=Path, required=True, help="the other source tree")
+    parser.add_argument("--call", choices=("get", "submit"), default="get")
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--window", type=float, default=2.0)
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
