@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 
-from bench import e2e, growth, latency, throughput, watchers
+from bench import busy_reads, e2e, growth, latency, throughput, watchers
 from bench.context import Context
 from bench.goals import judge
 from bench.infra import postgres_cluster
@@ -34,6 +34,7 @@ PARTS: dict[str, ModuleType] = {
     "e2e": e2e,
     "watchers": watchers,
     "growth": growth,
+    "busy": busy_reads,
 }
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"

@@ -25,6 +25,10 @@ class Plan:
     # Growth: operations stored before measuring.
     growth_sizes: tuple[int, int]
     growth_rounds: int
+    # Reads under load: WaitOperation calls held, seconds of Gets per phase.
+    busy_waiters: int
+    busy_window: float
+    busy_rounds: int
     # Profiling window (seconds) for each missed goal.
     profile_seconds: float
 
@@ -43,6 +47,9 @@ FULL = Plan(
     watcher_rounds=1,
     growth_sizes=(10_000, 1_000_000),
     growth_rounds=2,
+    busy_waiters=3_000,
+    busy_window=8.0,
+    busy_rounds=1,
     profile_seconds=4.0,
 )
 
@@ -60,5 +67,8 @@ QUICK = Plan(
     watcher_rounds=1,
     growth_sizes=(2_000, 50_000),
     growth_rounds=2,
+    busy_waiters=300,
+    busy_window=3.0,
+    busy_rounds=1,
     profile_seconds=1.5,
 )

@@ -141,7 +141,8 @@ def markdown(
         "",
     ]
     out += _table(
-        ["Goal (issue 5)", "Measured", "Met?"], [(v.goal, v.measured, v.word) for v in verdicts]
+        ["Goal (issues 9 and 10)", "Measured", "Met?"],
+        [(v.goal, v.measured, v.word) for v in verdicts],
     )
     missed = [v for v in verdicts if v.met is False]
     if missed:

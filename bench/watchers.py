@@ -277,7 +277,8 @@ async def measure(ctx: Context) -> list[Figure]:
         Figure(
             "watchers.wake", GROUP,
             f"lrod, {count:,} streams: operation finished -> stream saw it, slowest", "ms",
-            series("wake_max_ms"), part=PART,
+            series("wake_max_ms"), "watchers.bare.release",
+            ratios(series("wake_max_ms"), [r["all_seen_ms"] for r in bare]), PART,
             note=f"p50 {median(series('wake_p50_ms')):.0f} ms, p99 "
             f"{median(series('wake_p99_ms')):.0f} ms",
             detail=detail,
