@@ -24,6 +24,7 @@ from lrod.store.engine import open_database
 from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
 from lrod.worker import WorkerPool
+from lrod.worker.presence import WorkerPresence
 
 log = logging.getLogger("lrod")
 
@@ -51,6 +52,18 @@ class Service:
         self.pool = (
             WorkerPool(self.store, self.hub, registry, settings.workers, metrics=self.metrics)
             if settings.workers is not None and settings.workers.concurrency > 0
+            else None
+        )
+        self.presence = (
+            WorkerPresence(
+                self.store,
+                self.pool.settings.worker_id,
+                self.pool.settings.concurrency,
+                [t.name for t in registry],
+                lambda: self.pool.running_count if self.pool is not None else 0,
+                settings.presence,
+            )
+            if self.pool is not None
             else None
         )
         self.metrics_server: MetricsServer | None = None
@@ -85,6 +98,8 @@ class Service:
                 log.info("serving HTTP on port %d", self.http.port)
         if self.pool is not None:
             self.pool.start()
+        if self.presence is not None:
+            await self.presence.start()
         self._janitor = asyncio.create_task(self._expire_loop(), name="lrod-janitor")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -97,6 +112,8 @@ class Service:
             await asyncio.gather(self._janitor, return_exceptions=True)
         if self.pool is not None:
             await self.pool.stop(grace)
+        if self.presence is not None:
+            await self.presence.stop()
         if self.http is not None:
             await self.http.stop()
         if self.server is not None:

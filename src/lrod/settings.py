@@ -143,6 +143,16 @@ class ManagerSettings:
 
 
 @dataclass(frozen=True)
+class PresenceSettings:
+    """Worker presence (worker/presence.py): the workers table's heartbeats."""
+
+    # How often a worker refreshes its row (and removes stale rows of others).
+    interval: float = 5.0
+    # A row not refreshed for this long belongs to a worker that is gone.
+    stale_after: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     """One lrod process: what `lrod serve` and `lrod worker` run."""
 
@@ -189,6 +199,12 @@ class Settings:
         "host:port for the HTTP/JSON front door (202 + Location) (default: off).",
         commands=(SERVE,),
     )
+    console: bool = setting(
+        True,
+        "Serve the operator's web console at /console/ on the HTTP address.",
+        commands=(SERVE,),
+    )
+    presence: PresenceSettings = field(default_factory=PresenceSettings)
 
 
 # The classes whose flags the CLI offers, in the order --help lists them.

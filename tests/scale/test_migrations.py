@@ -9,6 +9,8 @@ import sys
 
 import psycopg
 import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
 
 from tests.execution.support import ROOT
 
@@ -46,7 +48,9 @@ async def test_concurrent_upgrades_are_safe(postgres_template: str) -> None:
                 r[0]
                 for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
             }
-        assert versions == [("0001",)]
+        config = Config()
+        config.set_main_option("script_location", "lrod.store:migrations")
+        assert versions == [(ScriptDirectory.from_config(config).get_current_head(),)]
         assert {"operations", "operation_labels", "attempts", "expired_operations"} <= tables
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

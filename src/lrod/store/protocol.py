@@ -95,6 +95,39 @@ class QueueStats:
     oldest_due: datetime | None
 
 
+@dataclass(frozen=True)
+class JobTypeOverview:
+    """One job type in the console's overview: operations QUEUED and RUNNING
+    now, those that finished (by state) since the window's start, and when
+    the oldest due queued one became due (None if none is due)."""
+
+    job_type: str
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+    oldest_due: datetime | None = None
+
+    @property
+    def finished(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker process as it announced itself (worker/presence.py)."""
+
+    id: str
+    host: str
+    pid: int
+    slots: int
+    running: int
+    job_types: tuple[str, ...]
+    started: datetime
+    heartbeat: datetime
+
+
 class OperationStore(Protocol):
     async def create(self, job: NewJob, fingerprint: str) -> tuple[Operation, bool]:
         """Store `job`, or return the operation it repeats (same request_id, or
@@ -186,6 +219,28 @@ class OperationStore(Protocol):
     async def queue_stats(self, now: datetime) -> Sequence[QueueStats]:
         """Per job type, for metrics: a read at scrape time."""
         ...
+
+    async def overview(
+        self, owner: str | None, since: datetime, now: datetime
+    ) -> Sequence[JobTypeOverview]:
+        """Per job type, for the console; `owner` None counts every owner's."""
+        ...
+
+    async def announce_worker(self, worker: WorkerRecord) -> None:
+        """Insert or replace the worker's row."""
+        ...
+
+    async def worker_heartbeat(self, worker_id: str, now: datetime, running: int) -> bool:
+        """Refresh the row; False if it is gone (cleaned up as stale)."""
+        ...
+
+    async def remove_worker(self, worker_id: str) -> None: ...
+
+    async def remove_stale_workers(self, before: datetime) -> int:
+        """Delete workers whose last heartbeat is older than `before`."""
+        ...
+
+    async def workers(self) -> Sequence[WorkerRecord]: ...
 
     async def ping(self) -> None: ...
 

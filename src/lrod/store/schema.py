@@ -121,6 +121,12 @@ class OperationRow(Base):
             sqlite_where=text("expire_time IS NOT NULL"),
             postgresql_where=text("expire_time IS NOT NULL"),
         ),
+        Index(
+            "ix_operations_finished",
+            "end_time",
+            sqlite_where=text("end_time IS NOT NULL"),
+            postgresql_where=text("end_time IS NOT NULL"),
+        ),
     )
 
 
@@ -170,3 +176,19 @@ class ExpiredRow(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     owner: Mapped[str] = mapped_column(String(255))
     expire_time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class WorkerRow(Base):
+    """A worker process that announced itself: heartbeated while it runs,
+    removed when it stops, and cleaned up by others once its heartbeat is stale."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    slots: Mapped[int] = mapped_column(Integer)
+    running: Mapped[int] = mapped_column(Integer)
+    job_types: Mapped[list[str]] = mapped_column(JSON)
+    started: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

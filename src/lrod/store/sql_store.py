@@ -37,7 +37,7 @@ from lrod.domain.paging import Cursor
 from lrod.domain.retry import LEASE_EXPIRED, JobPolicy
 from lrod.domain.states import State, check_move, sources_of
 from lrod.domain.submission import NewJob
-from lrod.store import pg_notify
+from lrod.store import pg_notify, presence
 from lrod.store.changes import Changes
 from lrod.store.creates import create_many, create_one, refused_member
 from lrod.store.endings import record_transitions
@@ -52,9 +52,11 @@ from lrod.store.protocol import (
     Claim,
     EndedBy,
     Heartbeat,
+    JobTypeOverview,
     QueueStats,
     Transition,
     TransitionSubscriber,
+    WorkerRecord,
 )
 from lrod.store.rows import error_from_json, error_to_json, to_operation
 from lrod.store.sqlite_watch import SqliteChangeWatcher
@@ -605,6 +607,43 @@ class SqlStore:
         )
         rows = await self._read(lambda conn: conn.execute(stmt).all())
         return [QueueStats(r.job_type, r.queued, r.due, r.oldest_due) for r in rows]
+
+    # -- the console and worker presence ------------------------------------
+    @_shielded
+    async def overview(
+        self, owner: str | None, since: datetime, now: datetime
+    ) -> Sequence[JobTypeOverview]:
+        statement = presence.overview_query(owner, since, now)
+        rows = await self._read(lambda conn: conn.execute(statement).all())
+        return [presence.to_overview(r) for r in rows]
+
+    @_shielded
+    async def announce_worker(self, worker: WorkerRecord) -> None:
+        async with self._write() as (conn, _changes):
+            await conn.execute(presence.remove_worker(worker.id))
+            await conn.execute(insert(presence.WORKERS).values(presence.worker_values(worker)))
+
+    @_shielded
+    async def worker_heartbeat(self, worker_id: str, now: datetime, running: int) -> bool:
+        async with self._write() as (conn, _changes):
+            result = await conn.execute(presence.heartbeat_worker(worker_id, now, running))
+        return bool(result.rowcount)
+
+    @_shielded
+    async def remove_worker(self, worker_id: str) -> None:
+        async with self._write() as (conn, _changes):
+            await conn.execute(presence.remove_worker(worker_id))
+
+    @_shielded
+    async def remove_stale_workers(self, before: datetime) -> int:
+        async with self._write() as (conn, _changes):
+            result = await conn.execute(presence.remove_stale(before))
+        return int(result.rowcount or 0)
+
+    @_shielded
+    async def workers(self) -> Sequence[WorkerRecord]:
+        rows = await self._read(lambda conn: conn.execute(presence.LIST_WORKERS).all())
+        return [presence.to_worker(r) for r in rows]
 
     @_shielded
     async def ping(self) -> None:
