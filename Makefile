@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 # Rebuilt whenever pyproject.toml changes.
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: help venv node-deps run test proto proto-check lint breaking fmt check bench bench-quick clean
+.PHONY: help venv node-deps browser console-screenshots run test proto proto-check lint breaking fmt check bench bench-quick clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,8 +35,21 @@ node-deps: $(NODE_STAMP) ## Install the Node client's packages (clients/node) fr
 run: $(STAMP) ## Serve on 127.0.0.1:50051 with SQLite (./lrod.db) and the example jobs
 	$(BIN)/lrod serve
 
-test: $(STAMP) node-deps ## Run the test suite (SQLite and a throwaway PostgreSQL)
+# The console's browser tests drive Debian's chromium (Playwright cannot
+# download a browser of its own here); installed when missing, as root.
+CHROMIUM ?= /usr/bin/chromium
+
+# Outside CI a machine without it (and without root) skips those tests; in CI it fails.
+browser: ## Install Debian's chromium for the console's browser tests (when missing)
+	test -x $(CHROMIUM) \
+		|| { apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| { test -z "$${CI:-}" && echo "no chromium: the console's browser tests are skipped"; }
+
+test: $(STAMP) node-deps browser ## Run the test suite (SQLite and a throwaway PostgreSQL)
 	$(BIN)/pytest
+
+console-screenshots: $(STAMP) browser ## Remake the README's console screenshots (docs/console/)
+	LROD_SCREENSHOTS=docs/console $(BIN)/pytest -q tests/console/test_browser.py
 
 proto: $(STAMP) ## Regenerate generated/ from proto/
 	PY=$(BIN)/python scripts/gen_protos.sh

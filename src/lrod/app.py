@@ -92,7 +92,10 @@ class Service:
             log.info("serving on port %d", self.port)
             if self.settings.http_address is not None:
                 self.http = HttpFrontDoor(
-                    self.manager, self.settings.http_address, reuse_port=self.settings.reuse_port
+                    self.manager,
+                    self.settings.http_address,
+                    reuse_port=self.settings.reuse_port,
+                    console=self.settings.console,
                 )
                 await self.http.start()
                 log.info("serving HTTP on port %d", self.http.port)

@@ -76,12 +76,17 @@ class OperationManager:
     async def get(self, owner: str, name: str) -> Operation:
         return await self.store.get(parse_operation_name(name), owner, self.clock())
 
-    async def list(self, owner: str, filter_text: str, size: int, token: str) -> Page:
+    async def list(
+        self, owner: str, filter_text: str, size: int, token: str, *, oldest_first: bool = False
+    ) -> Page:
         query = parse_filter(filter_text)
         limit = page_size(size)
-        binding = query.digest()
+        # A token is bound to its filter and to its direction.
+        binding = query.digest() + ("+" if oldest_first else "")
         after = decode_page_token(token, binding)
-        found = await self.store.list(owner, query, after, limit + 1, self.clock())
+        found = await self.store.list(
+            owner, query, after, limit + 1, self.clock(), oldest_first=oldest_first
+        )
         page, more = found[:limit], len(found) > limit
         next_token = ""
         if more:

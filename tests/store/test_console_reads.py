@@ -11,8 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lrod.domain.errors import Code
+from lrod.domain.filters import Filter
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload, PublicError
+from lrod.domain.paging import Cursor
 from lrod.domain.submission import NewJob
 from lrod.store.engine import open_database
 from lrod.store.migrate import upgrade
@@ -125,3 +127,14 @@ async def test_stale_workers_are_cleaned_up_and_their_heartbeat_says_so(store: S
     assert await store.remove_stale_workers(NOW - timedelta(seconds=30)) == 1
     assert [w.id for w in await store.workers()] == ["fresh"]
     assert not await store.worker_heartbeat("old", NOW, 0)
+
+
+async def test_list_oldest_first_pages_by_keyset(store: SqlStore) -> None:
+    ids = [await _add(store, "a", run_after=NOW + timedelta(seconds=i)) for i in range(5)]
+    first = await store.list("o", Filter(), None, 2, NOW + timedelta(minutes=1), oldest_first=True)
+    assert [op.id for op in first] == ids[:2]
+    after = Cursor(first[-1].create_time, first[-1].id)
+    rest = await store.list("o", Filter(), after, 10, NOW + timedelta(minutes=1), oldest_first=True)
+    assert [op.id for op in rest] == ids[2:]
+    newest = await store.list("o", Filter(), None, 10, NOW + timedelta(minutes=1))
+    assert [op.id for op in newest] == ids[::-1]

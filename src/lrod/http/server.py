@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from lrod.console import build_console, mount
+from lrod.console.access import Access
 from lrod.http.app import build_app
 from lrod.manager import OperationManager
 
 
 class HttpFrontDoor:
     def __init__(
-        self, manager: OperationManager, address: str, *, reuse_port: bool = False
+        self,
+        manager: OperationManager,
+        address: str,
+        *,
+        reuse_port: bool = False,
+        console: bool = False,
+        console_access: Access | None = None,
     ) -> None:
         self._reuse_port = reuse_port
-        self._runner = web.AppRunner(build_app(manager), access_log=None)
+        app = build_app(manager)
+        if console:
+            mount(app, build_console(manager, console_access))
+        self._runner = web.AppRunner(app, access_log=None)
         self._host, _, port = address.rpartition(":")
         self._port = int(port)
         self.port: int | None = None

@@ -20,8 +20,14 @@ def filter_clauses(query: Filter) -> list[ColumnElement[bool]]:
     return [_condition(c) for c in query.conditions]
 
 
-def after_cursor(cursor: Cursor) -> ColumnElement[bool]:
-    """Rows after `cursor` in list order: create_time DESC, id DESC."""
+def after_cursor(cursor: Cursor, oldest_first: bool = False) -> ColumnElement[bool]:
+    """Rows after `cursor` in list order: create_time DESC, id DESC (or both
+    ascending, oldest first)."""
+    if oldest_first:
+        return or_(
+            _T.create_time > cursor.create_time,
+            and_(_T.create_time == cursor.create_time, _T.id > cursor.id),
+        )
     return or_(
         _T.create_time < cursor.create_time,
         and_(_T.create_time == cursor.create_time, _T.id < cursor.id),

@@ -144,8 +144,17 @@ class OperationStore(Protocol):
     async def get(self, op_id: str, owner: str, now: datetime) -> Operation: ...
 
     async def list(
-        self, owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
-    ) -> Sequence[Operation]: ...
+        self,
+        owner: str,
+        query: Filter,
+        after: Cursor | None,
+        limit: int,
+        now: datetime,
+        *,
+        oldest_first: bool = False,
+    ) -> Sequence[Operation]:
+        """Newest first, or oldest first (the console's sort)."""
+        ...
 
     async def cancel(
         self, op_id: str, owner: str, now: datetime, retention: Callable[[str], timedelta]

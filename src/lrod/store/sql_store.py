@@ -263,9 +263,16 @@ class SqlStore:
 
     @_shielded
     async def list(
-        self, owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
+        self,
+        owner: str,
+        query: Filter,
+        after: Cursor | None,
+        limit: int,
+        now: datetime,
+        *,
+        oldest_first: bool = False,
     ) -> Sequence[Operation]:
-        statement = list_query(owner, query, after, limit, now)
+        statement = list_query(owner, query, after, limit, now, oldest_first)
         rows = await self._read(lambda conn: conn.execute(statement).all())
         return [to_operation(r) for r in rows]
 

@@ -50,18 +50,25 @@ def due_query(now: datetime, limit: int, job_types: Sequence[str]) -> Select[Any
 
 
 def list_query(
-    owner: str, query: Filter, after: Cursor | None, limit: int, now: datetime
+    owner: str,
+    query: Filter,
+    after: Cursor | None,
+    limit: int,
+    now: datetime,
+    oldest_first: bool = False,
 ) -> Select[Any]:
-    """One page of a caller's operations, newest first, by keyset (no OFFSET);
-    ix_operations_list (owner, create_time, id) serves it."""
+    """One page of a caller's operations, newest first (or oldest first), by
+    keyset (no OFFSET); ix_operations_list (owner, create_time, id) serves it
+    in either direction."""
+    order = (T.create_time, T.id) if oldest_first else (T.create_time.desc(), T.id.desc())
     stmt = (
         select(OPS)
         .where(T.owner == owner, (T.expire_time.is_(None)) | (T.expire_time > now))
         .where(*filter_clauses(query))
-        .order_by(T.create_time.desc(), T.id.desc())
+        .order_by(*order)
         .limit(limit)
     )
-    return stmt if after is None else stmt.where(after_cursor(after))
+    return stmt if after is None else stmt.where(after_cursor(after, oldest_first))
 
 
 def progress_values(progress: Progress | None) -> dict[str, Any]:
