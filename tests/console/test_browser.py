@@ -300,3 +300,30 @@ async def test_security_headers(context: BrowserContext, base_url: str) -> None:
     assert "script-src 'self'" in policy
     assert "unsafe-inline" not in policy
     assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_submit_again_then_delete_with_a_confirmation(page: Page, base_url: str) -> None:
+    original = await submit(
+        base_url, "examples.sleep", {"duration": "0.1s", "steps": 1}, {"team": "again"}
+    )
+    await wait_done(base_url, original)
+    await page.goto(f"{base_url}/console/operations/{original}")
+    await page.get_by_role("button", name="Submit again").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        "Submitted again: this is the new operation."
+    )
+    copy = page.url.rsplit("/", 1)[1].split("?")[0]
+    assert copy != original
+    await expect(page.locator("#labels")).to_have_text("team=again")
+    await expect(page.locator("main")).to_contain_text('"duration": "0.100s"')
+    await expect(page.locator("#state")).to_have_text("SUCCEEDED")
+
+    await page.goto(f"{base_url}/console/operations/{original}")
+    await page.get_by_role("link", name="Delete…").click()
+    await expect(page.get_by_role("heading", name="Delete this operation?")).to_be_visible()
+    await page.get_by_role("button", name="Delete the operation").click()
+    await expect(page.get_by_role("status")).to_have_text("The operation was deleted.")
+    gone = await page.goto(f"{base_url}/console/operations/{original}")
+    assert gone is not None
+    assert gone.status == 404
+    await expect(page.get_by_role("heading", name="Not found")).to_be_visible()

@@ -1,0 +1,81 @@
+"""The console's routes over plain HTTP (no browser): error pages with the
+error table's statuses, the event stream, forms refused without their CSRF
+token, and a console that can be switched off."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import aiohttp
+import pytest
+
+from lrod.app import Service
+from tests.console.conftest import console_registry
+from tests.console.test_browser import submit, wait_done
+from tests.jobs import Gates
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+async def test_error_pages_answer_with_the_error_tables_status(base_url: str) -> None:
+    async with aiohttp.ClientSession(base_url) as http:
+        for path, status, text in [
+            ("/console/operations/AAAAAAAAAAAAAAAAAAAAAA", 404, "Not found"),
+            ("/console/operations/short", 400, "MALFORMED_NAME"),
+            ("/console/no/such/page", 404, "No such page"),
+            ("/console/operations?filter=size%20%3E%201", 400, "unknown field"),
+            ("/console/operations?labels=nokey", 400, "key=value"),
+        ]:
+            response = await http.get(path)
+            body = await response.text()
+            assert (response.status, response.content_type) == (status, "text/html"), path
+            assert text in body, path
+            assert "Traceback" not in body
+
+
+async def test_the_event_stream_sends_the_operation_until_done(base_url: str) -> None:
+    op_id = await submit(base_url, "examples.sleep", {"duration": "0.3s", "steps": 3})
+    events = []
+    async with (
+        aiohttp.ClientSession(base_url) as http,
+        http.get(f"/console/operations/{op_id}/events") as response,
+    ):
+        assert response.content_type == "text/event-stream"
+        async for line in response.content:
+            if line.startswith(b"data: "):
+                events.append(json.loads(line[6:]))
+    assert events[-1]["state"] == "SUCCEEDED"
+    assert events[-1]["done"] is True
+    assert '"stepsDone": 3' in events[-1]["response"]
+    assert all(not e["done"] for e in events[:-1])
+
+
+async def test_forms_without_their_csrf_token_are_refused(base_url: str) -> None:
+    op_id = await submit(base_url, "examples.sleep", {"duration": "0.1s"})
+    await wait_done(base_url, op_id)
+    async with aiohttp.ClientSession(base_url) as http:
+        page = await http.get(f"/console/operations/{op_id}")
+        assert page.status == 200  # the browser now holds the CSRF cookie
+        for token in ("", "0" * 64):
+            refused = await http.post(
+                f"/console/operations/{op_id}/delete",
+                data={"csrf_token": token},
+                allow_redirects=False,
+            )
+            assert refused.status == 403
+        assert (await http.get(f"/console/operations/{op_id}")).status == 200
+
+
+async def test_the_console_can_be_switched_off(console_service: Service) -> None:
+    settings = replace(console_service.settings, console=False, workers=None)
+    other = Service(settings, console_registry(Gates()))
+    await other.start()
+    try:
+        assert other.http is not None
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{other.http.port}") as http:
+            response = await http.get("/console/")
+            assert response.status == 404
+            assert response.content_type == "application/json"
+    finally:
+        await other.stop(1.0)
