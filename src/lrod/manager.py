@@ -4,6 +4,7 @@ No grpc here: the api layer validates and converts, then calls this."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -12,7 +13,13 @@ from lrod.domain.errors import Unavailable
 from lrod.domain.filters import parse_filter
 from lrod.domain.names import parse_operation_name
 from lrod.domain.operation import Operation
-from lrod.domain.paging import Cursor, decode_page_token, encode_page_token, page_size
+from lrod.domain.paging import (
+    KEY_NAME,
+    Cursor,
+    decode_page_token,
+    encode_page_token,
+    page_size,
+)
 from lrod.domain.submission import NewJob, batch_members
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
@@ -46,6 +53,7 @@ class OperationManager:
         self._reads = SharedReads(store, hub, clock)
         self.metrics = metrics or Metrics()
         self.accepting = True
+        self._page_key: bytes | None = None
 
     def _check_accepting(self) -> None:
         if not self.accepting:
@@ -81,9 +89,11 @@ class OperationManager:
     ) -> Page:
         query = parse_filter(filter_text)
         limit = page_size(size)
-        # A token is bound to its filter and to its direction.
-        binding = query.digest() + ("+" if oldest_first else "")
-        after = decode_page_token(token, binding)
+        # Bound to the filter, its direction and the caller: no good for another.
+        direction = "+" if oldest_first else ""
+        binding = f"{query.digest()}{direction}:{hashlib.sha256(owner.encode()).hexdigest()[:16]}"
+        key = await self._page_token_key()
+        after = decode_page_token(token, binding, key)
         found = await self.store.list(
             owner, query, after, limit + 1, self.clock(), oldest_first=oldest_first
         )
@@ -91,8 +101,13 @@ class OperationManager:
         next_token = ""
         if more:
             last = page[-1]
-            next_token = encode_page_token(Cursor(last.create_time, last.id), binding)
+            next_token = encode_page_token(Cursor(last.create_time, last.id), binding, key)
         return Page(page, next_token)
+
+    async def _page_token_key(self) -> bytes:
+        if self._page_key is None:
+            self._page_key = await self.store.server_key(KEY_NAME)
+        return self._page_key
 
     async def cancel(self, owner: str, name: str) -> Operation:
         # A queued operation's move to CANCELLED is counted by the store's

@@ -5,14 +5,19 @@ bad request never fails another."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import gc
+import logging
 import uuid
 
 import grpc
 import pytest
-from google.longrunning import operations_pb2
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import duration_pb2
 
+from lrod.app import Service, Settings
 from lrod.examples.v1 import examples_pb2 as ex
-from tests.helpers import error_info, submit
+from tests.helpers import error_info, submit, violated_fields
 
 
 async def test_thirty_submits_racing_one_with_a_nul_all_succeed(jobs) -> None:
@@ -47,3 +52,137 @@ async def test_filters_the_database_cannot_take_are_invalid(operations, filter_)
         await operations.ListOperations(operations_pb2.ListOperationsRequest(filter=filter_))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert error_info(caught.value).reason == "INVALID_FILTER"
+
+
+def _metadata_bytes(error: grpc.RpcError) -> int:
+    trailing = error.trailing_metadata() or ()
+    return sum(len(k) + len(v) for k, v in trailing) + len(error.details() or "")
+
+
+@pytest.mark.parametrize("seconds", [10**15, -(10**15), 315_576_000_001, 2**63 - 1], ids=str)
+async def test_wait_timeout_outside_the_duration_range_is_invalid(operations, seconds) -> None:
+    request = operations_pb2.WaitOperationRequest(
+        name="operations/AAAAAAAAAAAAAAAAAAAAAA", timeout=duration_pb2.Duration(seconds=seconds)
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        await operations.WaitOperation(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "INVALID_TIMEOUT"
+
+
+async def test_wait_with_a_negative_timeout_names_the_reason(operations) -> None:
+    request = operations_pb2.WaitOperationRequest(
+        name="operations/AAAAAAAAAAAAAAAAAAAAAA", timeout=duration_pb2.Duration(seconds=-1)
+    )
+    with pytest.raises(grpc.RpcError) as caught:
+        await operations.WaitOperation(request)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "INVALID_TIMEOUT"
+    assert violated_fields(caught.value) == ["timeout"]
+
+
+async def test_list_with_a_bad_name_names_the_reason(operations) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        await operations.ListOperations(operations_pb2.ListOperationsRequest(name="jobs"))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "INVALID_COLLECTION"
+    assert violated_fields(caught.value) == ["name"]
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pytest.param({"k" * 1_000_000: "v"}, id="1MB-key"),
+        pytest.param({f"Bad{i}": "v" for i in range(3000)}, id="3000-bad-keys"),
+        pytest.param({"\u00e9" * 100_000: "\u00e9" * 100_000}, id="non-ascii"),
+    ],
+)
+async def test_errors_stay_well_under_8kb(jobs, labels) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        await submit(jobs, "examples.sleep", ex.SleepJob(steps=1), labels=labels)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason in ("INVALID_LABEL", "TOO_MANY_LABELS")
+    assert _metadata_bytes(caught.value) < 6000
+    assert len(violated_fields(caught.value)) <= 8
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param(
+            base64.urlsafe_b64encode(b'{"t":"2024-01-01T00:00:00","i":"x","b":""}').decode(),
+            id="naive-time",
+        ),
+        pytest.param(
+            base64.urlsafe_b64encode(b'{"t":"0001-01-01T00:00:00+01:00","i":"x","b":""}').decode(),
+            id="year-1",
+        ),
+        pytest.param(base64.urlsafe_b64encode(b"[" * 50000).decode(), id="nested"),
+        pytest.param("x" * 100_000, id="long"),
+    ],
+)
+async def test_forged_page_tokens_are_invalid(operations, token) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        await operations.ListOperations(operations_pb2.ListOperationsRequest(page_token=token))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "INVALID_PAGE_TOKEN"
+
+
+async def test_a_page_token_works_on_another_process_of_the_database(
+    service, operations, jobs
+) -> None:
+    for _ in range(3):
+        await submit(jobs, "examples.sleep", ex.SleepJob(steps=1))
+    first = await operations.ListOperations(operations_pb2.ListOperationsRequest(page_size=1))
+    assert first.next_page_token
+    # Another server on the same database (another process, or this one
+    # restarted) shares the key kept in the database.
+    other = Service(
+        Settings(
+            address="127.0.0.1:0",
+            database_url=service.settings.database_url,
+            workers=None,
+        ),
+        service.registry,
+    )
+    await other.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{other.port}") as channel:
+            stub = operations_pb2_grpc.OperationsStub(channel)
+            second = await stub.ListOperations(
+                operations_pb2.ListOperationsRequest(page_size=1, page_token=first.next_page_token)
+            )
+    finally:
+        await other.stop(0.5)
+    assert len(second.operations) == 1
+    assert second.operations[0].name != first.operations[0].name
+
+
+async def test_callers_past_their_deadline_leave_no_traceback(jobs, operations, caplog) -> None:
+    op = await submit(jobs, "examples.sleep", ex.SleepJob(steps=50))
+    calls = []
+    for i in range(40):
+        deadline = 0.001 * (i % 10 + 1)
+        calls += [
+            operations.WaitOperation(
+                operations_pb2.WaitOperationRequest(
+                    name=op.name, timeout=duration_pb2.Duration(seconds=5)
+                ),
+                timeout=deadline,
+            ),
+            operations.GetOperation(
+                operations_pb2.GetOperationRequest(name="operations/AAAAAAAAAAAAAAAAAAAAAA"),
+                timeout=deadline,
+            ),
+            operations.ListOperations(
+                operations_pb2.ListOperationsRequest(page_token="bad"), timeout=deadline
+            ),
+        ]
+    with caplog.at_level(logging.DEBUG):
+        await asyncio.gather(*calls, return_exceptions=True)
+        await asyncio.sleep(0.3)  # let the abandoned store calls end
+        gc.collect()
+        await asyncio.sleep(0)
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.WARNING)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -23,11 +25,12 @@ from lrod.domain.paging import (
 BINDING = parse_filter("done = false").digest()
 OTHER_BINDING = parse_filter("done = true").digest()
 CURSOR = Cursor(datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC), "AAAAAAAAAAAAAAAAAAAAAA")
+KEY = b"k" * 32
 
 
 def _refused_token(token: str, binding: str = BINDING) -> InvalidArgument:
     with pytest.raises(InvalidArgument) as caught:
-        decode_page_token(token, binding)
+        decode_page_token(token, binding, KEY)
     error = caught.value
     assert error.code is Code.INVALID_ARGUMENT
     assert error.reason == "INVALID_PAGE_TOKEN"
@@ -37,15 +40,19 @@ def _refused_token(token: str, binding: str = BINDING) -> InvalidArgument:
 
 
 def _body(token: str) -> dict[str, object]:
+    token = token.partition(".")[0]
     raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     body = json.loads(raw)
     assert isinstance(body, dict)
     return body
 
 
-def _token(body: object) -> str:
-    raw = json.dumps(body).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def _token(body: object, key: bytes = KEY) -> str:
+    """A token signed with `key`: what a forger holding the key could make."""
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    text = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    tag = hmac.new(key, text.encode(), hashlib.sha256).digest()[:16]
+    return f"{text}.{base64.urlsafe_b64encode(tag).decode().rstrip('=')}"
 
 
 @pytest.mark.parametrize(
@@ -88,45 +95,45 @@ def test_negative_page_size_is_refused(requested: int) -> None:
     ],
 )
 def test_token_round_trip(cursor: Cursor) -> None:
-    token = encode_page_token(cursor, BINDING)
-    decoded = decode_page_token(token, BINDING)
+    token = encode_page_token(cursor, BINDING, KEY)
+    decoded = decode_page_token(token, BINDING, KEY)
     assert decoded == cursor
     assert decoded is not None
-    assert decoded.create_time.utcoffset() == cursor.create_time.utcoffset()
+    assert decoded.create_time.utcoffset() == timedelta(0)
 
 
 def test_token_is_url_safe_and_unpadded() -> None:
-    token = encode_page_token(CURSOR, BINDING)
+    token = encode_page_token(CURSOR, BINDING, KEY)
     assert token
     assert "=" not in token
-    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 def test_equal_cursors_give_equal_tokens() -> None:
-    assert encode_page_token(CURSOR, BINDING) == encode_page_token(
-        Cursor(CURSOR.create_time, CURSOR.id), BINDING
+    assert encode_page_token(CURSOR, BINDING, KEY) == encode_page_token(
+        Cursor(CURSOR.create_time, CURSOR.id), BINDING, KEY
     )
 
 
 def test_different_cursors_give_different_tokens() -> None:
     later = Cursor(CURSOR.create_time + timedelta(microseconds=1), CURSOR.id)
-    assert encode_page_token(CURSOR, BINDING) != encode_page_token(later, BINDING)
+    assert encode_page_token(CURSOR, BINDING, KEY) != encode_page_token(later, BINDING, KEY)
 
 
 def test_empty_token_is_the_first_page() -> None:
-    assert decode_page_token("", BINDING) is None
-    assert decode_page_token("", OTHER_BINDING) is None
+    assert decode_page_token("", BINDING, KEY) is None
+    assert decode_page_token("", OTHER_BINDING, KEY) is None
 
 
 def test_token_for_another_filter_is_refused() -> None:
-    token = encode_page_token(CURSOR, OTHER_BINDING)
+    token = encode_page_token(CURSOR, OTHER_BINDING, KEY)
     error = _refused_token(token, BINDING)
     assert "different filter" in error.violations[0].description
 
 
 def test_binding_survives_the_round_trip_only_for_its_own_filter() -> None:
-    token = encode_page_token(CURSOR, BINDING)
-    assert decode_page_token(token, BINDING) == CURSOR
+    token = encode_page_token(CURSOR, BINDING, KEY)
+    assert decode_page_token(token, BINDING, KEY) == CURSOR
     _refused_token(token, OTHER_BINDING)
     _refused_token(token, "")
 
@@ -170,14 +177,38 @@ def _flip_first(token: str) -> str:
     ],
 )
 def test_altered_token_is_refused(alter: Callable[[str], str]) -> None:
-    token = encode_page_token(CURSOR, BINDING)
+    token = encode_page_token(CURSOR, BINDING, KEY)
     altered = alter(token)
     assert altered != token
     _refused_token(altered)
 
 
 def test_token_rebound_to_another_filter_is_refused() -> None:
-    # Tokens are not signed (see decode_page_token); what is checked is the binding.
-    body = _body(encode_page_token(CURSOR, BINDING))
+    body = _body(encode_page_token(CURSOR, BINDING, KEY))
     body["b"] = "another-filter"
+    _refused_token(_token(body, key=b"not the server's key"))
+    _refused_token(_token(body))
+
+
+def test_a_token_without_the_servers_key_is_refused() -> None:
+    # A forger without the key: a well-formed cursor, bound to this filter.
+    body = _body(encode_page_token(CURSOR, BINDING, KEY))
+    _refused_token(_token(body, key=b"guess"))
+    _refused_token(encode_page_token(CURSOR, BINDING, b"another database's key"))
+    _refused_token(encode_page_token(CURSOR, BINDING, KEY).partition(".")[0])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param({"t": "2024-01-01T00:00:00", "i": "x", "b": BINDING}, id="naive-time"),
+        pytest.param({"t": "0001-01-01T00:00:00+01:00", "i": "x", "b": BINDING}, id="year-1"),
+        pytest.param({"t": "9999-12-31T23:59:59-01:00", "i": "x", "b": BINDING}, id="year-10000"),
+        pytest.param({"t": "2024-01-01T00:00:00Z", "i": 5, "b": BINDING}, id="numeric-id"),
+        pytest.param({"t": "2024-01-01T00:00:00Z", "i": "x\u0000", "b": BINDING}, id="nul-id"),
+        pytest.param(b"[" * 100000 + b"]" * 100000, id="deeply-nested"),
+    ],
+)
+def test_signed_but_invalid_cursors_are_refused(body: object) -> None:
+    # Even with the key (a bug, a leaked key), only a valid cursor passes.
     _refused_token(_token(body))

@@ -142,6 +142,17 @@ class _CounterByCode(dict[str, Any]):
         return child
 
 
+def _caller_left(context: grpc.aio.ServicerContext, error: Exception) -> bool:
+    """The call ended before its answer (the caller's deadline passed, it hung
+    up): no one is left to answer, and aborting a finished call only logs a
+    traceback. An unexpected error is still logged, as a bug."""
+    if not context.done() or isinstance(error, grpc.aio.AbortError):
+        return False
+    if not isinstance(error, LrodError):
+        log.error("unexpected error in a call whose caller left", exc_info=error)
+    return True
+
+
 def _unary_response(behaviour: Callable[..., Any], call: _Call, streamed: bool) -> Any:
     """A handler that returns one response (or, for `streamed`, writes its
     responses with context.write() and returns)."""
@@ -164,6 +175,9 @@ def _unary_response(behaviour: Callable[..., Any], call: _Call, streamed: bool) 
             code = "CANCELLED"
             raise
         except Exception as error:
+            if _caller_left(context, error):
+                code = "CANCELLED"
+                raise asyncio.CancelledError from None
             code, status = call.answer(context, error)
             if status is not None:
                 await context.abort_with_status(status)
@@ -195,6 +209,9 @@ def _streaming_response(behaviour: Callable[..., Any], call: _Call, streamed: bo
             code = "CANCELLED"
             raise
         except Exception as error:
+            if _caller_left(context, error):
+                code = "CANCELLED"
+                return
             code, status = call.answer(context, error)
             if status is None:
                 raise

@@ -36,25 +36,57 @@ STATUS_TABLE: dict[Code, tuple[grpc.StatusCode, int]] = {
 
 INTERNAL_MESSAGE = "An internal error occurred."
 
+# What an error repeats of its request is bounded, so that every error (its
+# grpc-message and its grpc-status-details-bin together) stays well under
+# gRPC's 8 KB metadata limit: a client that hits that limit gets
+# RESOURCE_EXHAUSTED with no status and no ErrorInfo. UTF-8 bytes, not
+# characters: grpc-message is percent-encoded byte by byte.
+MAX_MESSAGE_BYTES = 300
+MAX_VIOLATIONS = 8
+MAX_FIELD_BYTES = 64
+MAX_DESCRIPTION_BYTES = 128
+MAX_REASON_BYTES = 64
+MAX_METADATA_ENTRIES = 4
+MAX_METADATA_BYTES = 96
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes, marked with "..." if cut."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", "ignore") + "..."
+
 
 def status_of(error: LrodError) -> status_pb2.Status:
     """A google.rpc.Status with ErrorInfo always, BadRequest for field
-    violations and RetryInfo when the caller should come back."""
-    status = status_pb2.Status(code=int(error.code), message=error.message)
+    violations and RetryInfo when the caller should come back; bounded in
+    size whatever the request held."""
+    status = status_pb2.Status(code=int(error.code), message=clip(error.message, MAX_MESSAGE_BYTES))
+    metadata = {
+        clip(k, MAX_REASON_BYTES): clip(v, MAX_METADATA_BYTES)
+        for k, v in list(error.metadata.items())[:MAX_METADATA_ENTRIES]
+    }
     info = error_details_pb2.ErrorInfo(
-        reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata
+        reason=clip(error.reason, MAX_REASON_BYTES), domain=ERROR_DOMAIN, metadata=metadata
     )
     status.details.add().Pack(info)
     if error.violations:
-        bad = error_details_pb2.BadRequest(
-            field_violations=[
-                error_details_pb2.BadRequest.FieldViolation(
-                    field=v.field, description=v.description, reason=v.reason
-                )
-                for v in error.violations
-            ]
-        )
-        status.details.add().Pack(bad)
+        shown = [
+            error_details_pb2.BadRequest.FieldViolation(
+                field=clip(v.field, MAX_FIELD_BYTES),
+                description=clip(v.description, MAX_DESCRIPTION_BYTES),
+                reason=clip(v.reason, MAX_REASON_BYTES),
+            )
+            for v in error.violations[:MAX_VIOLATIONS]
+        ]
+        if len(error.violations) > MAX_VIOLATIONS:
+            shown[-1] = error_details_pb2.BadRequest.FieldViolation(
+                field="...",
+                description=f"{len(error.violations) - MAX_VIOLATIONS + 1} more violations",
+                reason=shown[-1].reason,
+            )
+        status.details.add().Pack(error_details_pb2.BadRequest(field_violations=shown))
     if error.retry_after_seconds is not None:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(error.retry_after_seconds * 1000))

@@ -8,6 +8,7 @@ from google.protobuf import empty_pb2
 
 from lrod.api import convert
 from lrod.api.identity import caller
+from lrod.api.validation import duration_seconds
 from lrod.domain.errors import FieldViolation, InvalidArgument
 from lrod.manager import OperationManager
 
@@ -57,7 +58,11 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
     ) -> operations_pb2.Operation:
         timeout = None
         if request.HasField("timeout"):
-            timeout = request.timeout.ToTimedelta().total_seconds()
+            timeout = duration_seconds(request.timeout)
+            if timeout is None:
+                raise InvalidArgument.of(
+                    [FieldViolation("timeout", "is not a valid duration", "INVALID_TIMEOUT")]
+                )
             if timeout < 0:
                 raise InvalidArgument.of(
                     [FieldViolation("timeout", "must not be negative", "INVALID_TIMEOUT")]

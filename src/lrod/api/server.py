@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,6 +24,18 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 MAX_PENDING_REQUESTS = 20_000
 
 
+class _CallerLeft(logging.Filter):
+    """grpc-core fails to send the answer of a call whose caller left a moment
+    before (its deadline passed, it hung up) and logs that at ERROR with a
+    traceback. Nothing is wrong on the server: keep it out of the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("ExecuteBatchError raised in core")
+
+
+_CALLER_LEFT = _CallerLeft()
+
+
 def build_server(
     manager: OperationManager,
     health: HealthMonitor,
@@ -34,6 +48,9 @@ def build_server(
     step, if any, run first. `reuse_port`: share the port with the other
     processes of `lrod serve --processes N` (otherwise a port in use is an
     error)."""
+    cygrpc_log = logging.getLogger("grpc._cython.cygrpc")
+    if _CALLER_LEFT not in cygrpc_log.filters:
+        cygrpc_log.addFilter(_CALLER_LEFT)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),

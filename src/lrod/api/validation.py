@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 
 from lrod.domain.errors import FieldViolation, InvalidArgument
@@ -23,6 +24,22 @@ from lrod.jobs.registry import JobType, Registry
 from lrod.v1 import job_service_pb2
 
 MAX_SCHEDULE_AHEAD = timedelta(days=366)
+# google.protobuf.Duration's own range: about 10,000 years.
+MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def duration_seconds(duration: duration_pb2.Duration) -> float | None:
+    """The Duration in seconds, or None when it is outside Duration's range
+    (checked before any conversion, which would overflow)."""
+    if not -MAX_DURATION_SECONDS <= duration.seconds <= MAX_DURATION_SECONDS:
+        return None
+    if not -999_999_999 <= duration.nanos <= 999_999_999:
+        return None
+    if duration.seconds * duration.nanos < 0:
+        return None  # the signs must agree
+    return duration.seconds + duration.nanos / 1e9
+
+
 # A batch's error lists at most this many field violations: its status and
 # details travel in the trailers, which grpc bounds (8 KB by default).
 MAX_BATCH_VIOLATIONS = 10

@@ -70,7 +70,11 @@ class InvalidArgument(LrodError):
     def of(cls, violations: Sequence[FieldViolation], reason: str | None = None) -> InvalidArgument:
         """One error for all the violations; its ErrorInfo reason is the
         first violation's unless given."""
-        text = "; ".join(f"{v.field}: {v.description}" for v in violations)
+        # The wire layer bounds what an error repeats (lrod.api.errors); only
+        # the first few violations are worth a message.
+        text = "; ".join(f"{v.field}: {v.description}" for v in violations[:3])
+        if len(violations) > 3:
+            text += f"; and {len(violations) - 3} more"
         first = next((v.reason for v in violations if v.reason), None)
         return cls(f"Invalid request: {text}", reason=reason or first, violations=violations)
 

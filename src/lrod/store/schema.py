@@ -192,3 +192,14 @@ class WorkerRow(Base):
     job_types: Mapped[list[str]] = mapped_column(JSON)
     started: Mapped[datetime] = mapped_column(UTCDateTime)
     heartbeat: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ServerKeyRow(Base):
+    """Keys the servers of one database share (the page-token key): made by
+    whichever process needs one first, then read by all, so a token made by
+    one process is good on every other and after restarts."""
+
+    __tablename__ = "server_keys"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)

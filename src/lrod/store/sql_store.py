@@ -67,6 +67,7 @@ from lrod.store.statements import (
     GET_OPERATION,
     GET_TOMBSTONE,
     OPS,
+    SERVER_KEYS,
     TOMBSTONE_RETENTION,
     T,
     delete_rows,
@@ -100,6 +101,7 @@ def _shielded(
     async def wrapper(store: SqlStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         call = asyncio.ensure_future(method(store, *args, **kwargs))
         store._inflight.add(call)
+        call.add_done_callback(_settled)
         call.add_done_callback(store._inflight.discard)
         return await asyncio.shield(call)
 
@@ -109,6 +111,14 @@ def _shielded(
 def _database_down(error: BaseException) -> bool:
     """Every member of a batch would meet this error alike."""
     return isinstance(error, Unavailable)
+
+
+def _settled(call: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a shielded call whose caller left: its error
+    (a NotFound for a client past its deadline) is no one's to handle, and
+    asyncio would log it as "Task exception was never retrieved"."""
+    if not call.cancelled():
+        call.exception()
 
 
 class _Silent:
@@ -651,6 +661,25 @@ class SqlStore:
     async def workers(self) -> Sequence[WorkerRecord]:
         rows = await self._read(lambda conn: conn.execute(presence.LIST_WORKERS).all())
         return [presence.to_worker(r) for r in rows]
+
+    @_shielded
+    async def server_key(self, name: str) -> bytes:
+        """The secret `name` that every process on this database shares: made
+        by the first process that asks, read by the others."""
+        k = SERVER_KEYS.c
+        query = select(k.value).where(k.name == name)
+        for _ in range(3):
+            found = await self._read(lambda conn: conn.execute(query).scalar())
+            if found is not None:
+                return bytes(found)
+            try:
+                async with self._write() as (conn, _changes):
+                    await conn.execute(
+                        insert(SERVER_KEYS).values(name=name, value=secrets.token_bytes(32))
+                    )
+            except IntegrityError:
+                log.debug("another process made the %s key first", name)
+        raise database_unavailable()
 
     @_shielded
     async def ping(self) -> None:

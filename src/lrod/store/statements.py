@@ -19,13 +19,14 @@ from lrod.domain.states import State, check_move
 from lrod.store.filtering import after_cursor, filter_clauses
 from lrod.store.protocol import Claim
 from lrod.store.rows import error_to_json
-from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow
+from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow, ServerKeyRow
 
 OPS = cast(Table, OperationRow.__table__)
 T = OPS.c
 LABELS = cast(Table, LabelRow.__table__)
 ATTEMPTS = cast(Table, AttemptRow.__table__)
 EXPIRED = cast(Table, ExpiredRow.__table__)
+SERVER_KEYS = cast(Table, ServerKeyRow.__table__)
 
 INSERT_OPERATIONS = insert(OPS).returning(*T, sort_by_parameter_order=True)
 
