@@ -42,7 +42,7 @@ INTERNAL_MESSAGE = "An internal error occurred."
 # RESOURCE_EXHAUSTED with no status and no ErrorInfo. UTF-8 bytes, not
 # characters: grpc-message is percent-encoded byte by byte.
 MAX_MESSAGE_BYTES = 300
-MAX_VIOLATIONS = 8
+MAX_VIOLATIONS = 10
 MAX_FIELD_BYTES = 64
 MAX_DESCRIPTION_BYTES = 128
 MAX_REASON_BYTES = 64

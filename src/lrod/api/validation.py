@@ -71,9 +71,7 @@ def new_jobs(
             ]
     if problems:
         shown = problems[:MAX_BATCH_VIOLATIONS]
-        message = InvalidArgument.of(shown).message
-        if len(problems) > len(shown):
-            message += f" (and {len(problems) - len(shown)} more)"
+        message = InvalidArgument.of(problems).message
         raise InvalidArgument(message, reason=shown[0].reason, violations=shown)
     return jobs
 

@@ -74,7 +74,7 @@ class InvalidArgument(LrodError):
         # the first few violations are worth a message.
         text = "; ".join(f"{v.field}: {v.description}" for v in violations[:3])
         if len(violations) > 3:
-            text += f"; and {len(violations) - 3} more"
+            text += f" (and {len(violations) - 3} more)"
         first = next((v.reason for v in violations if v.reason), None)
         return cls(f"Invalid request: {text}", reason=reason or first, violations=violations)
 
