@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import statistics
-import time
 
 import grpc
 import psycopg
@@ -103,21 +101,19 @@ async def test_servers_and_workers_share_one_database(postgres_url, tmp_path) ->
             assert states == {"SUCCEEDED": JOBS}
             assert successes == [1] * JOBS, "every job must succeed exactly once"
 
-            # A wait held on server A wakes as soon as a worker finishes a job
-            # submitted through server B.
-            latencies = []
-            for _ in range(5):
+            # A wait held on server A wakes when a worker in another process
+            # finishes a job submitted through server B: it returns the done
+            # operation, not its latest state at the timeout. (How soon it wakes
+            # is a benchmark figure, not a test: bench/latency.py.)
+            for _ in range(3):
                 op = await submit(stubs[1], "examples.sleep", _job(300))
                 done = await ops_a.WaitOperation(
                     operations_pb2.WaitOperationRequest(
                         name=op.name, timeout=duration_pb2.Duration(seconds=30)
                     )
                 )
-                returned = time.time()
                 assert done.done
-                latencies.append(returned - metadata(done).end_time.ToMicroseconds() / 1e6)
-            assert statistics.median(latencies) < 0.05, latencies
-            assert max(latencies) < 0.25, latencies
+                assert metadata(done).state == metadata(done).State.SUCCEEDED
     finally:
         for process in processes:
             await stop(process)
