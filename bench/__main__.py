@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 
-from bench import busy_reads, e2e, growth, latency, throughput, watchers
+from bench import backlog, busy_reads, e2e, growth, latency, throughput, watchers
 from bench.context import Context
 from bench.goals import judge
 from bench.infra import postgres_cluster
@@ -32,6 +32,7 @@ PARTS: dict[str, ModuleType] = {
     "throughput": throughput,
     "latency": latency,
     "e2e": e2e,
+    "backlog": backlog,
     "watchers": watchers,
     "growth": growth,
     "busy": busy_reads,

@@ -19,6 +19,9 @@ class Plan:
     # End-to-end jobs per system and rounds of it.
     e2e_jobs: int
     e2e_rounds: int
+    # Processing rates: a queued backlog, and bulk through BatchSubmit.
+    backlog_jobs: int
+    bulk_jobs: int
     # Many waiters.
     watchers: int
     watcher_rounds: int
@@ -43,6 +46,8 @@ FULL = Plan(
     polling_samples=24,
     e2e_jobs=10_000,
     e2e_rounds=1,
+    backlog_jobs=20_000,
+    bulk_jobs=100_000,
     watchers=10_000,
     watcher_rounds=1,
     growth_sizes=(10_000, 1_000_000),
@@ -63,6 +68,8 @@ QUICK = Plan(
     polling_samples=8,
     e2e_jobs=600,
     e2e_rounds=1,
+    backlog_jobs=2_000,
+    bulk_jobs=5_000,
     watchers=1_000,
     watcher_rounds=1,
     growth_sizes=(2_000, 50_000),

@@ -43,7 +43,7 @@ from lrod.store.creates import create_many, create_one, refused_member
 from lrod.store.endings import record_transitions
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
-from lrod.store.finishes import Finish, finish_one
+from lrod.store.finishes import Finish, finish_many
 from lrod.store.group_commit import GroupCommit
 from lrod.store.pg_notify import NotificationListener
 from lrod.store.protocol import (
@@ -503,7 +503,7 @@ class SqlStore:
         """Finishing writes of concurrent attempts share one transaction (one
         commit), like Submits; each stays fenced by its own lease token."""
         async with self._write() as (conn, changes):
-            return [await finish_one(conn, changes, item) for item in items]
+            return await finish_many(conn, changes, items)
 
     @_shielded
     async def attempts(self, op_id: str) -> Sequence[AttemptRecord]:
