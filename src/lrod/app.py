@@ -96,6 +96,7 @@ class Service:
                     self.settings.http_address,
                     reuse_port=self.settings.reuse_port,
                     console=self.settings.console,
+                    http=self.settings.http,
                 )
                 await self.http.start()
                 log.info("serving HTTP on port %d", self.http.port)

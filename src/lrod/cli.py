@@ -21,6 +21,7 @@ from lrod.settings import (
     MAIN,
     SERVE,
     WORKER,
+    HttpSettings,
     LogSettings,
     ManagerSettings,
     Settings,
@@ -42,7 +43,33 @@ def _check_address(_ctx: click.Context, _param: click.Parameter, value: str | No
     return value or None
 
 
-_CHECKS = {"metrics_address": _check_address}
+def _check_proxies(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    import ipaddress
+
+    for item in (part.strip() for part in value.split(",")):
+        if item:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise click.BadParameter(f"{item!r} is not an address or network") from None
+    return value
+
+
+def _check_public_url(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    if value and not value.startswith(("http://", "https://")):
+        raise click.BadParameter(
+            "must start with http:// or https://, e.g. https://jobs.example.com"
+        )
+    return value
+
+
+_CHECKS = {
+    "metrics_address": _check_address,
+    "http_trusted_proxies": _check_proxies,
+    "http_public_url": _check_public_url,
+}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,6 +99,7 @@ def _settings(params: dict[str, Any], **overrides: Any) -> Settings:
         params,
         workers=build(WorkerSettings, params),
         manager=build(ManagerSettings, params),
+        http=build(HttpSettings, params),
         **overrides,
     )
 

@@ -78,8 +78,8 @@ def _option(
         kwargs.update(default=default, show_default=True, type=click.FloatRange(min=minimum))
     else:
         decls = [f"--{name}"]
-        # None: off unless given (the help says so).
-        kwargs.update(default=default, show_default=default is not None)
+        # None: off unless given; "": none (the help says so).
+        kwargs.update(default=default, show_default=default not in (None, ""))
     return click.option(*decls, param_name(f, flag), **kwargs)
 
 

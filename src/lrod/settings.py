@@ -153,6 +153,47 @@ class PresenceSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP/JSON front door's bounds and how it names itself."""
+
+    public_url: str | None = setting(
+        None,
+        "The door's public base URL, e.g. https://jobs.example.com, for absolute Location "
+        "headers; without it they are built from the request (default: off).",
+        commands=(SERVE,),
+        name="http-public-url",
+    )
+    trusted_proxies: str = setting(
+        "",
+        "Comma-separated addresses or networks of reverse proxies whose X-Forwarded-Proto "
+        "and X-Forwarded-Host are believed when building Location URLs (default: none).",
+        commands=(SERVE,),
+        name="http-trusted-proxies",
+    )
+    read_timeout: float = setting(
+        30.0,
+        "Seconds a client has to send a request's body (then 408).",
+        commands=(SERVE,),
+        name="http-read-timeout",
+        minimum=0.1,
+    )
+    idle_timeout: float = setting(
+        15.0,
+        "Seconds a connection may stay without a complete request (slow or idle clients).",
+        commands=(SERVE,),
+        name="http-idle-timeout",
+        minimum=0.1,
+    )
+    max_connections: int = setting(
+        1000,
+        "Open HTTP connections at most; more are answered 503 and closed.",
+        commands=(SERVE,),
+        name="http-max-connections",
+        minimum=1,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """One lrod process: what `lrod serve` and `lrod worker` run."""
 
@@ -205,6 +246,7 @@ class Settings:
         commands=(SERVE,),
     )
     presence: PresenceSettings = field(default_factory=PresenceSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
 
 
 # The classes whose flags the CLI offers, in the order --help lists them.
@@ -214,4 +256,5 @@ FLAG_SOURCES: tuple[type, ...] = (
     Settings,
     WorkerSettings,
     ManagerSettings,
+    HttpSettings,
 )

@@ -40,6 +40,20 @@ def _help(args: list[str]) -> str:
     return result.output
 
 
+def _entry(text: str, flag: str) -> str | None:
+    """The help of one option: its line and the lines that continue it."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.lstrip().startswith(flag + " ") or line.strip() == flag:
+            entry = [line]
+            for more in lines[index + 1 :]:
+                if more.lstrip().startswith("-") or not more.strip():
+                    break
+                entry.append(more.strip())
+            return " ".join(entry)
+    return None
+
+
 def _flags() -> list[tuple[type, dataclasses.Field[object]]]:
     return [
         (cls, f) for cls in FLAG_SOURCES for f in dataclasses.fields(cls) if "flag" in f.metadata
@@ -52,14 +66,7 @@ def test_each_flag_shows_its_variable_and_default(cls: type, f: dataclasses.Fiel
     for command in flag.commands:
         for args in COMMANDS[command]:
             text = _help(args)
-            line = next(
-                (
-                    line
-                    for line in text.splitlines()
-                    if line.lstrip().startswith(f"--{flag_name(f, flag)}")
-                ),
-                None,
-            )
+            line = _entry(text, f"--{flag_name(f, flag)}")
             assert line is not None, f"{args}: no --{flag_name(f, flag)}"
             assert f"env var: {envvar(f, flag)}" in line
             default = f.default
@@ -67,6 +74,8 @@ def test_each_flag_shows_its_variable_and_default(cls: type, f: dataclasses.Fiel
                 default = default.total_seconds()
             if isinstance(default, bool):
                 assert "default: " in line
+            elif default == "":
+                assert "(default: none)" in line
             elif default is not None:
                 assert f"default: {default}" in line
             else:

@@ -8,19 +8,24 @@ Idempotency-Key header is the request_id, and errors are AIP-193 JSON.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import re
+import zlib
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
+from aiohttp.web import RequestPayloadError
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from lrod.api import convert
 from lrod.api.identity import ANONYMOUS
-from lrod.api.validation import new_job, new_jobs
+from lrod.api.validation import duration_seconds, new_job, new_jobs
 from lrod.domain.errors import (
     ERROR_DOMAIN,
     FailedPrecondition,
@@ -30,20 +35,27 @@ from lrod.domain.errors import (
 )
 from lrod.domain.operation import OPERATION_PREFIX, poll_after
 from lrod.http.errors import error_body, error_response, http_status
+from lrod.http.urls import PublicUrls
 from lrod.manager import OperationManager
+from lrod.settings import HttpSettings
 from lrod.v1 import job_service_pb2
 
 log = logging.getLogger("lrod.http")
 
 MAX_BODY = 4 * 1024 * 1024
 _MANAGER = web.AppKey("manager", OperationManager)
+_URLS = web.AppKey("urls", PublicUrls)
+# Bodies are JSON in UTF-8 (RFC 8259); other charsets are refused, not guessed.
+_CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
+_PAGE_SIZE = re.compile(r"-?[0-9]{1,10}")
 _ID = r"{id:[^/:]+}"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(manager: OperationManager) -> web.Application:
+def build_app(manager: OperationManager, settings: HttpSettings | None = None) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
     app[_MANAGER] = manager
+    app[_URLS] = PublicUrls.of(settings or HttpSettings())
     app.router.add_post("/v1/operations:submit", submit)
     app.router.add_post("/v1/operations:batchSubmit", batch_submit)
     app.router.add_get("/v1/operations", list_operations)
@@ -67,6 +79,11 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _route_error(http_error)
     except LrodError as error:
         return error_response(error)
+    except ConnectionError:
+        # The client hung up (a slow one, or one that gave up): no one is left
+        # to read an answer; this one only ends the request quietly.
+        log.debug("client left during %s %s", request.method, request.path)
+        return web.Response(status=499)
     except Exception as error:
         log.exception("unexpected error in %s %s", request.method, request.path)
         return error_response(error)
@@ -101,11 +118,39 @@ def _json(message: Message, status: int = 200, **headers: str) -> web.Response:
     )
 
 
+def _bad_body(description: str, reason: str = "INVALID_JSON") -> InvalidArgument:
+    return InvalidArgument.of([FieldViolation("body", description, reason)], reason=reason)
+
+
+async def _body(request: web.Request) -> str:
+    """The request's body as text: within the read timeout, decompressed
+    (aiohttp does), and UTF-8."""
+    charset = (request.charset or "utf-8").lower()
+    if charset not in _CHARSETS:
+        raise _bad_body(
+            f"charset {charset[:40]!r} is not supported; send UTF-8", "UNSUPPORTED_CHARSET"
+        )
+    try:
+        async with asyncio.timeout(request.app[_URLS].read_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None
+    except (ContentEncodingError, HttpProcessingError, RequestPayloadError, zlib.error) as error:
+        log.debug("undecodable body: %s", error)
+        raise _bad_body(
+            "the body does not decode with its Content-Encoding", "UNDECODABLE_BODY"
+        ) from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _bad_body("the body is not UTF-8", "UNDECODABLE_BODY") from None
+
+
 async def _parse(request: web.Request, message: Message) -> Message:
-    text = await request.text()
+    text = await _body(request)
     try:
         json_format.Parse(text or "{}", message)
-    except (json_format.ParseError, json.JSONDecodeError) as error:
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as error:
         raise InvalidArgument.of(
             [
                 FieldViolation(
@@ -147,7 +192,7 @@ async def submit(request: web.Request) -> web.Response:
     now = manager.clock()
     op = await manager.submit(new_job(body, manager.registry, ANONYMOUS, now))
     wait = poll_after(op, now)
-    headers = {"Location": f"/v1/{op.name}"}
+    headers = {"Location": request.app[_URLS].absolute(request, f"/v1/{op.name}")}
     if wait is not None:
         headers["Retry-After"] = _retry_after(wait.total_seconds())
     return _json(convert.operation(op, now), 202 if not op.done else 200, **headers)
@@ -177,7 +222,9 @@ async def get_operation(request: web.Request) -> web.Response:
     now = manager.clock()
     body = convert.operation(op, now)
     if op.done and request.query.get("view") != "operation":
-        return _json(body, 303, Location=f"/v1/{op.name}:result")
+        return _json(
+            body, 303, Location=request.app[_URLS].absolute(request, f"/v1/{op.name}:result")
+        )
     wait = poll_after(op, now)
     if wait is None:
         return _json(body)
@@ -204,9 +251,9 @@ async def list_operations(request: web.Request) -> web.Response:
     manager = request.app[_MANAGER]
     query = request.query
     size_text = query.get("pageSize", query.get("page_size", "0"))
-    if not size_text.lstrip("-").isdigit():
+    if not _PAGE_SIZE.fullmatch(size_text) or not -(2**31) <= int(size_text) < 2**31:
         raise InvalidArgument.of(
-            [FieldViolation("pageSize", "must be an integer", "INVALID_PAGE_SIZE")]
+            [FieldViolation("pageSize", "must be a 32-bit integer", "INVALID_PAGE_SIZE")]
         )
     page = await manager.list(
         ANONYMOUS,
@@ -237,7 +284,11 @@ async def wait(request: web.Request) -> web.Response:
     manager = request.app[_MANAGER]
     body = await _parse(request, operations_pb2.WaitOperationRequest())
     assert isinstance(body, operations_pb2.WaitOperationRequest)
-    timeout = body.timeout.ToTimedelta().total_seconds() if body.HasField("timeout") else None
+    timeout = duration_seconds(body.timeout) if body.HasField("timeout") else None
+    if body.HasField("timeout") and timeout is None:
+        raise InvalidArgument.of(
+            [FieldViolation("timeout", "is not a valid duration", "INVALID_TIMEOUT")]
+        )
     if timeout is not None and timeout < 0:
         raise InvalidArgument.of(
             [FieldViolation("timeout", "must not be negative", "INVALID_TIMEOUT")]

@@ -1,13 +1,47 @@
-"""Serve the HTTP front door on the event loop the gRPC server runs on."""
+"""Serve the HTTP front door on the event loop the gRPC server runs on, with
+bounds against slow and idle clients: a connection that does not complete a
+request within `idle_timeout` is closed, a body must arrive within
+`read_timeout` (lrod.http.app), and beyond `max_connections` open connections
+a new one is answered 503 and closed."""
 
 from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
 
 from aiohttp import web
 
 from lrod.console import build_console, mount
 from lrod.console.access import Access
+from lrod.domain.errors import ERROR_DOMAIN
 from lrod.http.app import build_app
 from lrod.manager import OperationManager
+from lrod.settings import HttpSettings
+
+log = logging.getLogger("lrod.http")
+
+_TOO_MANY_BODY = json.dumps(
+    {
+        "error": {
+            "code": 503,
+            "message": "Too many connections; try again shortly.",
+            "status": "UNAVAILABLE",
+            "details": [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "TOO_MANY_CONNECTIONS",
+                    "domain": ERROR_DOMAIN,
+                }
+            ],
+        }
+    }
+).encode()
+_TOO_MANY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_TOO_MANY_BODY), _TOO_MANY_BODY)
+)
 
 
 class HttpFrontDoor:
@@ -19,24 +53,45 @@ class HttpFrontDoor:
         reuse_port: bool = False,
         console: bool = False,
         console_access: Access | None = None,
+        http: HttpSettings | None = None,
     ) -> None:
         self._reuse_port = reuse_port
-        app = build_app(manager)
+        self.settings = http or HttpSettings()
+        app = build_app(manager, self.settings)
         if console:
             mount(app, build_console(manager, console_access))
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(
+            app, access_log=None, keepalive_timeout=self.settings.idle_timeout
+        )
         self._host, _, port = address.rpartition(":")
         self._port = int(port)
         self.port: int | None = None
 
     async def start(self) -> None:
         await self._runner.setup()
+        server = self._runner.server
+        assert server is not None
+        _bound_connections(server, self.settings.max_connections)
         site = web.TCPSite(self._runner, self._host, self._port, reuse_port=self._reuse_port)
         await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", None) or []
+        listening = site._server
+        assert listening is not None
+        sockets = getattr(listening, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else self._port
 
     async def stop(self) -> None:
         await self._runner.cleanup()
+
+
+def _bound_connections(server: web.Server, limit: int) -> None:
+    """Answer 503 and close a connection beyond `limit` open ones."""
+    made = server.connection_made
+
+    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        made(handler, transport)
+        if len(server.connections) > limit:
+            log.warning("HTTP connections at their bound (%d): refusing one", limit)
+            transport.write(_TOO_MANY)
+            transport.close()
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
