@@ -79,3 +79,30 @@ async def test_the_console_can_be_switched_off(console_service: Service) -> None
             assert response.content_type == "application/json"
     finally:
         await other.stop(1.0)
+
+
+@pytest.mark.parametrize(
+    ("headers", "body", "status"),
+    [
+        ({"Content-Type": "application/x-www-form-urlencoded; charset=foo"}, b"a=b", 400),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"csrf_token=\xff\xfe", 400),
+        ({"Content-Type": "multipart/form-data"}, b"x", 415),
+        ({"Content-Type": "application/json"}, b"{}", 415),
+        (
+            {"Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"},
+            b"not gzip",
+            400,
+        ),
+        ({"Content-Type": "application/x-www-form-urlencoded"}, b"a=" + b"x" * 20_000, 413),
+    ],
+)
+async def test_bad_form_bodies_get_a_4xx_page(
+    base_url: str, headers: dict[str, str], body: bytes, status: int
+) -> None:
+    connector = aiohttp.TCPConnector(force_close=True)
+    async with aiohttp.ClientSession(base_url, connector=connector) as http:
+        await http.get("/console/")  # the CSRF cookie
+        for path in ("/console/login", "/console/operations/AAAAAAAAAAAAAAAAAAAAAA/cancel"):
+            response = await http.post(path, data=body, headers=headers)
+            assert response.status == status, (path, await response.text())
+            assert response.content_type == "text/html"

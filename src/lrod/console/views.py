@@ -10,13 +10,16 @@ import dataclasses
 import json
 import logging
 import uuid
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError, HttpProcessingError
+from aiohttp.web import RequestPayloadError
 from google.protobuf import any_pb2
 
 from lrod.api.validation import new_job
@@ -63,6 +66,9 @@ CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+FORM_TYPE = "application/x-www-form-urlencoded"
+MAX_FORM = 16 * 1024
+FORM_READ_SECONDS = 10.0
 # How often an idle event stream sends a comment, so that a closed tab is noticed.
 KEEPALIVE_SECONDS = 15.0
 
@@ -155,9 +161,32 @@ async def _viewer(request: web.Request) -> Viewer:
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    """A POSTed form, refused unless its CSRF token matches."""
-    form = await request.post()
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    """A POSTed form of the console's own (URL-encoded UTF-8, small), refused
+    unless its CSRF token matches. Anything else is a 4xx page, never a 5xx."""
+    if request.content_type != FORM_TYPE:
+        raise web.HTTPUnsupportedMediaType(reason="The console takes its own forms only")
+    if (request.charset or "utf-8").lower() not in ("utf-8", "utf8"):
+        raise web.HTTPBadRequest(reason="Forms must be UTF-8")
+    if (request.content_length or 0) > MAX_FORM:
+        raise web.HTTPRequestEntityTooLarge(
+            max_size=MAX_FORM, actual_size=request.content_length or 0
+        )
+    try:
+        async with asyncio.timeout(FORM_READ_SECONDS):
+            raw = await request.content.read(MAX_FORM + 1)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None
+    except (ContentEncodingError, HttpProcessingError, RequestPayloadError, zlib.error):
+        raise web.HTTPBadRequest(reason="The form does not decode") from None
+    if len(raw) > MAX_FORM:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_FORM, actual_size=len(raw))
+    try:
+        pairs = parse_qsl(
+            raw.decode("utf-8"), keep_blank_values=True, max_num_fields=20, errors="strict"
+        )
+    except (UnicodeDecodeError, ValueError):
+        raise web.HTTPBadRequest(reason="The form does not decode") from None
+    fields = dict(pairs)
     if not csrf_valid(request, fields.get(CSRF_FIELD, "")):
         raise web.HTTPForbidden(reason="The form is stale or came from another site; reload it")
     return fields
