@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable
 
 import grpc
+from aiohttp.abc import AbstractResolver
 
 from lrod.api.health import HealthMonitor
 from lrod.api.server import SERVICES, build_server
@@ -23,6 +24,8 @@ from lrod.store.endings import TransitionLog
 from lrod.store.engine import open_database
 from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
+from lrod.webhooks.config import WebhookConfig
+from lrod.webhooks.dispatcher import Dispatcher
 from lrod.worker import WorkerPool
 from lrod.worker.presence import WorkerPresence
 
@@ -34,7 +37,14 @@ __all__ = ["Service", "Settings", "run"]
 class Service:
     """One lrod process: API and/or workers on one database."""
 
-    def __init__(self, settings: Settings, registry: Registry) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: Registry,
+        webhook_resolver: AbstractResolver | None = None,
+    ) -> None:
+        """`webhook_resolver`: the DNS resolver behind the webhook SSRF guard
+        (default: the system's)."""
         self.settings = settings
         self.registry = registry
         self.hub = ChangeHub()
@@ -43,8 +53,14 @@ class Service:
         # Metrics and logs hang on the seam where every job ends.
         self.store.subscribe(self.metrics)
         self.store.subscribe(TransitionLog())
+        webhooks = WebhookConfig.of(settings.webhooks)
         self.manager = OperationManager(
-            self.store, self.hub, registry, settings.manager, metrics=self.metrics
+            self.store,
+            self.hub,
+            registry,
+            settings.manager,
+            metrics=self.metrics,
+            webhook_rules=webhooks.rules,
         )
         self.health = HealthMonitor(
             self.store, SERVICES, settings.health_interval, metrics=self.metrics
@@ -66,6 +82,15 @@ class Service:
             if self.pool is not None
             else None
         )
+        # Worker processes with a signing secret send the webhooks.
+        self.dispatcher: Dispatcher | None = None
+        if self.pool is not None and webhooks.signers and settings.webhooks.concurrency > 0:
+            self.dispatcher = Dispatcher(
+                self.store, webhooks, self.metrics, self.manager.clock, webhook_resolver
+            )
+            self.store.subscribe(self.dispatcher)
+        elif self.pool is not None and settings.webhooks.concurrency > 0:
+            log.info("no --webhook-secrets: this process sends no webhooks")
         self.metrics_server: MetricsServer | None = None
         self.notifications = self.store.notification_listener()
         self.server: grpc.aio.Server | None = None
@@ -104,6 +129,8 @@ class Service:
             self.pool.start()
         if self.presence is not None:
             await self.presence.start()
+        if self.dispatcher is not None:
+            self.dispatcher.start()
         self._janitor = asyncio.create_task(self._expire_loop(), name="lrod-janitor")
 
     async def stop(self, grace: float | None = None) -> None:
@@ -118,6 +145,8 @@ class Service:
             await self.pool.stop(grace)
         if self.presence is not None:
             await self.presence.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
         if self.http is not None:
             await self.http.stop()
         if self.server is not None:

@@ -9,6 +9,7 @@ runs, so that client commands start quickly.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -25,6 +26,7 @@ from lrod.settings import (
     LogSettings,
     ManagerSettings,
     Settings,
+    WebhookSettings,
     WorkerSettings,
 )
 
@@ -65,10 +67,29 @@ def _check_public_url(
     return value
 
 
+def _check_webhooks(kind: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """Malformed webhook flags fail at startup with the flag's name."""
+
+    def check(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        from lrod.webhooks.config import check_setting
+
+        try:
+            check_setting(kind, value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+        return value
+
+    return check
+
+
 _CHECKS = {
     "metrics_address": _check_address,
     "http_trusted_proxies": _check_proxies,
     "http_public_url": _check_public_url,
+    "webhook_secrets": _check_webhooks("secrets"),
+    "webhook_allow": _check_webhooks("allow"),
+    "webhook_schedule": _check_webhooks("schedule"),
+    "webhook_schemes": _check_webhooks("schemes"),
 }
 
 
@@ -100,6 +121,7 @@ def _settings(params: dict[str, Any], **overrides: Any) -> Settings:
         workers=build(WorkerSettings, params),
         manager=build(ManagerSettings, params),
         http=build(HttpSettings, params),
+        webhooks=build(WebhookSettings, params),
         **overrides,
     )
 

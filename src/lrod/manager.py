@@ -21,6 +21,7 @@ from lrod.domain.paging import (
     page_size,
 )
 from lrod.domain.submission import NewJob, batch_members
+from lrod.domain.webhooks import AddressRules
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
@@ -44,8 +45,11 @@ class OperationManager:
         settings: ManagerSettings | None = None,
         clock: Clock = utcnow,
         metrics: Metrics | None = None,
+        webhook_rules: AddressRules | None = None,
     ) -> None:
         self.store = store
+        # Which completion webhook targets Submit accepts.
+        self.webhook_rules = webhook_rules or AddressRules()
         self.hub = hub
         self.registry = registry
         self.settings = settings or ManagerSettings()

@@ -92,6 +92,31 @@ class Metrics:
             buckets=RPC_SECONDS,
             registry=r,
         )
+        self.webhook_attempts = Counter(
+            "lrod_webhook_attempts",
+            "Webhook POSTs tried, by outcome (delivered, http_error, timeout, network_error, "
+            "refused: the target's address is not allowed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_deliveries = Counter(
+            "lrod_webhook_deliveries",
+            "Webhook deliveries ended, by outcome (delivered, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.webhook_seconds = Histogram(
+            "lrod_webhook_attempt_seconds",
+            "How long one webhook POST took (to the answer, or the error).",
+            buckets=RPC_SECONDS,
+            registry=r,
+        )
+        self.webhook_latency = Histogram(
+            "lrod_webhook_delivery_latency_seconds",
+            "From the operation's end to its webhook's delivery (retries included).",
+            buckets=JOB_SECONDS_LONG,
+            registry=r,
+        )
         self.rpcs = Counter(
             "lrod_rpc_handled",
             "RPCs finished, by method and status code.",

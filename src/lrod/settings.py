@@ -194,6 +194,75 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """Completion webhooks: who may be called, how they are signed, and the
+    retry schedule of the dispatchers in worker processes."""
+
+    secrets: str | None = setting(
+        None,
+        "Comma-separated Standard Webhooks secrets (whsec_BASE64); every one signs each "
+        "delivery, so a new secret can be added before the old one is removed. Needed "
+        "by worker processes to send webhooks (default: off).",
+        commands=(SERVE, WORKER),
+        name="webhook-secrets",
+    )
+    schemes: str = setting(
+        "https",
+        "The URL schemes webhook targets may use: https, or https,http to allow http too.",
+        commands=(SERVE, WORKER),
+        name="webhook-schemes",
+    )
+    allow: str | None = setting(
+        None,
+        "Comma-separated hosts, addresses or networks that webhooks may reach although "
+        "they are loopback, private or link-local, e.g. 127.0.0.1,10.1.0.0/16 (default: off).",
+        commands=(SERVE, WORKER),
+        name="webhook-allow",
+    )
+    schedule: str = setting(
+        "5,300,1800,7200,18000,36000,36000",
+        "Seconds before each retry of a failed delivery (each with +-20% jitter); after "
+        "the last the delivery is marked failed.",
+        commands=(SERVE, WORKER),
+        name="webhook-schedule",
+    )
+    timeout: float = setting(
+        10.0,
+        "Seconds one delivery attempt may take.",
+        commands=(SERVE, WORKER),
+        name="webhook-timeout",
+        metavar="SECONDS",
+        minimum=0.1,
+    )
+    per_host: int = setting(
+        4,
+        "Deliveries in flight at once to one host (per process).",
+        commands=(SERVE, WORKER),
+        name="webhook-per-host",
+        metavar="N",
+        minimum=1,
+    )
+    concurrency: int = setting(
+        16,
+        "Deliveries in flight at once in this process; 0 sends none.",
+        commands=(SERVE, WORKER),
+        name="webhook-concurrency",
+        metavar="N",
+        minimum=0,
+    )
+    poll_interval: float = setting(
+        1.0,
+        "How often dispatchers look for due deliveries without a wake-up.",
+        commands=(SERVE, WORKER),
+        name="webhook-poll-seconds",
+        metavar="SECONDS",
+        minimum=0.01,
+    )
+    # The most of a receiver's answer that is read.
+    max_response_bytes: int = 4096
+
+
+@dataclass(frozen=True)
 class Settings:
     """One lrod process: what `lrod serve` and `lrod worker` run."""
 
@@ -219,6 +288,7 @@ class Settings:
     serve_api: bool = True
     workers: WorkerSettings | None = field(default_factory=WorkerSettings)
     manager: ManagerSettings = field(default_factory=ManagerSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     migrate: bool = True
     janitor_interval: float = 60.0
     janitor_batch: int = 500
@@ -257,4 +327,5 @@ FLAG_SOURCES: tuple[type, ...] = (
     WorkerSettings,
     ManagerSettings,
     HttpSettings,
+    WebhookSettings,
 )

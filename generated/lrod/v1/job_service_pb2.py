@@ -30,7 +30,7 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19lrod/v1/job_service.proto\x12\x07lrod.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a#google/longrunning/operations.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x02\n\rSubmitRequest\x12\x16\n\x08job_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x14.google.protobuf.AnyB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x38\n\x06labels\x18\x04 \x03(\x0b\x32\".lrod.v1.SubmitRequest.LabelsEntryB\x04\xe2\x41\x01\x01\x12\x16\n\x08priority\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x37\n\rschedule_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x30\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\x12\x18\n\ndedupe_key\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x12\x42\x61tchSubmitRequest\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x16.lrod.v1.SubmitRequestB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"H\n\x13\x42\x61tchSubmitResponse\x12\x31\n\noperations\x18\x01 \x03(\x0b\x32\x1d.google.longrunning.Operation\"+\n\x15WatchOperationRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x16WatchOperationResponse\x12\x30\n\toperation\x18\x01 \x01(\x0b\x32\x1d.google.longrunning.Operation\"\x15\n\x13ListJobTypesRequest\";\n\x14ListJobTypesResponse\x12#\n\tjob_types\x18\x01 \x03(\x0b\x32\x10.lrod.v1.JobType\"\xcf\x01\n\x07JobType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ninput_type\x18\x02 \x01(\t\x12\x13\n\x0boutput_type\x18\x03 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12\x32\n\x0f\x64\x65\x66\x61ult_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t2\xf3\x03\n\nJobService\x12\x94\x01\n\x06Submit\x12\x16.lrod.v1.SubmitRequest\x1a\x1d.google.longrunning.Operation\"S\xca\x41\x30\n\x13google.protobuf.Any\x12\x19lrod.v1.OperationMetadata\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/operations:submit:\x01*\x12o\n\x0b\x42\x61tchSubmit\x12\x1b.lrod.v1.BatchSubmitRequest\x1a\x1c.lrod.v1.BatchSubmitResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/operations:batchSubmit:\x01*\x12z\n\x0eWatchOperation\x12\x1e.lrod.v1.WatchOperationRequest\x1a\x1f.lrod.v1.WatchOperationResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=operations/*}:watch0\x01\x12\x61\n\x0cListJobTypes\x12\x1c.lrod.v1.ListJobTypesRequest\x1a\x1d.lrod.v1.ListJobTypesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/jobTypesB(\n\x0b\x64\x65v.lrod.v1P\x01Z\x17lrod/gen/lrod/v1;lrodv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19lrod/v1/job_service.proto\x12\x07lrod.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a#google/longrunning/operations.proto\x1a\x19google/protobuf/any.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x03\n\rSubmitRequest\x12\x16\n\x08job_type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x14.google.protobuf.AnyB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x01\x12\x38\n\x06labels\x18\x04 \x03(\x0b\x32\".lrod.v1.SubmitRequest.LabelsEntryB\x04\xe2\x41\x01\x01\x12\x16\n\x08priority\x18\x05 \x01(\x05\x42\x04\xe2\x41\x01\x01\x12\x37\n\rschedule_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x01\x12\x30\n\x07timeout\x18\x07 \x01(\x0b\x32\x19.google.protobuf.DurationB\x04\xe2\x41\x01\x01\x12\x18\n\ndedupe_key\x18\x08 \x01(\tB\x04\xe2\x41\x01\x01\x12\x37\n\x0cnotification\x18\t \x01(\x0b\x32\x1b.lrod.v1.NotificationTargetB\x04\xe2\x41\x01\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\'\n\x12NotificationTarget\x12\x11\n\x03url\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"^\n\x12\x42\x61tchSubmitRequest\x12.\n\x08requests\x18\x01 \x03(\x0b\x32\x16.lrod.v1.SubmitRequestB\x04\xe2\x41\x01\x02\x12\x18\n\nrequest_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x01\"H\n\x13\x42\x61tchSubmitResponse\x12\x31\n\noperations\x18\x01 \x03(\x0b\x32\x1d.google.longrunning.Operation\"+\n\x15WatchOperationRequest\x12\x12\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\"J\n\x16WatchOperationResponse\x12\x30\n\toperation\x18\x01 \x01(\x0b\x32\x1d.google.longrunning.Operation\"\x15\n\x13ListJobTypesRequest\";\n\x14ListJobTypesResponse\x12#\n\tjob_types\x18\x01 \x03(\x0b\x32\x10.lrod.v1.JobType\"\xcf\x01\n\x07JobType\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ninput_type\x18\x02 \x01(\t\x12\x13\n\x0boutput_type\x18\x03 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12\x32\n\x0f\x64\x65\x66\x61ult_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0bmax_timeout\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t2\xf3\x03\n\nJobService\x12\x94\x01\n\x06Submit\x12\x16.lrod.v1.SubmitRequest\x1a\x1d.google.longrunning.Operation\"S\xca\x41\x30\n\x13google.protobuf.Any\x12\x19lrod.v1.OperationMetadata\x82\xd3\xe4\x93\x02\x1a\"\x15/v1/operations:submit:\x01*\x12o\n\x0b\x42\x61tchSubmit\x12\x1b.lrod.v1.BatchSubmitRequest\x1a\x1c.lrod.v1.BatchSubmitResponse\"%\x82\xd3\xe4\x93\x02\x1f\"\x1a/v1/operations:batchSubmit:\x01*\x12z\n\x0eWatchOperation\x12\x1e.lrod.v1.WatchOperationRequest\x1a\x1f.lrod.v1.WatchOperationResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x1d/v1/{name=operations/*}:watch0\x01\x12\x61\n\x0cListJobTypes\x12\x1c.lrod.v1.ListJobTypesRequest\x1a\x1d.lrod.v1.ListJobTypesResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/jobTypesB(\n\x0b\x64\x65v.lrod.v1P\x01Z\x17lrod/gen/lrod/v1;lrodv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -56,6 +56,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREQUEST'].fields_by_name['timeout']._serialized_options = b'\342A\001\001'
   _globals['_SUBMITREQUEST'].fields_by_name['dedupe_key']._loaded_options = None
   _globals['_SUBMITREQUEST'].fields_by_name['dedupe_key']._serialized_options = b'\342A\001\001'
+  _globals['_SUBMITREQUEST'].fields_by_name['notification']._loaded_options = None
+  _globals['_SUBMITREQUEST'].fields_by_name['notification']._serialized_options = b'\342A\001\001'
+  _globals['_NOTIFICATIONTARGET'].fields_by_name['url']._loaded_options = None
+  _globals['_NOTIFICATIONTARGET'].fields_by_name['url']._serialized_options = b'\342A\001\002'
   _globals['_BATCHSUBMITREQUEST'].fields_by_name['requests']._loaded_options = None
   _globals['_BATCHSUBMITREQUEST'].fields_by_name['requests']._serialized_options = b'\342A\001\002'
   _globals['_BATCHSUBMITREQUEST'].fields_by_name['request_id']._loaded_options = None
@@ -71,23 +75,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBSERVICE'].methods_by_name['ListJobTypes']._loaded_options = None
   _globals['_JOBSERVICE'].methods_by_name['ListJobTypes']._serialized_options = b'\202\323\344\223\002\016\022\014/v1/jobTypes'
   _globals['_SUBMITREQUEST']._serialized_start=231
-  _globals['_SUBMITREQUEST']._serialized_end=601
-  _globals['_SUBMITREQUEST_LABELSENTRY']._serialized_start=556
-  _globals['_SUBMITREQUEST_LABELSENTRY']._serialized_end=601
-  _globals['_BATCHSUBMITREQUEST']._serialized_start=603
-  _globals['_BATCHSUBMITREQUEST']._serialized_end=697
-  _globals['_BATCHSUBMITRESPONSE']._serialized_start=699
-  _globals['_BATCHSUBMITRESPONSE']._serialized_end=771
-  _globals['_WATCHOPERATIONREQUEST']._serialized_start=773
-  _globals['_WATCHOPERATIONREQUEST']._serialized_end=816
-  _globals['_WATCHOPERATIONRESPONSE']._serialized_start=818
-  _globals['_WATCHOPERATIONRESPONSE']._serialized_end=892
-  _globals['_LISTJOBTYPESREQUEST']._serialized_start=894
-  _globals['_LISTJOBTYPESREQUEST']._serialized_end=915
-  _globals['_LISTJOBTYPESRESPONSE']._serialized_start=917
-  _globals['_LISTJOBTYPESRESPONSE']._serialized_end=976
-  _globals['_JOBTYPE']._serialized_start=979
-  _globals['_JOBTYPE']._serialized_end=1186
-  _globals['_JOBSERVICE']._serialized_start=1189
-  _globals['_JOBSERVICE']._serialized_end=1688
+  _globals['_SUBMITREQUEST']._serialized_end=658
+  _globals['_SUBMITREQUEST_LABELSENTRY']._serialized_start=613
+  _globals['_SUBMITREQUEST_LABELSENTRY']._serialized_end=658
+  _globals['_NOTIFICATIONTARGET']._serialized_start=660
+  _globals['_NOTIFICATIONTARGET']._serialized_end=699
+  _globals['_BATCHSUBMITREQUEST']._serialized_start=701
+  _globals['_BATCHSUBMITREQUEST']._serialized_end=795
+  _globals['_BATCHSUBMITRESPONSE']._serialized_start=797
+  _globals['_BATCHSUBMITRESPONSE']._serialized_end=869
+  _globals['_WATCHOPERATIONREQUEST']._serialized_start=871
+  _globals['_WATCHOPERATIONREQUEST']._serialized_end=914
+  _globals['_WATCHOPERATIONRESPONSE']._serialized_start=916
+  _globals['_WATCHOPERATIONRESPONSE']._serialized_end=990
+  _globals['_LISTJOBTYPESREQUEST']._serialized_start=992
+  _globals['_LISTJOBTYPESREQUEST']._serialized_end=1013
+  _globals['_LISTJOBTYPESRESPONSE']._serialized_start=1015
+  _globals['_LISTJOBTYPESRESPONSE']._serialized_end=1074
+  _globals['_JOBTYPE']._serialized_start=1077
+  _globals['_JOBTYPE']._serialized_end=1284
+  _globals['_JOBSERVICE']._serialized_start=1287
+  _globals['_JOBSERVICE']._serialized_end=1786
 # @@protoc_insertion_point(module_scope)

@@ -15,7 +15,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("job_type", "input", "request_id", "labels", "priority", "schedule_time", "timeout", "dedupe_key")
+    __slots__ = ("job_type", "input", "request_id", "labels", "priority", "schedule_time", "timeout", "dedupe_key", "notification")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class SubmitRequest(_message.Message):
     SCHEDULE_TIME_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     DEDUPE_KEY_FIELD_NUMBER: _ClassVar[int]
+    NOTIFICATION_FIELD_NUMBER: _ClassVar[int]
     job_type: str
     input: _any_pb2.Any
     request_id: str
@@ -39,7 +40,14 @@ class SubmitRequest(_message.Message):
     schedule_time: _timestamp_pb2.Timestamp
     timeout: _duration_pb2.Duration
     dedupe_key: str
-    def __init__(self, job_type: _Optional[str] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., dedupe_key: _Optional[str] = ...) -> None: ...
+    notification: NotificationTarget
+    def __init__(self, job_type: _Optional[str] = ..., input: _Optional[_Union[_any_pb2.Any, _Mapping]] = ..., request_id: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., priority: _Optional[int] = ..., schedule_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., dedupe_key: _Optional[str] = ..., notification: _Optional[_Union[NotificationTarget, _Mapping]] = ...) -> None: ...
+
+class NotificationTarget(_message.Message):
+    __slots__ = ("url",)
+    URL_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    def __init__(self, url: _Optional[str] = ...) -> None: ...
 
 class BatchSubmitRequest(_message.Message):
     __slots__ = ("requests", "request_id")

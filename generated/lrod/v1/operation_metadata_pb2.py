@@ -27,7 +27,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from google.rpc import status_pb2 as google_dot_rpc_dot_status__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lrod/v1/operation_metadata.proto\x12\x07lrod.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\x9f\x06\n\x11OperationMetadata\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .lrod.v1.OperationMetadata.State\x12\x10\n\x08job_type\x18\x02 \x01(\t\x12#\n\x08progress\x18\x03 \x01(\x0b\x32\x11.lrod.v1.Progress\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63\x61ncel_requested\x18\x0b \x01(\x08\x12.\n\x12last_attempt_error\x18\x0c \x01(\x0b\x32\x12.google.rpc.Status\x12-\n\npoll_after\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x06labels\x18\x0e \x03(\x0b\x32&.lrod.v1.OperationMetadata.LabelsEntry\x12\x10\n\x08priority\x18\x0f \x01(\x05\x12/\n\x0b\x65xpire_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"a\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\";\n\x08Progress\x12\x11\n\tcompleted\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\r\n\x05stage\x18\x03 \x01(\tB(\n\x0b\x64\x65v.lrod.v1P\x01Z\x17lrod/gen/lrod/v1;lrodv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n lrod/v1/operation_metadata.proto\x12\x07lrod.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17google/rpc/status.proto\"\xca\x06\n\x11OperationMetadata\x12/\n\x05state\x18\x01 \x01(\x0e\x32 .lrod.v1.OperationMetadata.State\x12\x10\n\x08job_type\x18\x02 \x01(\t\x12#\n\x08progress\x18\x03 \x01(\x0b\x32\x11.lrod.v1.Progress\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x05 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x11next_attempt_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10\x63\x61ncel_requested\x18\x0b \x01(\x08\x12.\n\x12last_attempt_error\x18\x0c \x01(\x0b\x32\x12.google.rpc.Status\x12-\n\npoll_after\x18\r \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x36\n\x06labels\x18\x0e \x03(\x0b\x32&.lrod.v1.OperationMetadata.LabelsEntry\x12\x10\n\x08priority\x18\x0f \x01(\x05\x12/\n\x0b\x65xpire_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x07webhook\x18\x11 \x01(\x0b\x32\x18.lrod.v1.WebhookDelivery\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"a\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06QUEUED\x10\x01\x12\x0b\n\x07RUNNING\x10\x02\x12\r\n\tSUCCEEDED\x10\x03\x12\n\n\x06\x46\x41ILED\x10\x04\x12\r\n\tCANCELLED\x10\x05\"\xf3\x02\n\x0fWebhookDelivery\x12\x0b\n\x03url\x18\x01 \x01(\t\x12-\n\x05state\x18\x02 \x01(\x0e\x32\x1e.lrod.v1.WebhookDelivery.State\x12\x12\n\nwebhook_id\x18\x03 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\x05\x12\x18\n\x10last_http_status\x18\x05 \x01(\x05\x12\x12\n\nlast_error\x18\x06 \x01(\t\x12\x35\n\x11next_attempt_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"k\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x11\n\rSTATE_WAITING\x10\x01\x12\x11\n\rSTATE_PENDING\x10\x02\x12\x13\n\x0fSTATE_DELIVERED\x10\x03\x12\x10\n\x0cSTATE_FAILED\x10\x04\";\n\x08Progress\x12\x11\n\tcompleted\x18\x01 \x01(\x03\x12\r\n\x05total\x18\x02 \x01(\x03\x12\r\n\x05stage\x18\x03 \x01(\tB(\n\x0b\x64\x65v.lrod.v1P\x01Z\x17lrod/gen/lrod/v1;lrodv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,11 +38,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPERATIONMETADATA_LABELSENTRY']._loaded_options = None
   _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_OPERATIONMETADATA']._serialized_start=136
-  _globals['_OPERATIONMETADATA']._serialized_end=935
-  _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_start=791
-  _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_end=836
-  _globals['_OPERATIONMETADATA_STATE']._serialized_start=838
-  _globals['_OPERATIONMETADATA_STATE']._serialized_end=935
-  _globals['_PROGRESS']._serialized_start=937
-  _globals['_PROGRESS']._serialized_end=996
+  _globals['_OPERATIONMETADATA']._serialized_end=978
+  _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_start=834
+  _globals['_OPERATIONMETADATA_LABELSENTRY']._serialized_end=879
+  _globals['_OPERATIONMETADATA_STATE']._serialized_start=881
+  _globals['_OPERATIONMETADATA_STATE']._serialized_end=978
+  _globals['_WEBHOOKDELIVERY']._serialized_start=981
+  _globals['_WEBHOOKDELIVERY']._serialized_end=1352
+  _globals['_WEBHOOKDELIVERY_STATE']._serialized_start=1245
+  _globals['_WEBHOOKDELIVERY_STATE']._serialized_end=1352
+  _globals['_PROGRESS']._serialized_start=1354
+  _globals['_PROGRESS']._serialized_end=1413
 # @@protoc_insertion_point(module_scope)

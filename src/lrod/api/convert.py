@@ -10,6 +10,7 @@ from google.protobuf import any_pb2, duration_pb2, timestamp_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from lrod.domain.operation import Operation, PublicError, poll_after
+from lrod.domain.webhooks import DeliveryState, webhook_id
 from lrod.jobs.registry import JobType
 from lrod.v1 import job_service_pb2, operation_metadata_pb2
 
@@ -63,6 +64,42 @@ def metadata(op: Operation, now: datetime) -> Metadata:
         labels=dict(op.labels),
         priority=op.priority,
         expire_time=timestamp(op.expire_time),
+        webhook=webhook(op),
+    )
+
+
+_DELIVERY_STATES = {
+    DeliveryState.PENDING: operation_metadata_pb2.WebhookDelivery.STATE_PENDING,
+    DeliveryState.DELIVERED: operation_metadata_pb2.WebhookDelivery.STATE_DELIVERED,
+    DeliveryState.FAILED: operation_metadata_pb2.WebhookDelivery.STATE_FAILED,
+}
+
+
+def webhook(op: Operation) -> operation_metadata_pb2.WebhookDelivery | None:
+    if op.notify_url is None:
+        return None
+    d = op.delivery
+    if d is None:
+        # Not read with the operation: not done yet, or (a done one) its
+        # outbox row was written with the terminal state and is pending.
+        waiting = operation_metadata_pb2.WebhookDelivery.STATE_WAITING
+        return operation_metadata_pb2.WebhookDelivery(
+            url=op.notify_url,
+            state=_DELIVERY_STATES[DeliveryState.PENDING] if op.done else waiting,
+            webhook_id=webhook_id(op.id),
+            next_attempt_time=timestamp(op.end_time),
+        )
+    return operation_metadata_pb2.WebhookDelivery(
+        url=d.url,
+        state=_DELIVERY_STATES[d.state],
+        webhook_id=d.webhook_id,
+        attempts=d.attempts,
+        last_http_status=d.last_status or 0,
+        last_error=d.last_error or "",
+        next_attempt_time=timestamp(
+            d.next_attempt_time if d.state is DeliveryState.PENDING else None
+        ),
+        end_time=timestamp(d.end_time),
     )
 
 

@@ -22,14 +22,18 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
         self, request: job_service_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:
         now = self._manager.clock()
-        job = new_job(request, self._manager.registry, caller(context), now)
+        job = new_job(
+            request, self._manager.registry, caller(context), now, self._manager.webhook_rules
+        )
         return convert.operation(await self._manager.submit(job), now)
 
     async def BatchSubmit(
         self, request: job_service_pb2.BatchSubmitRequest, context: grpc.aio.ServicerContext
     ) -> job_service_pb2.BatchSubmitResponse:
         now = self._manager.clock()
-        jobs = new_jobs(request, self._manager.registry, caller(context), now)
+        jobs = new_jobs(
+            request, self._manager.registry, caller(context), now, self._manager.webhook_rules
+        )
         stored = await self._manager.batch_submit(jobs, request.request_id or None)
         return job_service_pb2.BatchSubmitResponse(
             operations=[convert.operation(op, now) for op in stored]

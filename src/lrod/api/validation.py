@@ -20,6 +20,7 @@ from lrod.domain.submission import (
     request_id_violations,
     timeout_violations,
 )
+from lrod.domain.webhooks import AddressRules, target_violations
 from lrod.jobs.registry import JobType, Registry
 from lrod.v1 import job_service_pb2
 
@@ -46,7 +47,11 @@ MAX_BATCH_VIOLATIONS = 10
 
 
 def new_jobs(
-    request: job_service_pb2.BatchSubmitRequest, registry: Registry, owner: str, now: datetime
+    request: job_service_pb2.BatchSubmitRequest,
+    registry: Registry,
+    owner: str,
+    now: datetime,
+    rules: AddressRules | None = None,
 ) -> list[NewJob]:
     """Each request checked by Submit's rules; a violation names its request,
     e.g. `requests[3].job_type`."""
@@ -63,7 +68,7 @@ def new_jobs(
     jobs: list[NewJob] = []
     for index, item in enumerate(request.requests):
         try:
-            jobs.append(new_job(item, registry, owner, now))
+            jobs.append(new_job(item, registry, owner, now, rules))
         except InvalidArgument as error:
             problems += [
                 FieldViolation(f"requests[{index}].{v.field}", v.description, v.reason)
@@ -77,8 +82,14 @@ def new_jobs(
 
 
 def new_job(
-    request: job_service_pb2.SubmitRequest, registry: Registry, owner: str, now: datetime
+    request: job_service_pb2.SubmitRequest,
+    registry: Registry,
+    owner: str,
+    now: datetime,
+    rules: AddressRules | None = None,
 ) -> NewJob:
+    """`rules`: which webhook targets this server accepts (default: https
+    to public addresses only)."""
     problems: list[FieldViolation] = []
     job_type = registry.get(request.job_type)
     payload: Payload | None = None
@@ -103,6 +114,12 @@ def new_job(
     if job_type is not None:
         problems += timeout_violations(timeout, job_type.max_timeout)
     schedule = _schedule(request, now, problems)
+    notify_url: str | None = None
+    if request.HasField("notification"):
+        notify_url = request.notification.url
+        problems += target_violations(notify_url, rules or AddressRules())
+    elif job_type is not None:
+        notify_url = job_type.default_notify_url
     if problems:
         raise InvalidArgument.of(problems, reason=problems[0].reason)
     assert job_type is not None
@@ -121,6 +138,7 @@ def new_job(
         request_id=request.request_id or None,
         dedupe_key=request.dedupe_key or None,
         schedule_time=schedule,
+        notify_url=notify_url,
     )
 
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from lrod.domain.errors import ERROR_DOMAIN, Code
 from lrod.domain.states import State
+from lrod.domain.webhooks import Delivery
 
 OPERATION_PREFIX = "operations/"
 
@@ -66,6 +67,10 @@ class Operation:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     version: int = 1
+    # The completion webhook's target, and its delivery once the operation is
+    # done (read with the operation; None on rows written without it).
+    notify_url: str | None = None
+    delivery: Delivery | None = None
 
     @property
     def name(self) -> str:

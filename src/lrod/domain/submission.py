@@ -42,6 +42,8 @@ class NewJob:
     request_id: str | None = None
     dedupe_key: str | None = None
     schedule_time: datetime | None = None
+    # Where the completion webhook goes (None: no webhook).
+    notify_url: str | None = None
 
     def fingerprint(self) -> str:
         """A digest of what the caller asked for, to tell a repeat from a reuse
@@ -56,6 +58,8 @@ class NewJob:
             "timeout": self.timeout.total_seconds() if self.timeout is not None else None,
             "dedupe_key": self.dedupe_key,
         }
+        if self.notify_url is not None:  # absent keeps older fingerprints valid
+            body["notify_url"] = self.notify_url
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 

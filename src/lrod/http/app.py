@@ -190,7 +190,9 @@ async def submit(request: web.Request) -> web.Response:
     assert isinstance(body, job_service_pb2.SubmitRequest)
     body.request_id = _idempotency_key(request, body.request_id)
     now = manager.clock()
-    op = await manager.submit(new_job(body, manager.registry, ANONYMOUS, now))
+    op = await manager.submit(
+        new_job(body, manager.registry, ANONYMOUS, now, manager.webhook_rules)
+    )
     wait = poll_after(op, now)
     headers = {"Location": request.app[_URLS].absolute(request, f"/v1/{op.name}")}
     if wait is not None:
@@ -206,7 +208,7 @@ async def batch_submit(request: web.Request) -> web.Response:
     assert isinstance(body, job_service_pb2.BatchSubmitRequest)
     body.request_id = _idempotency_key(request, body.request_id)
     now = manager.clock()
-    jobs = new_jobs(body, manager.registry, ANONYMOUS, now)
+    jobs = new_jobs(body, manager.registry, ANONYMOUS, now, manager.webhook_rules)
     stored = await manager.batch_submit(jobs, body.request_id or None)
     response = job_service_pb2.BatchSubmitResponse(
         operations=[convert.operation(op, now) for op in stored]

@@ -34,6 +34,8 @@ class JobType:
     retryable_exceptions: tuple[type[BaseException], ...] = ()
     retry_timeouts: bool = True
     description: str = ""
+    # The completion webhook of a Submit that names none (None: no webhook).
+    default_notify_url: str | None = None
 
     @property
     def is_async(self) -> bool:

@@ -16,3 +16,5 @@ class Changes:
     work_due: datetime | None = None
     # Moves through the seam (endings.py), for its subscribers after commit.
     transitions: list[Transition] = field(default_factory=list)
+    # A webhook delivery became due (the outbox got a row).
+    deliveries: bool = False

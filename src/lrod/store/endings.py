@@ -14,10 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lrod.domain.webhooks import DeliveryState, webhook_id
 from lrod.store.changes import Changes
 from lrod.store.protocol import EndedBy, Transition
+from lrod.store.statements import DELIVERIES
 
 log = logging.getLogger("lrod.store")
 
@@ -26,8 +29,26 @@ async def record_transitions(
     conn: AsyncConnection, changes: Changes, transitions: Sequence[Transition]
 ) -> None:
     """Call inside the write transaction, after the UPDATE ... RETURNING that
-    made the moves (only for rows the UPDATE actually moved)."""
+    made the moves (only for rows the UPDATE actually moved). A terminal
+    move of an operation with a webhook target writes its outbox row here,
+    so that the delivery commits (or rolls back) with the terminal state."""
     changes.transitions.extend(transitions)
+    outbox = [
+        {
+            "operation_id": op.id,
+            "webhook_id": webhook_id(op.id),
+            "url": op.notify_url,
+            "state": DeliveryState.PENDING.value,
+            "attempts": 0,
+            "next_attempt_time": op.end_time,
+            "create_time": op.end_time,
+        }
+        for op in (t.operation for t in transitions)
+        if op.done and op.notify_url is not None
+    ]
+    if outbox:
+        await conn.execute(insert(DELIVERIES), outbox)
+        changes.deliveries = True
 
 
 class TransitionLog:

@@ -14,6 +14,7 @@ from lrod.domain.paging import Cursor
 from lrod.domain.retry import JobPolicy
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
+from lrod.domain.webhooks import Delivery, DeliveryState
 
 
 class ChangeListener(Protocol):
@@ -64,6 +65,16 @@ class Claim:
 
     operation: Operation
     lease_token: str
+
+
+@dataclass(frozen=True)
+class DeliveryClaim:
+    """A webhook delivery a dispatcher holds, with its operation (done, so it
+    no longer changes) and the token that fences this attempt's writes."""
+
+    delivery: Delivery
+    operation: Operation
+    token: str
 
 
 @dataclass(frozen=True)
@@ -224,6 +235,29 @@ class OperationStore(Protocol):
     async def expire(self, now: datetime, batch: int) -> int: ...
 
     async def attempts(self, op_id: str) -> Sequence[AttemptRecord]: ...
+
+    async def claim_deliveries(
+        self, now: datetime, limit: int, lease: timedelta
+    ) -> Sequence[DeliveryClaim]: ...
+
+    async def finish_delivery(
+        self,
+        claim: DeliveryClaim,
+        now: datetime,
+        *,
+        counted: bool,
+        state: DeliveryState,
+        status: int | None = None,
+        error: str | None = None,
+        next_attempt_time: datetime | None = None,
+    ) -> Delivery | None:
+        """Record one attempt's end (`counted`), or hand the delivery back
+        untried; fenced by the claim's token (None: the lease was lost)."""
+        ...
+
+    async def deliveries(self, state: DeliveryState | None, limit: int) -> Sequence[Delivery]:
+        """Newest first, for operators."""
+        ...
 
     async def queue_stats(self, now: datetime) -> Sequence[QueueStats]:
         """Per job type, for metrics: a read at scrape time."""

@@ -9,6 +9,7 @@ from lrod.domain.errors import Code
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
+from lrod.domain.webhooks import Delivery, DeliveryState
 
 
 def error_to_json(error: PublicError | None) -> dict[str, Any] | None:
@@ -59,6 +60,7 @@ def new_row(job: NewJob, fingerprint: str) -> dict[str, Any]:
         "progress_total": 0,
         "progress_stage": "",
         "version": 1,
+        "notify_url": job.notify_url,
     }
 
 
@@ -93,4 +95,20 @@ def to_operation(row: Any) -> Operation:
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
         version=row.version,
+        notify_url=row.notify_url,
+    )
+
+
+def to_delivery(row: Any) -> Delivery:
+    return Delivery(
+        operation_id=row.operation_id,
+        webhook_id=row.webhook_id,
+        url=row.url,
+        state=DeliveryState(row.state),
+        attempts=row.attempts,
+        next_attempt_time=row.next_attempt_time,
+        last_status=row.last_status,
+        last_error=row.last_error,
+        create_time=row.create_time,
+        end_time=row.end_time,
     )

@@ -88,6 +88,7 @@ class OperationRow(Base):
     lease_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    notify_url: Mapped[str | None] = mapped_column(String(2048))
 
     __table_args__ = (
         Index("uq_operations_request_id", "owner", "request_id", unique=True),
@@ -203,3 +204,35 @@ class ServerKeyRow(Base):
 
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class DeliveryRow(Base):
+    """The webhook outbox: one completion webhook per operation, inserted in
+    the transaction that makes the operation terminal (store/endings.py),
+    removed with the operation."""
+
+    __tablename__ = "webhook_deliveries"
+
+    operation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("operations.id", ondelete="CASCADE"), primary_key=True
+    )
+    webhook_id: Mapped[str] = mapped_column(String(64))
+    url: Mapped[str] = mapped_column(String(2048))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(64))
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    create_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index(
+            "ix_webhook_deliveries_due",
+            "next_attempt_time",
+            sqlite_where=text("state = 'PENDING'"),
+            postgresql_where=text("state = 'PENDING'"),
+        ),
+    )

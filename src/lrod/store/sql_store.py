@@ -14,6 +14,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -37,9 +38,16 @@ from lrod.domain.paging import Cursor
 from lrod.domain.retry import LEASE_EXPIRED, JobPolicy
 from lrod.domain.states import State, check_move, sources_of
 from lrod.domain.submission import NewJob
+from lrod.domain.webhooks import Delivery, DeliveryState
 from lrod.store import pg_notify, presence
 from lrod.store.changes import Changes
 from lrod.store.creates import create_many, create_one, refused_member
+from lrod.store.deliveries import (
+    claim_due,
+    list_deliveries,
+    read_deliveries,
+    record_attempt,
+)
 from lrod.store.endings import record_transitions
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
@@ -50,6 +58,7 @@ from lrod.store.protocol import (
     AttemptRecord,
     ChangeListener,
     Claim,
+    DeliveryClaim,
     EndedBy,
     Heartbeat,
     JobTypeOverview,
@@ -254,7 +263,9 @@ class SqlStore:
         def read(conn: Connection) -> Any:
             row = conn.execute(GET_OPERATION, {"id": op_id, "owner": owner}).first()
             if row is not None:
-                return row
+                if row.notify_url is not None and State(row.state).terminal:
+                    return row, read_deliveries(conn, [op_id]).get(op_id)
+                return row, None
             return conn.execute(GET_TOMBSTONE, {"id": op_id, "owner": owner}).first() is not None
 
         found = await self._read(read)
@@ -262,10 +273,11 @@ class SqlStore:
             raise expired(op_id)
         if found is False:
             raise not_found(op_id)
-        op = to_operation(found)
+        row, delivery = found
+        op = to_operation(row)
         if op.expire_time is not None and op.expire_time <= now:
             raise expired(op_id)
-        return op
+        return op if delivery is None else replace(op, delivery=delivery)
 
     async def _missing(self, conn: AsyncConnection, op_id: str, owner: str) -> NotFound:
         tombstone = (await conn.execute(GET_TOMBSTONE, {"id": op_id, "owner": owner})).first()
@@ -283,8 +295,17 @@ class SqlStore:
         oldest_first: bool = False,
     ) -> Sequence[Operation]:
         statement = list_query(owner, query, after, limit, now, oldest_first)
-        rows = await self._read(lambda conn: conn.execute(statement).all())
-        return [to_operation(r) for r in rows]
+
+        def read(conn: Connection) -> tuple[Sequence[Any], dict[str, Delivery]]:
+            rows = conn.execute(statement).all()
+            notified = [r.id for r in rows if r.notify_url is not None]
+            return rows, read_deliveries(conn, notified) if notified else {}
+
+        rows, deliveries = await self._read(read)
+        ops = [to_operation(r) for r in rows]
+        return [
+            replace(op, delivery=deliveries[op.id]) if op.id in deliveries else op for op in ops
+        ]
 
     @_shielded
     async def cancel(
@@ -608,6 +629,48 @@ class SqlStore:
             await delete_rows(conn, [r.id for r in rows])
             changes.operations.update(r.id for r in rows)
         return len(rows)
+
+    # -- webhook deliveries (the outbox) ---------------------------------
+    @_shielded
+    async def claim_deliveries(
+        self, now: datetime, limit: int, lease: timedelta
+    ) -> Sequence[DeliveryClaim]:
+        """Up to `limit` due deliveries, each held by this caller alone until
+        `lease` runs out (a dispatcher that dies lets another take it then)."""
+        token = secrets.token_hex(16)
+        async with self._write() as (conn, _changes):
+            return await claim_due(conn, now, limit, lease, token)
+
+    @_shielded
+    async def finish_delivery(
+        self,
+        claim: DeliveryClaim,
+        now: datetime,
+        *,
+        counted: bool,
+        state: DeliveryState,
+        status: int | None = None,
+        error: str | None = None,
+        next_attempt_time: datetime | None = None,
+    ) -> Delivery | None:
+        async with self._write() as (conn, changes):
+            written = await record_attempt(
+                conn,
+                claim,
+                now,
+                counted=counted,
+                state=state,
+                status=status,
+                error=error,
+                next_attempt_time=next_attempt_time,
+            )
+            if written is not None:
+                changes.operations.add(claim.delivery.operation_id)
+        return written
+
+    @_shielded
+    async def deliveries(self, state: DeliveryState | None, limit: int) -> Sequence[Delivery]:
+        return await self._read(lambda conn: list_deliveries(conn, state, limit))
 
     @_shielded
     async def queue_stats(self, now: datetime) -> Sequence[QueueStats]:

@@ -19,7 +19,14 @@ from lrod.domain.states import State, check_move
 from lrod.store.filtering import after_cursor, filter_clauses
 from lrod.store.protocol import Claim
 from lrod.store.rows import error_to_json
-from lrod.store.schema import AttemptRow, ExpiredRow, LabelRow, OperationRow, ServerKeyRow
+from lrod.store.schema import (
+    AttemptRow,
+    DeliveryRow,
+    ExpiredRow,
+    LabelRow,
+    OperationRow,
+    ServerKeyRow,
+)
 
 OPS = cast(Table, OperationRow.__table__)
 T = OPS.c
@@ -27,6 +34,7 @@ LABELS = cast(Table, LabelRow.__table__)
 ATTEMPTS = cast(Table, AttemptRow.__table__)
 EXPIRED = cast(Table, ExpiredRow.__table__)
 SERVER_KEYS = cast(Table, ServerKeyRow.__table__)
+DELIVERIES = cast(Table, DeliveryRow.__table__)
 
 INSERT_OPERATIONS = insert(OPS).returning(*T, sort_by_parameter_order=True)
 
@@ -151,4 +159,5 @@ def expired(op_id: str) -> OperationExpired:
 async def delete_rows(conn: AsyncConnection, ids: list[str]) -> None:
     await conn.execute(delete(LABELS).where(LABELS.c.operation_id.in_(ids)))
     await conn.execute(delete(ATTEMPTS).where(ATTEMPTS.c.operation_id.in_(ids)))
+    await conn.execute(delete(DELIVERIES).where(DELIVERIES.c.operation_id.in_(ids)))
     await conn.execute(delete(OPS).where(T.id.in_(ids)))
