@@ -15,6 +15,7 @@ from lrod.domain.operation import Payload
 from lrod.domain.retry import Backoff, JobPolicy
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
+from lrod.domain.webhooks import DeliveryState
 from lrod.metrics import Metrics
 from lrod.store.engine import open_database
 from lrod.store.migrate import upgrade
@@ -45,8 +46,9 @@ async def store(database_url: str) -> AsyncIterator[SqlStore]:
         await opened.close()
 
 
-async def _add(store: SqlStore, max_attempts: int) -> str:
+async def _add(store: SqlStore, max_attempts: int, notify_url: str | None = None) -> str:
     job = NewJob(
+        notify_url=notify_url,
         id=new_operation_id(),
         owner="o",
         job_type="t",
@@ -91,6 +93,23 @@ async def test_a_rescued_job_out_of_attempts_fails_like_any_other(store: SqlStor
     duration = "lrod_job_duration_seconds_count"
     assert _sample(metrics, duration, job_type="t", state="FAILED") == 1
     assert _sample(metrics, "lrod_jobs_rescued_total") == 1
+
+
+async def test_a_rescued_job_out_of_attempts_is_notified_like_any_other(store: SqlStore) -> None:
+    op_id = await _add(store, max_attempts=1, notify_url="https://hooks.example.com/x")
+    await store.claim("w1", NOW, LEASE, 1, ["t"])
+    later = NOW + LEASE + timedelta(seconds=1)
+    await store.rescue(later, 10, lambda _: POLICY)
+    failed = await store.get(op_id, "o", later)
+    assert failed.delivery is not None
+    assert (failed.delivery.state, failed.delivery.attempts) == (DeliveryState.PENDING, 0)
+    assert failed.delivery.next_attempt_time == later
+    assert failed.delivery.webhook_id == f"msg_{op_id}"
+    [claim] = await store.claim_deliveries(later, 10, LEASE)
+    assert claim.operation.state is State.FAILED
+    # Held by that claim: no one else takes it until its lease runs out.
+    assert await store.claim_deliveries(later, 10, LEASE) == []
+    assert len(await store.claim_deliveries(later + LEASE * 2, 10, LEASE)) == 1
 
 
 async def test_a_rescued_job_waits_for_its_backoff(store: SqlStore) -> None:

@@ -114,10 +114,10 @@ class Hooked:
 
 
 def hooked_settings(database_url: str, webhooks: WebhookSettings, **fields: Any) -> Settings:
-    return Settings(
-        address="127.0.0.1:0",
-        database_url=database_url,
-        workers=WorkerSettings(
+    values: dict[str, Any] = {
+        "address": "127.0.0.1:0",
+        "database_url": database_url,
+        "workers": WorkerSettings(
             concurrency=4,
             lease=timedelta(seconds=5),
             poll_interval=0.2,
@@ -125,11 +125,11 @@ def hooked_settings(database_url: str, webhooks: WebhookSettings, **fields: Any)
             cancel_grace=0.5,
             drain_grace=2.0,
         ),
-        manager=ManagerSettings(max_wait=2.0),
-        janitor_interval=0.2,
-        webhooks=webhooks,
-        **fields,
-    )
+        "manager": ManagerSettings(max_wait=2.0),
+        "janitor_interval": 0.2,
+        "webhooks": webhooks,
+    }
+    return Settings(**(values | fields))
 
 
 @asynccontextmanager
