@@ -185,5 +185,21 @@ def attempts(database_url: str, name: str) -> None:
     asyncio.run(print_attempts(database_url, name))
 
 
+@main.command()
+@settings_options(DB)
+@click.option(
+    "--state",
+    type=click.Choice(["pending", "delivered", "failed"]),
+    help="Only deliveries in this state.",
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+def webhooks(database_url: str, state: str | None, limit: int) -> None:
+    """List completion webhook deliveries, newest first (operators only:
+    reads the database directly)."""
+    from lrod.operator import print_deliveries
+
+    asyncio.run(print_deliveries(database_url, state, limit))
+
+
 for _command in COMMANDS:
     main.add_command(_command)

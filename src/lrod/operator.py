@@ -30,3 +30,27 @@ async def print_attempts(database_url: str, name: str) -> None:
         if r.internal_error:
             for line in r.internal_error.rstrip().splitlines():
                 click.echo(f"   | {line}")
+
+
+async def print_deliveries(database_url: str, state: str | None, limit: int) -> None:
+    """The webhook outbox, newest first."""
+    from lrod.domain.webhooks import DeliveryState
+
+    store = SqlStore(open_database(database_url))
+    try:
+        found = await store.deliveries(DeliveryState(state.upper()) if state else None, limit)
+    finally:
+        await store.close()
+    if not found:
+        click.echo("no webhook deliveries")
+        return
+    for d in found:
+        status = d.last_status if d.last_status is not None else "-"
+        if d.state is DeliveryState.PENDING and d.next_attempt_time is not None:
+            timing = f"next={d.next_attempt_time.isoformat()}"
+        else:
+            timing = f"ended={d.end_time.isoformat() if d.end_time else '-'}"
+        click.echo(
+            f"operations/{d.operation_id} {d.state.value:<9} attempts={d.attempts} "
+            f"status={status} error={d.last_error or '-'} {timing} {d.url}"
+        )

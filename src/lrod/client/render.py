@@ -20,7 +20,7 @@ from rich.table import Table
 
 from lrod.client.messages import Metadata, metadata_of, packed_dict
 from lrod.client.progress import percent
-from lrod.v1 import job_service_pb2
+from lrod.v1 import job_service_pb2, operation_metadata_pb2
 
 State = Metadata.State
 
@@ -87,10 +87,26 @@ def print_operation(op: operations_pb2.Operation) -> None:
         rows.append(("result", result_text(op)))
     if op.HasField("error"):
         rows.append(("error", error_text(op.error)))
+    if meta.HasField("webhook"):
+        rows.append(("webhook", webhook_text(meta.webhook)))
     width = max(len(label) for label, _ in rows)
     for label, value in rows:
         if value:
             click.echo(f"{label + ':':<{width + 2}}{value}")
+
+
+def webhook_text(hook: operation_metadata_pb2.WebhookDelivery) -> str:
+    """One line: the delivery's state, attempts, last answer and next try."""
+    state = operation_metadata_pb2.WebhookDelivery.State.Name(hook.state).removeprefix("STATE_")
+    parts = [state.lower(), hook.url, f"{hook.attempts} attempt{'s' if hook.attempts != 1 else ''}"]
+    if hook.last_http_status:
+        parts.append(f"last status {hook.last_http_status}")
+    if hook.last_error:
+        parts.append(f"last error {hook.last_error}")
+    if hook.HasField("next_attempt_time"):
+        parts.append(f"next try {when(hook.next_attempt_time)}")
+    parts.append(f"id {hook.webhook_id}")
+    return ", ".join(parts)
 
 
 def print_outcome(op: operations_pb2.Operation) -> None:
