@@ -8,6 +8,7 @@ Screenshots go to $LROD_SCREENSHOTS (default build/screenshots);
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 from lrod import JobContext, PermanentJobError, Registry
 from lrod.app import Service, Settings
 from lrod.manager import ManagerSettings
+from lrod.settings import WebhookSettings
 from lrod.worker import WorkerSettings
 from lrod.worker.presence import PresenceSettings
 from tests.jobs import Gates, build_registry
@@ -88,6 +90,15 @@ def console_settings(database_url: str) -> Settings:
         manager=ManagerSettings(max_wait=2.0),
         http_address="127.0.0.1:0",
         presence=PresenceSettings(interval=0.5),
+        # Completion webhooks to a receiver of the tests' own on 127.0.0.1.
+        webhooks=WebhookSettings(
+            secrets="whsec_" + base64.b64encode(b"the console tests' own secret").decode(),
+            schemes="https,http",
+            allow="127.0.0.1",
+            schedule="0.2",
+            timeout=1.0,
+            poll_interval=0.1,
+        ),
     )
 
 

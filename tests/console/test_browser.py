@@ -25,7 +25,11 @@ XSS = '<script>window.xss = 1</script><img src=x onerror="window.xss = 2"><b>bol
 
 
 async def submit(
-    base_url: str, job_type: str, body: dict[str, Any], labels: dict[str, str] | None = None
+    base_url: str,
+    job_type: str,
+    body: dict[str, Any],
+    labels: dict[str, str] | None = None,
+    **fields: Any,
 ) -> str:
     type_url = {
         "examples.sleep": "lrod.examples.v1.SleepJob",
@@ -35,6 +39,7 @@ async def submit(
         "jobType": job_type,
         "input": {"@type": f"type.googleapis.com/{type_url}", **body},
         "labels": labels or {},
+        **fields,
     }
     async with aiohttp.ClientSession() as http:
         response = await http.post(f"{base_url}/v1/operations:submit", json=request)
@@ -327,3 +332,37 @@ async def test_submit_again_then_delete_with_a_confirmation(page: Page, base_url
     assert gone is not None
     assert gone.status == 404
     await expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+
+
+async def test_the_webhook_delivery_is_shown_on_the_operation_page(
+    page: Page, base_url: str, screenshots: Path
+) -> None:
+    calls: list[str] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        calls.append(request.headers.get("webhook-id", ""))
+        return web.Response(status=204)
+
+    receiver = web.Application()
+    receiver.router.add_post("/hook", receive)
+    runner = web.AppRunner(receiver)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/hook"
+    try:
+        op_id = await submit(
+            base_url, "examples.sleep", {"duration": "0.1s"}, notification={"url": url}
+        )
+        await wait_done(base_url, op_id)
+        await page.goto(f"{base_url}/console/operations/{op_id}")
+        webhook = page.locator("#webhook")
+        await expect(webhook).to_contain_text(url)
+        async with asyncio.timeout(15):
+            while "DELIVERED" not in await webhook.inner_text():
+                await page.reload()
+                await asyncio.sleep(0.1)
+        await expect(webhook).to_contain_text("204")
+        assert calls == [f"msg_{op_id}"]
+        await shot(page, screenshots, "operation-webhook")
+    finally:
+        await runner.cleanup()
