@@ -228,6 +228,9 @@ async def overview(request: web.Request) -> web.Response:
             "windows": model.WINDOWS,
             "window_labels": model.WINDOW_LABELS,
             "workers": workers,
+            # Host names and pids are for operators: admins, or everyone
+            # when authentication is off; other owners see only the counts.
+            "worker_details": viewer.admin or not request.app[ACCESS].login_required,
             "job_types": [t.name for t in manager.registry],
         },
     )
