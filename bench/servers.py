@@ -98,12 +98,14 @@ async def serve_echo(response: operations_pb2.Operation) -> None:
     await server.stop(1.0)
 
 
-async def serve_lrod(database_url: str, workers: int, lease: float) -> None:
+async def serve_lrod(database_url: str, workers: int, lease: float, claim_ahead: int = 0) -> None:
     settings = Settings(
         address="127.0.0.1:0",
         database_url=database_url,
         workers=(
-            WorkerSettings(concurrency=workers, lease=timedelta(seconds=lease))
+            WorkerSettings(
+                concurrency=workers, lease=timedelta(seconds=lease), claim_ahead=claim_ahead
+            )
             if workers > 0
             else None
         ),
@@ -127,13 +129,16 @@ def main(argv: list[str] | None = None) -> None:
     served.add_argument("--database-url", required=True)
     served.add_argument("--workers", type=int, default=0, help="0: API only")
     served.add_argument("--lease-seconds", type=float, default=30.0)
+    served.add_argument("--claim-ahead", type=int, default=0)
     args = parser.parse_args(argv)
     logs.configure("WARNING", False)
     if args.kind == "echo":
         response = operations_pb2.Operation.FromString(args.response_file.read_bytes())
         asyncio.run(serve_echo(response))
     else:
-        asyncio.run(serve_lrod(args.database_url, args.workers, args.lease_seconds))
+        asyncio.run(
+            serve_lrod(args.database_url, args.workers, args.lease_seconds, args.claim_ahead)
+        )
 
 
 if __name__ == "__main__":

@@ -109,6 +109,15 @@ class WorkerSettings:
         name="poll-seconds",
         minimum=0.01,
     )
+    claim_ahead: int = setting(
+        0,
+        "Jobs to claim beyond the free slots, into a local queue, so that a freed slot "
+        "starts its next job without waiting for a claim. Faster with many short jobs, but "
+        "a job claimed ahead shows RUNNING (and its start time) from its claim, and a "
+        "higher-priority job submitted after it may start after it.",
+        commands=(SERVE, WORKER),
+        minimum=0,
+    )
     progress_interval: float = 0.2
     cancel_grace: float = 5.0
     drain_grace: float = setting(

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -37,15 +38,11 @@ class Finish:
 
 
 # The finishing write of a batch is a few statements whatever its size, each
-# built once (its SQL compiled once): lock and read the fences, update the
-# held rows (one executemany per shape of values, usually one), close their
-# attempts (one executemany), read the written rows back.
-FENCES = (
-    select(T.id, T.lease_token, T.state)
-    .where(T.id.in_(bindparam("ids", expanding=True)))
-    .with_for_update()
-)
-WRITTEN = select(OPS).where(T.id.in_(bindparam("ids", expanding=True)))
+# built once (its SQL compiled once): lock and read the rows (their fences),
+# update the held ones (one executemany per shape of values, usually one),
+# close their attempts (one executemany). The written rows are the locked
+# rows with the written values: nobody else can change them meanwhile.
+FENCES = select(OPS).where(T.id.in_(bindparam("ids", expanding=True))).with_for_update()
 CLOSE_ATTEMPTS = (
     update(ATTEMPTS)
     .where(
@@ -127,11 +124,28 @@ async def finish_many(
     if not held:
         return [None] * len(items)
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    written: dict[str, Operation] = {}
     for op_id, item in held.items():
         values = _values(item)
         params = {f"v_{c}": v for c, v in values.items()}
         params |= {"f_id": op_id, "f_token": item.claim.lease_token, "v_update_time": item.now}
         shapes.setdefault(tuple(sorted(values)), []).append(params)
+        row = fences[op_id]
+        written[op_id] = to_operation(
+            SimpleNamespace(
+                **(
+                    dict(row._mapping)
+                    | values
+                    | {
+                        "lease_owner": None,
+                        "lease_token": None,
+                        "lease_expires_at": None,
+                        "update_time": item.now,
+                        "version": row.version + 1,
+                    }
+                )
+            )
+        )
     for columns, rows in shapes.items():
         await conn.execute(_update_for(columns), rows)
     await conn.execute(
@@ -148,7 +162,6 @@ async def finish_many(
             for op_id, item in held.items()
         ],
     )
-    written = {r.id: to_operation(r) for r in await conn.execute(WRITTEN, {"ids": sorted(held)})}
     moves: list[Transition] = []
     results: list[Operation | None] = []
     for item in items:

@@ -190,6 +190,13 @@ class OperationStore(Protocol):
         self, claim: Claim, now: datetime, lease: timedelta, progress: Progress | None
     ) -> Heartbeat: ...
 
+    async def renew(
+        self, claims: Sequence[Claim], now: datetime, lease: timedelta
+    ) -> Sequence[Heartbeat]:
+        """Renew the leases of all `claims` at once (a worker pool's one
+        heartbeat loop); one Heartbeat per claim, in order."""
+        ...
+
     async def succeed(
         self,
         claim: Claim,

@@ -36,7 +36,7 @@ from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.paging import Cursor
 from lrod.domain.retry import LEASE_EXPIRED, JobPolicy
-from lrod.domain.states import State, check_move, sources_of
+from lrod.domain.states import State, check_move
 from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import Delivery, DeliveryState
 from lrod.store import pg_notify, presence
@@ -72,22 +72,22 @@ from lrod.store.sqlite_watch import SqliteChangeWatcher
 from lrod.store.statements import (
     ATTEMPTS,
     CANCELLED_ERROR,
+    CLAIM,
     EXPIRED,
     GET_OPERATION,
     GET_TOMBSTONE,
     OPS,
+    RENEW_LEASES,
     SERVER_KEYS,
     TOMBSTONE_RETENTION,
     T,
     delete_rows,
-    due_query,
     expired,
     held,
     list_query,
     not_found,
     progress_values,
     rescued_values,
-    state_values,
     terminal_values,
 )
 
@@ -384,27 +384,20 @@ class SqlStore:
         has handlers for: during a rolling deploy, old workers leave new types
         to new workers)."""
         token = secrets.token_hex(16)
+        params = {
+            "due_by": now,
+            "job_types": list(job_types),
+            "claim_limit": limit,
+            "worker": worker_id,
+            "token": token,
+            "expires": now + lease,
+            "started": now,
+            "claimed_at": now,
+        }
         async with self._write() as (conn, changes):
-            ids = [r.id for r in await conn.execute(due_query(now, limit, job_types))]
-            if not ids:
+            rows = (await conn.execute(CLAIM, params)).all()
+            if not rows:
                 return []
-            rows = (
-                await conn.execute(
-                    update(OPS)
-                    .where(T.id.in_(ids), T.state.in_(state_values(sources_of(State.RUNNING))))
-                    .values(
-                        state=State.RUNNING.value,
-                        attempt=T.attempt + 1,
-                        lease_owner=worker_id,
-                        lease_token=token,
-                        lease_expires_at=now + lease,
-                        start_time=func.coalesce(T.start_time, now),
-                        update_time=now,
-                        version=T.version + 1,
-                    )
-                    .returning(*T)
-                )
-            ).all()
             await conn.execute(
                 insert(ATTEMPTS),
                 [
@@ -442,6 +435,28 @@ class SqlStore:
         if row is None:
             return Heartbeat(held=False, cancel_requested=False)
         return Heartbeat(held=True, cancel_requested=bool(row.cancel_requested))
+
+    @_shielded
+    async def renew(
+        self, claims: Sequence[Claim], now: datetime, lease: timedelta
+    ) -> Sequence[Heartbeat]:
+        """Renew every lease of `claims` in one statement; one Heartbeat per
+        claim, in order (not held: its lease is gone)."""
+        if not claims:
+            return []
+        params = {
+            "ids": sorted({c.operation.id for c in claims}),
+            "tokens": sorted({c.lease_token for c in claims}),
+            "expires": now + lease,
+        }
+        async with self._write() as (conn, _changes):
+            rows = (await conn.execute(RENEW_LEASES, params)).all()
+        held = {(r.id, r.lease_token): bool(r.cancel_requested) for r in rows}
+        beats: list[Heartbeat] = []
+        for claim in claims:
+            cancel = held.get((claim.operation.id, claim.lease_token))
+            beats.append(Heartbeat(held=cancel is not None, cancel_requested=bool(cancel)))
+        return beats
 
     @_shielded
     async def succeed(

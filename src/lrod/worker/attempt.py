@@ -66,6 +66,7 @@ class Attempt:
         self._releasing = False
         self._lease_lost = False
         self._beat: asyncio.Future[Heartbeat] | None = None
+        self._recording = False
 
     @property
     def operation_id(self) -> str:
@@ -77,6 +78,10 @@ class Attempt:
         self._stop_handler()
 
     async def run(self) -> None:
+        await self.record(*await self.execute())
+
+    async def execute(self) -> tuple[oc.Outcome, JobType | None]:
+        """Run the handler to its outcome (nothing written yet)."""
         self.log.info("attempt started")
         job_type = self._registry.get(self.claim.operation.job_type)
         if job_type is None:
@@ -85,9 +90,11 @@ class Attempt:
                 "This server does not know the job type.",
                 "UNKNOWN_JOB_TYPE",
             )
-            await self._record(oc.Failed(error, "job type not registered", False), None)
-            return
-        outcome = await self._execute(job_type)
+            return oc.Failed(error, "job type not registered", False), None
+        return await self._execute(job_type), job_type
+
+    async def record(self, outcome: oc.Outcome, job_type: JobType | None) -> None:
+        """Write the outcome, fenced by the claim's lease token."""
         await self._record(outcome, job_type)
 
     async def _execute(self, job_type: JobType) -> oc.Outcome:
@@ -174,18 +181,30 @@ class Attempt:
         await asyncio.sleep(self._settings.cancel_grace)
         self._stop_handler()
 
+    def lease_lost(self) -> None:
+        """The pool's heartbeat found the lease gone: stop, write nothing.
+        (Once the outcome is being written, the row is ours no more anyway.)"""
+        if self._lease_lost or self._recording:
+            return
+        self.log.warning("lease lost; another worker may hold the job now")
+        self._lease_lost = True
+        self._stop_handler()
+
     async def _keep_lease(self) -> None:
+        """Write reported progress (coalesced, at most every progress
+        interval). The lease itself is renewed by the pool's one heartbeat
+        loop for all its claims; a progress write renews it too."""
         lease = self._settings.lease
         interval = lease.total_seconds() / 3
         loop = asyncio.get_running_loop()
         last_write = loop.time()
         while True:
-            await self.ctx.wait_for_report(max(0.0, last_write + interval - loop.time()))
+            await self.ctx.wait_for_report(interval)
             pause = last_write + self._settings.progress_interval - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)
             progress = self.ctx.take_progress()
-            if progress is None and loop.time() - last_write < interval:
+            if progress is None:
                 continue
             self._beat = asyncio.ensure_future(
                 self._store.heartbeat(self.claim, self._clock(), lease, progress)
@@ -198,14 +217,13 @@ class Attempt:
                 continue
             last_write = loop.time()
             if not beat.held:
-                self.log.warning("lease lost; another worker may hold the job now")
-                self._lease_lost = True
-                self._stop_handler()
+                self.lease_lost()
                 return
             if beat.cancel_requested:
                 self._hub.cancel_requested([self.operation_id])
 
     async def _record(self, outcome: oc.Outcome, job_type: JobType | None) -> None:
+        self._recording = True
         store, claim, now = self._store, self.claim, self._clock()
         retention = self._registry.retention(self.claim.operation.job_type)
         progress = self.ctx.latest_progress()

@@ -1,11 +1,21 @@
 """The worker pool, in the shape of procrastinate's worker: a bounded number
 of attempts at once (one task each), a claim loop woken by the hub, a stop
-event, and a drain that hands unfinished jobs back."""
+event, and a drain that hands unfinished jobs back.
+
+Batched, as the fastest queues do it: a slot is free again as soon as its
+handler returns, while the finishing write goes on (at most `concurrency`
+such writes at once; they share transactions through the store's group
+commit, each fenced by its lease token), so that the next claim overlaps the
+last finishes; one heartbeat loop renews every lease the pool holds in one
+statement; and with `claim_ahead` the claim loop claims that many jobs beyond
+the free slots into a local queue (one statement per claim batch)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from lrod.clock import Clock, utcnow
@@ -15,7 +25,7 @@ from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
 from lrod.settings import WorkerSettings
-from lrod.store.protocol import OperationStore
+from lrod.store.protocol import Claim, OperationStore
 from lrod.worker.attempt import Attempt
 
 log = logging.getLogger("lrod.worker")
@@ -41,18 +51,46 @@ class WorkerPool:
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.concurrency * 2, thread_name_prefix="lrod-job"
         )
+        # Every attempt until its outcome is written; `_busy`: those whose
+        # handler still runs (they hold the slots).
         self._running: dict[asyncio.Task[None], Attempt] = {}
+        self._busy: set[asyncio.Task[None]] = set()
+        # Claimed ahead, not started yet: their leases are renewed too.
+        self._queued: deque[Claim] = deque()
         self._stopping = asyncio.Event()
+        self._closed = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        self._metrics.running_jobs.set_function(lambda: len(self._running))
+        self._renew_task: asyncio.Task[None] | None = None
+        self._metrics.running_jobs.set_function(lambda: len(self._busy))
 
     @property
     def running_count(self) -> int:
-        return len(self._running)
+        return len(self._busy)
+
+    @property
+    def queued_count(self) -> int:
+        return len(self._queued)
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._claim_loop(), name="lrod-claim-loop")
+        self._renew_task = asyncio.create_task(self._renew_loop(), name="lrod-lease-renewal")
+
+    def _free_slots(self) -> int:
+        """Slots whose handler is done; at most `concurrency` outcomes being
+        written besides."""
+        concurrency = self.settings.concurrency
+        return min(concurrency - len(self._busy), 2 * concurrency - len(self._running))
+
+    def _claim_wanted(self) -> int:
+        """How many to claim now: the free slots not served by the local
+        queue, plus `claim_ahead`; once claiming ahead, wait until the queue
+        ran down by half of it, so that claims come in batches."""
+        ahead = self.settings.claim_ahead
+        room = self._free_slots() - len(self._queued) + ahead
+        if room <= 0 or (ahead and self._queued and room < max(1, ahead // 2)):
+            return 0
+        return room
 
     async def _claim_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -61,8 +99,8 @@ class WorkerPool:
             if loop.time() >= next_rescue:
                 await self._rescue()
                 next_rescue = loop.time() + self.settings.rescue_interval
-            free = self.settings.concurrency - len(self._running)
-            if free > 0 and await self._claim(free):
+            wanted = self._claim_wanted()
+            if wanted > 0 and await self._claim(wanted):
                 continue
             await self._idle()
 
@@ -87,6 +125,20 @@ class WorkerPool:
             return False
         for claim in claims:
             self._metrics.moved(claim.operation.job_type, State.QUEUED, State.RUNNING)
+        if self._stopping.is_set():
+            # Claimed while stopping: hand them back at once.
+            await self._release_all(list(claims))
+            return False
+        self._queued.extend(claims)
+        if len(claims) != len(self._queued):
+            ordered = sorted(self._queued, key=_claim_order)
+            self._queued = deque(ordered)
+        self._start_queued()
+        return bool(claims)
+
+    def _start_queued(self) -> None:
+        while self._queued and self._free_slots() > 0:
+            claim = self._queued.popleft()
             attempt = Attempt(
                 claim,
                 self._registry,
@@ -99,19 +151,98 @@ class WorkerPool:
             )
             task = asyncio.create_task(self._run(attempt), name=f"lrod-job-{claim.operation.id}")
             self._running[task] = attempt
-        return bool(claims)
+            self._busy.add(task)
 
     async def _run(self, attempt: Attempt) -> None:
+        task: asyncio.Task[None] | None = asyncio.current_task()
+        outcome = None
         try:
-            await attempt.run()
+            outcome = await attempt.execute()
+        except Exception:
+            attempt.log.exception(
+                "the attempt failed unexpectedly; the lease will expire and "
+                "another worker will take the job"
+            )
+        finally:
+            # The slot is free once the handler is done: the next job starts
+            # while this one's outcome is written.
+            self._busy.discard(task)
+            if not self._stopping.is_set():
+                self._start_queued()
+            self._slot_freed.set()
+        try:
+            if outcome is not None:
+                await attempt.record(*outcome)
         except Exception:
             attempt.log.exception(
                 "recording the attempt failed; the lease will expire and "
                 "another worker will take the job"
             )
         finally:
-            self._running.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            self._running.pop(task, None)  # type: ignore[arg-type]
             self._slot_freed.set()
+
+    async def _renew_loop(self) -> None:
+        """The pool's one heartbeat: every third of the lease, renew every
+        lease it holds in one statement; tell attempts whose lease is gone,
+        and relay cancel requests."""
+        interval = self.settings.lease.total_seconds() / 3
+        while not self._closed.is_set():
+            try:
+                async with asyncio.timeout(interval):
+                    await self._closed.wait()
+                return
+            except TimeoutError:
+                pass
+            await self._renew()
+
+    async def _renew(self) -> None:
+        attempts = {a.operation_id: a for a in self._running.values()}
+        claims = [a.claim for a in attempts.values()] + list(self._queued)
+        if not claims:
+            return
+        try:
+            beats = await self._store.renew(claims, self._clock(), self.settings.lease)
+        except LrodError as error:
+            log.warning("renewing leases failed: %s", error.message)
+            return
+        lost: set[str] = set()
+        cancels: set[str] = set()
+        for claim, beat in zip(claims, beats, strict=True):
+            if not beat.held:
+                lost.add(claim.operation.id)
+            elif beat.cancel_requested:
+                cancels.add(claim.operation.id)
+        for op_id in lost:
+            attempt = attempts.get(op_id)
+            if attempt is not None and attempt.claim.operation.id == op_id:
+                attempt.lease_lost()
+        if lost or cancels:
+            kept: deque[Claim] = deque()
+            for claim in self._queued:
+                op_id = claim.operation.id
+                if op_id in lost:
+                    log.warning("lease lost before the job started", extra={"operation": op_id})
+                    continue
+                if op_id in cancels:
+                    claim = _with_cancel(claim)
+                kept.append(claim)
+            self._queued = kept
+        running_cancels = [op_id for op_id in cancels if op_id in attempts]
+        if running_cancels:
+            self._hub.cancel_requested(running_cancels)
+
+    async def _release_all(self, claims: list[Claim]) -> None:
+        now = self._clock()
+        results = await asyncio.gather(
+            *(self._store.release(claim, now) for claim in claims), return_exceptions=True
+        )
+        for claim, result in zip(claims, results, strict=True):
+            if isinstance(result, BaseException):
+                log.warning(
+                    "handing back a claimed job failed; its lease will expire",
+                    extra={"operation": claim.operation.name, "error": repr(result)},
+                )
 
     async def _idle(self) -> None:
         waiters = {
@@ -131,13 +262,32 @@ class WorkerPool:
         self._stopping.set()
         if self._loop_task is not None:
             await self._loop_task
+        queued, self._queued = list(self._queued), deque()
+        if queued:
+            await self._release_all(queued)
         tasks = set(self._running)
         if tasks:
             grace = self.settings.drain_grace if grace is None else grace
             log.info("draining %d running jobs (grace %.1fs)", len(tasks), grace)
             _, unfinished = await asyncio.wait(tasks, timeout=grace)
             for task in unfinished:
-                self._running[task].release()
+                if task in self._busy:
+                    self._running[task].release()
             if unfinished:
                 await asyncio.wait(unfinished, timeout=self.settings.cancel_grace + 5)
+        self._closed.set()
+        if self._renew_task is not None:
+            await self._renew_task
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _claim_order(claim: Claim) -> tuple[int, object]:
+    return (-claim.operation.priority, claim.operation.run_after)
+
+
+def _with_cancel(claim: Claim) -> Claim:
+    """A queued claim whose operation was asked to cancel: its attempt sees
+    the request when it starts."""
+    return dataclasses.replace(
+        claim, operation=dataclasses.replace(claim.operation, cancel_requested=True)
+    )
