@@ -364,5 +364,14 @@ async def test_the_webhook_delivery_is_shown_on_the_operation_page(
         await expect(webhook).to_contain_text("204")
         assert calls == [f"msg_{op_id}"]
         await shot(page, screenshots, "operation-webhook")
+        # Submitted again by its owner, the copy notifies the same target.
+        await page.get_by_role("button", name="Submit again").click()
+        await expect(page.get_by_role("status")).to_contain_text("Submitted again")
+        copy = page.url.rsplit("/", 1)[1].split("?")[0]
+        await wait_done(base_url, copy)
+        async with asyncio.timeout(15):
+            while len(calls) < 2:
+                await asyncio.sleep(0.05)
+        assert calls == [f"msg_{op_id}", f"msg_{copy}"]
     finally:
         await runner.cleanup()

@@ -449,9 +449,9 @@ async def delete(request: web.Request) -> web.StreamResponse:
 
 
 async def resubmit(request: web.Request) -> web.StreamResponse:
-    """Submit again with the same input, labels, priority and timeout, as a
-    new operation of the viewer's. The form's request_id makes a double
-    click one submit."""
+    """Submit again with the same input, labels, priority and timeout (and
+    webhook target, for the owner), as a new operation of the viewer's. The
+    form's request_id makes a double click one submit."""
     viewer = await _viewer(request)
     form = await _form(request)
     manager = request.app[MANAGER]
@@ -465,8 +465,12 @@ async def resubmit(request: web.Request) -> web.StreamResponse:
     )
     if op.timeout is not None:
         submit.timeout.FromTimedelta(op.timeout)
+    if op.notify_url and op.owner == viewer.owner:
+        submit.notification.url = op.notify_url
     now = manager.clock()
-    created = await manager.submit(new_job(submit, manager.registry, viewer.owner, now))
+    created = await manager.submit(
+        new_job(submit, manager.registry, viewer.owner, now, manager.webhook_rules)
+    )
     raise web.HTTPSeeOther(_operation_url(created.id, "resubmitted"))
 
 
