@@ -19,7 +19,7 @@ from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.manager import OperationManager
 from lrod.metrics import Metrics, MetricsServer
-from lrod.settings import Settings
+from lrod.settings import ConfigurationError, Settings
 from lrod.store.endings import TransitionLog
 from lrod.store.engine import open_database
 from lrod.store.migrate import upgrade
@@ -100,7 +100,9 @@ class Service:
 
     async def start(self) -> None:
         if self.settings.migrate:
-            await asyncio.to_thread(upgrade, self.settings.database_url)
+            before, after = await asyncio.to_thread(upgrade, self.settings.database_url)
+            if before != after:
+                log.info("database upgraded from revision %s to %s", before or "none", after)
         if self.settings.metrics_address is not None:
             self._serve_metrics(self.settings.metrics_address)
         self.notifications.start()
@@ -112,7 +114,10 @@ class Service:
             self.server = build_server(
                 self.manager, self.health, reuse_port=self.settings.reuse_port
             )
-            self.port = self.server.add_insecure_port(self.settings.address)
+            try:
+                self.port = self.server.add_insecure_port(self.settings.address)
+            except RuntimeError:
+                raise _in_use(self.settings.address, "--address") from None
             await self.server.start()
             log.info("serving on port %d", self.port)
             if self.settings.http_address is not None:
@@ -123,15 +128,31 @@ class Service:
                     console=self.settings.console,
                     http=self.settings.http,
                 )
-                await self.http.start()
+                try:
+                    await self.http.start()
+                except OSError as error:
+                    raise _in_use(self.settings.http_address, "--http-address", error) from None
                 log.info("serving HTTP on port %d", self.http.port)
         if self.pool is not None:
             self.pool.start()
+            log.info(
+                "worker ready: %d slots for job types %s",
+                self.pool.settings.concurrency,
+                ", ".join(t.name for t in self.registry) or "(none)",
+            )
         if self.presence is not None:
             await self.presence.start()
         if self.dispatcher is not None:
             self.dispatcher.start()
         self._janitor = asyncio.create_task(self._expire_loop(), name="lrod-janitor")
+
+    async def abandon(self) -> None:
+        """Close what a failed start had opened, quietly: the start's own error
+        is what the operator needs to read."""
+        try:
+            await self.stop(0)
+        except Exception:
+            log.debug("closing after a failed start", exc_info=True)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: refuse new Submits, report NOT_SERVING, let running jobs
@@ -164,7 +185,10 @@ class Service:
             self.manager.clock,
             asyncio.get_running_loop(),
         )
-        self.metrics_server = MetricsServer.start(address, self.metrics.registry)
+        try:
+            self.metrics_server = MetricsServer.start(address, self.metrics.registry)
+        except OSError as error:
+            raise _in_use(address, "--metrics-address", error) from None
 
     async def _expire_loop(self) -> None:
         while True:
@@ -178,6 +202,14 @@ class Service:
                 await asyncio.sleep(self.settings.janitor_interval)
 
 
+def _in_use(address: str, flag: str, error: OSError | None = None) -> ConfigurationError:
+    why = (error.strerror if error is not None else None) or "address already in use"
+    return ConfigurationError(
+        f"cannot listen on {address} ({flag}): {why}.\n"
+        f"Stop the process that holds it (another lrod?) or choose another {flag}."
+    )
+
+
 async def run(
     settings: Settings,
     registry: Registry,
@@ -186,15 +218,36 @@ async def run(
     """Run until SIGTERM or SIGINT, then drain and return. `on_ready` is
     called once the service has started."""
     service = Service(settings, registry)
-    await service.start()
+    try:
+        await service.start()
+    except BaseException:
+        await service.abandon()
+        raise
     if on_ready is not None:
         on_ready(service)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def signalled() -> None:
+        if not stop.is_set():
+            stop.set()
+        elif service.pool is not None:
+            # A second Ctrl-C (or SIGTERM): cut the drain short.
+            log.info("second signal: handing running jobs back now")
+            service.pool.hurry()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, signalled)
     try:
         await stop.wait()
-        log.info("shutting down")
+        if service.pool is not None and service.pool.running_count:
+            grace = service.pool.settings.drain_grace
+            log.info(
+                "shutting down: running jobs get %.0f s to finish (Ctrl-C again to hand "
+                "them back to the queue now)",
+                grace,
+            )
+        else:
+            log.info("shutting down")
     finally:
         await service.stop()

@@ -9,7 +9,8 @@ runs, so that client commands start quickly.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,6 +23,7 @@ from lrod.settings import (
     MAIN,
     SERVE,
     WORKER,
+    ConfigurationError,
     HttpSettings,
     LogSettings,
     ManagerSettings,
@@ -82,7 +84,31 @@ def _check_webhooks(kind: str) -> Callable[[click.Context, click.Parameter, Any]
     return check
 
 
+def _check_database_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from lrod.store.engine import url_problem
+
+    problem = url_problem(value)
+    if problem is not None:
+        raise click.BadParameter(problem)
+    return value
+
+
+class ConfigurationFailed(click.ClickException):
+    """A setting that cannot work: one or two lines, exit 2 (as a usage error)."""
+
+    exit_code = 2
+
+
+@contextlib.contextmanager
+def _configuration_errors() -> Iterator[None]:
+    try:
+        yield
+    except ConfigurationError as error:
+        raise ConfigurationFailed(str(error)) from None
+
+
 _CHECKS = {
+    "database_url": _check_database_url,
     "metrics_address": _check_address,
     "http_trusted_proxies": _check_proxies,
     "http_public_url": _check_public_url,
@@ -114,6 +140,22 @@ def _registry(spec: str) -> Registry:
         raise click.BadParameter(f"cannot load {spec!r}: {error}", param_hint="--jobs") from None
 
 
+_FREE_IT = "Stop the process that holds it (another lrod?) or choose another port."
+
+
+def _check_free(*listeners: tuple[str, str | None]) -> None:
+    """A port in use, before anything starts: one line naming the flag."""
+    from lrod.serving import AddressInUse, check_free
+
+    for flag, address in listeners:
+        if address is None:
+            continue
+        try:
+            check_free(address)
+        except AddressInUse as error:
+            raise ConfigurationFailed(f"{error} ({flag}).\n{_FREE_IT}") from None
+
+
 def _settings(params: dict[str, Any], **overrides: Any) -> Settings:
     return build(
         Settings,
@@ -130,23 +172,26 @@ def _settings(params: dict[str, Any], **overrides: Any) -> Settings:
 @settings_options(SERVE, _CHECKS)
 def serve(**params: Any) -> None:
     """Serve the API, with embedded workers unless --concurrency 0."""
-    from lrod.serving import AddressInUse, check_free, serve_processes
+    from lrod.serving import AddressInUse, serve_processes
 
     settings = _settings(params)
     registry = _registry(settings.jobs)
-    try:
-        if settings.processes > 1:
+    if settings.processes > 1:
+        try:
             root = click.get_current_context().find_root().params
             code = serve_processes(settings, settings.processes, build(LogSettings, root))
-            raise SystemExit(code)
-        check_free(settings.address)
-        if settings.http_address is not None:
-            check_free(settings.http_address)
-    except AddressInUse as error:
-        raise click.ClickException(str(error)) from None
+        except AddressInUse as error:
+            raise ConfigurationFailed(f"{error}.\n{_FREE_IT}") from None
+        raise SystemExit(code)
+    _check_free(
+        ("--address", settings.address),
+        ("--http-address", settings.http_address),
+        ("--metrics-address", settings.metrics_address),
+    )
     from lrod.app import run
 
-    asyncio.run(run(settings, registry))
+    with _configuration_errors():
+        asyncio.run(run(settings, registry))
 
 
 @main.command()
@@ -156,7 +201,10 @@ def worker(**params: Any) -> None:
     from lrod.app import run
 
     settings = _settings(params, serve_api=False)
-    asyncio.run(run(settings, _registry(settings.jobs)))
+    registry = _registry(settings.jobs)
+    _check_free(("--metrics-address", settings.metrics_address))
+    with _configuration_errors():
+        asyncio.run(run(settings, registry))
 
 
 @main.group()
@@ -165,24 +213,30 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@settings_options(DB)
+@settings_options(DB, _CHECKS)
 def db_upgrade(database_url: str) -> None:
     """Apply the schema migrations (safe to run from several processes)."""
     from lrod.store.migrate import upgrade
 
-    upgrade(database_url)
-    click.echo("database is up to date")
+    with _configuration_errors():
+        before, after = upgrade(database_url)
+    if before == after:
+        click.echo(f"database is up to date (revision {after})")
+    else:
+        click.echo(f"database upgraded from revision {before or 'none'} to {after}")
 
 
 @main.command()
-@settings_options(DB)
+@settings_options(DB, _CHECKS)
 @click.argument("name")
 def attempts(database_url: str, name: str) -> None:
     """Show the attempt history of an operation, internal errors included
     (operators only: reads the database directly)."""
-    from lrod.operator import print_attempts
+    from lrod.operator import show_attempts
 
-    asyncio.run(print_attempts(database_url, name))
+    with _configuration_errors():
+        code = show_attempts(database_url, name)
+    click.get_current_context().exit(code)
 
 
 @main.command()

@@ -64,3 +64,7 @@ def configure(level: str = "INFO", json_lines: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Alembic narrates every start at INFO (plugins, the context, each step):
+    # lrod says what was applied itself. Its lines come back with DEBUG.
+    quiet = logging.DEBUG if level.upper() == "DEBUG" else logging.WARNING
+    logging.getLogger("alembic").setLevel(quiet)

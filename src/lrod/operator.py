@@ -2,27 +2,66 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+
 import click
 
+from lrod.client.exit_codes import Exit
+from lrod.domain.errors import InvalidArgument, LrodError
 from lrod.domain.names import parse_operation_name
-from lrod.store.engine import open_database
+from lrod.settings import ConfigurationError
+from lrod.store.engine import open_database, sqlite_path
 from lrod.store.sql_store import SqlStore
 
+# How an attempt ended, as the attempts table records it, for people: an
+# attempt whose job went back to the queue for a retry failed temporarily.
+_OUTCOMES = {"QUEUED": "RETRIED", "RUNNING": "RUNNING"}
 
-async def print_attempts(database_url: str, name: str) -> None:
-    op_id = parse_operation_name(name if name.startswith("operations/") else f"operations/{name}")
+
+def show_attempts(database_url: str, name: str) -> int:
+    """Print the attempts of operation `name`; the exit code."""
+    try:
+        op_id = parse_operation_name(
+            name if name.startswith("operations/") else f"operations/{name}", field="NAME"
+        )
+    except InvalidArgument as error:
+        raise ConfigurationError(
+            f"{name!r} is not an operation name: give operations/ID or the ID"
+        ) from error
+    path = sqlite_path(database_url)
+    if path is not None and not os.path.exists(path):
+        # Opening it would create an empty database where the command runs.
+        raise ConfigurationError(
+            f"no database at {path}: run this where the server keeps its database, "
+            "or give --database-url (LROD_DATABASE_URL)"
+        )
+    return asyncio.run(_print_attempts(database_url, op_id))
+
+
+async def _print_attempts(database_url: str, op_id: str) -> int:
     store = SqlStore(open_database(database_url))
     try:
-        records = await store.attempts(op_id)
+        exists = await store.operation_exists(op_id)
+        records = await store.attempts(op_id) if exists else []
+    except LrodError as error:
+        raise ConfigurationError(
+            f"cannot read the database {database_url}: {error.message}\n"
+            "Check --database-url (LROD_DATABASE_URL), and that lrod's server uses it."
+        ) from None
     finally:
         await store.close()
+    if not exists:
+        click.echo(f"error: no operation operations/{op_id} in this database", err=True)
+        return Exit.FAILED
     if not records:
-        click.echo(f"no attempts recorded for operations/{op_id}")
-        return
+        click.echo(f"operations/{op_id} has no attempts yet (it has not run)")
+        return Exit.SUCCEEDED
     for r in records:
         ended = r.end_time.isoformat() if r.end_time else "-"
+        outcome = _OUTCOMES.get(r.outcome, r.outcome)
         click.echo(
-            f"#{r.number} {r.outcome:<13} worker={r.worker_id} "
+            f"#{r.number} {outcome:<13} worker={r.worker_id} "
             f"start={r.start_time.isoformat()} end={ended}"
         )
         if r.error is not None:
@@ -30,6 +69,7 @@ async def print_attempts(database_url: str, name: str) -> None:
         if r.internal_error:
             for line in r.internal_error.rstrip().splitlines():
                 click.echo(f"   | {line}")
+    return Exit.SUCCEEDED
 
 
 async def print_deliveries(database_url: str, state: str | None, limit: int) -> None:

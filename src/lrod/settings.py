@@ -60,6 +60,12 @@ def setting(
     return result
 
 
+class ConfigurationError(Exception):
+    """A setting that cannot work (a port in use, a database that cannot be
+    opened): its message names the problem and the fix, in one or two lines.
+    The CLI prints it and exits 2, with no traceback."""
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyte
 import pytest
 
 from lrod.app import Service
@@ -365,11 +366,12 @@ async def test_watch_json_prints_one_object_per_change(service) -> None:
     assert completed == sorted(completed)
 
 
-async def _run_on_terminal(args: list[str]) -> tuple[int, str]:
-    """Run with stdout and stderr on a pseudo-terminal 160 columns wide."""
+async def _run_on_terminal(args: list[str], columns: int = 160) -> tuple[int, str, list[bytes]]:
+    """Run with stdout and stderr on a pseudo-terminal `columns` wide: the
+    exit code, the output, and the output as it came (chunk by chunk)."""
     master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
-    env = _env() | {"TERM": "xterm-256color", "COLUMNS": "160"}
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    env = _env() | {"TERM": "xterm-256color", "COLUMNS": str(columns)}
     process = await asyncio.create_subprocess_exec(
         *args, env=env, stdin=asyncio.subprocess.DEVNULL, stdout=slave, stderr=slave
     )
@@ -401,31 +403,43 @@ async def _run_on_terminal(args: list[str]) -> tuple[int, str]:
             process.kill()
             await process.wait()
     assert process.returncode is not None
-    return process.returncode, b"".join(chunks).decode(errors="replace")
+    return process.returncode, b"".join(chunks).decode(errors="replace"), chunks
 
 
-async def test_submit_wait_draws_a_live_bar_on_a_terminal(service) -> None:
-    code, raw = await _run_on_terminal(
+@pytest.mark.parametrize("columns", [80, 120])
+async def test_submit_wait_draws_a_live_bar_on_a_terminal(service, columns: int) -> None:
+    code, raw, chunks = await _run_on_terminal(
         _args(
             service,
             "submit",
             "examples.sleep",
             "--input",
-            '{"duration": "1.2s", "steps": 4}',
+            '{"duration": "1.6s", "steps": 4}',
             "--wait",
-        )
+        ),
+        columns,
     )
     assert code == 0, raw
     assert "\x1b[?25l" in raw, "the cursor is hidden while the bar is drawn in place"
-    assert "━" in raw, "a bar is drawn"
-    screen = ANSI.sub("", raw)
-    frames = [line for line in screen.replace("\r", "\n").splitlines() if "examples.sleep" in line]
-    assert len(frames) >= 2, screen
+    # What the terminal showed, frame by frame, as a terminal emulator draws it.
+    screen = pyte.Screen(columns, 40)
+    stream = pyte.ByteStream(screen)
+    frames: list[str] = []
+    for chunk in chunks:
+        stream.feed(chunk)
+        frames += [line.rstrip() for line in screen.display if "━" in line or "─" in line]
+    assert frames, raw
+    assert all(len(frame) < columns for frame in frames), "the bar fits the terminal"
     running = [f for f in frames if "RUNNING" in f]
-    assert any(re.search(r"\b(25|50|75)%.*sleeping", f) for f in running), frames
-    assert any(re.search(r"RUNNING\s+eta \d+s", f) for f in running), frames
-    assert re.search(r"100%\s+4/4\s+sleeping\s+SUCCEEDED", frames[-1]), frames[-1]
-    assert '"stepsDone": 4' in screen
+    # The bar, the percentage and count, the stage and the ETA, at 80 columns too.
+    progress = r"━+─* +(25|50|75)% +[123]/4 +sleeping +RUNNING +eta \d+s"
+    assert any(re.search(progress, f) for f in running), frames
+    last = frames[-1]
+    assert re.search(r"━{10,} +100% +4/4 +sleeping +SUCCEEDED", last), last
+    if columns >= 120:
+        assert "sleep " in last, "the short name shows when there is room"
+    shown = "".join(screen.display)  # wrapped lines read on, as on the screen
+    assert '"stepsDone": 4' in shown
 
 
 async def test_submit_batch_from_a_jsonl_file(service, tmp_path: Path) -> None:

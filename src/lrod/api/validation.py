@@ -148,12 +148,15 @@ def _input(
     if not request.HasField("input"):
         problems.append(FieldViolation("input", "is required", "MISSING_INPUT"))
         return None
-    if request.input.type_url != job_type.input_type_url:
+    # As Any.Is: only the type URL's last segment names the type, whatever
+    # the prefix (protobufjs sends "/lrod.examples.v1.SleepJob").
+    expected = job_type.input_type.DESCRIPTOR.full_name
+    if request.input.type_url.rpartition("/")[2] != expected:
+        received = request.input.type_url[:120] or "(empty)"
         problems.append(
             FieldViolation(
                 "input",
-                f"must be a {job_type.input_type.DESCRIPTOR.full_name} "
-                f"for job type {job_type.name}",
+                f"must be a {expected} for job type {job_type.name}; got type URL {received!r}",
                 "WRONG_INPUT_TYPE",
             )
         )
@@ -169,6 +172,14 @@ def _input(
             )
         )
         return None
+    if job_type.validate is not None:
+        found = [
+            FieldViolation(f"input.{field}", description, "INVALID_INPUT")
+            for field, description in job_type.validate(message)
+        ]
+        if found:
+            problems += found
+            return None
     # Re-encoded deterministically, so equal requests have equal fingerprints.
     return Payload(job_type.input_type_url, message.SerializeToString(deterministic=True))
 

@@ -66,6 +66,14 @@ def rpc_command(func: Callable[..., Exit]) -> Callable[..., None]:
             for line in render.rpc_error(error):
                 click.echo(line, err=True)
             ctx.exit(Exit.RPC_ERROR)
+        except StoppedFollowing as stopped:
+            click.echo(
+                f"stopped following {stopped.name}; the job goes on. "
+                f"Follow it again: lrod watch {stopped.name}; "
+                f"cancel it: lrod cancel {stopped.name}",
+                err=True,
+            )
+            ctx.exit(Exit.INTERRUPTED)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(Exit.INTERRUPTED)
@@ -126,9 +134,24 @@ def _input_for(client: Client, job_type: str, text: str) -> Any:
         raise click.BadParameter(f"not a {type_name}: {error}", param_hint="--input") from None
 
 
+class StoppedFollowing(KeyboardInterrupt):
+    """Ctrl-C while following an operation: the job goes on without us."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name if name.startswith("operations/") else f"operations/{name}"
+
+
 def _follow(client: Client, name: str, as_json: bool) -> Exit:
     """Watch the operation to its end with progress, then print the outcome
     (with --json: no progress, only the final operation)."""
+    try:
+        return _follow_to_end(client, name, as_json)
+    except KeyboardInterrupt:
+        raise StoppedFollowing(name) from None
+
+
+def _follow_to_end(client: Client, name: str, as_json: bool) -> Exit:
     if as_json:
         *_, last = client.watch(name)
         render.emit_json(messages.to_dict(last))
@@ -281,6 +304,9 @@ def list_operations(
             {"operations": [messages.to_dict(op) for op in ops], "nextPageToken": next_token}
         )
         return Exit.SUCCEEDED
+    if not ops:
+        click.echo("no operations" + (" match the filter" if filter_text else " yet"))
+        return Exit.SUCCEEDED
     render.operations_table(ops, _console())
     if next_token:
         click.echo(f"more: --page-token {next_token} (or --all)", err=True)
@@ -331,11 +357,20 @@ def delete(client: Client, name: str, as_json: bool) -> Exit:
 def wait(client: Client, name: str, timeout: float | None, as_json: bool) -> Exit:
     """Wait for an operation to finish; exit 0 succeeded, 1 failed,
     3 cancelled, 4 not done within --timeout."""
-    op = client.wait(name, timeout)
+    try:
+        op = client.wait(name, timeout)
+    except KeyboardInterrupt:
+        raise StoppedFollowing(name) from None
     if as_json:
         render.emit_json(messages.to_dict(op))
     else:
         render.print_operation(op)
+    if not op.done:
+        click.echo(
+            f"{op.name} is not done after {timeout or 0:g} s; it goes on "
+            f"(lrod wait {op.name} again, or lrod watch {op.name})",
+            err=True,
+        )
     return for_operation(op)
 
 

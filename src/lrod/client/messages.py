@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import importlib
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -64,10 +65,34 @@ def message_class(full_name: str) -> type[Message]:
     return message_factory.GetMessageClass(descriptor)
 
 
+# Protobuf's JSON mapping writes these as their bare value ("text", 5, true);
+# {"value": ...} is accepted too, since that is their field's name.
+WRAPPERS = frozenset(
+    f"google.protobuf.{name}Value"
+    for name in ("Double", "Float", "Int64", "UInt64", "Int32", "UInt32", "Bool", "String", "Bytes")
+)
+
+
 def parse_input(text: str, full_name: str) -> any_pb2.Any:
     """The JSON `text` (protobuf's JSON mapping) as `full_name`, packed.
     json_format.ParseError if it does not fit the message."""
-    message = json_format.Parse(text, message_class(full_name)())
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise json_format.ParseError(f"not JSON: {error}") from None
+    if full_name in WRAPPERS and isinstance(data, dict) and set(data) == {"value"}:
+        data = data["value"]
+    message = message_class(full_name)()
+    try:
+        json_format.ParseDict(data, message)
+    except (json_format.ParseError, TypeError, ValueError) as error:
+        hint = (
+            f" (a {full_name} is written as its bare JSON value, e.g. --input '\"text\"' "
+            "or --input '5')"
+            if full_name in WRAPPERS
+            else ""
+        )
+        raise json_format.ParseError(f"{error}{hint}") from None
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed

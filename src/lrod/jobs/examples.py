@@ -25,6 +25,36 @@ registry = Registry()
 EXPORT_DIR_ENV = "LROD_EXPORT_DIR"
 _SAFE_RANGE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 MAX_EXPORT_ROWS = 10_000_000
+# Bounds of the examples' inputs, checked at Submit (README: Limits): a job
+# that held a worker slot for ever would starve the others.
+MAX_SLEEP_STEPS = 10_000
+MAX_SLEEP = timedelta(hours=24)
+MAX_FAIL_TIMES = 100
+
+
+def _sleep_problems(job: pb.SleepJob) -> list[tuple[str, str]]:
+    problems = []
+    if not 0 <= job.steps <= MAX_SLEEP_STEPS:
+        problems.append(("steps", f"must be from 0 to {MAX_SLEEP_STEPS}"))
+    seconds, nanos = job.duration.seconds, job.duration.nanos
+    if seconds < 0 or nanos < 0 or (seconds, nanos) > (int(MAX_SLEEP.total_seconds()), 0):
+        problems.append(("duration", "must be from 0s to 24h"))
+    return problems
+
+
+def _flaky_problems(job: pb.FlakyJob) -> list[tuple[str, str]]:
+    if 0 <= job.fail_times <= MAX_FAIL_TIMES:
+        return []
+    return [("fail_times", f"must be from 0 to {MAX_FAIL_TIMES}")]
+
+
+def _export_problems(job: pb.ExportReportJob) -> list[tuple[str, str]]:
+    problems = []
+    if not _SAFE_RANGE.fullmatch(job.range):
+        problems.append(("range", "must be 1-64 characters of letters, digits, '-' and '_'"))
+    if not 0 <= job.rows <= MAX_EXPORT_ROWS:
+        problems.append(("rows", f"must be from 0 to {MAX_EXPORT_ROWS}"))
+    return problems
 
 
 @registry.job(
@@ -35,6 +65,7 @@ MAX_EXPORT_ROWS = 10_000_000
     max_timeout=timedelta(hours=24),
     # A sleep that overran its limit would overrun it again.
     retry_timeouts=False,
+    validate=_sleep_problems,
 )
 async def sleep(ctx: JobContext, job: pb.SleepJob) -> pb.SleepResult:
     """Sleeps for the given duration in steps, reporting progress after each."""
@@ -59,6 +90,7 @@ async def sleep(ctx: JobContext, job: pb.SleepJob) -> pb.SleepResult:
     output=pb.FlakyResult,
     max_attempts=5,
     backoff=Backoff(minimum=timedelta(milliseconds=50), maximum=timedelta(seconds=1)),
+    validate=_flaky_problems,
 )
 async def flaky(ctx: JobContext, job: pb.FlakyJob) -> pb.FlakyResult:
     """Fails temporarily fail_times times, then succeeds; or fails for good."""
@@ -81,9 +113,12 @@ async def flaky(ctx: JobContext, job: pb.FlakyJob) -> pb.FlakyResult:
     input=pb.ExportReportJob,
     output=pb.ExportReportResult,
     max_attempts=3,
+    validate=_export_problems,
 )
 def export_report(ctx: JobContext, job: pb.ExportReportJob) -> pb.ExportReportResult:
     """Writes a CSV report of the given rows for the given range (a sync handler)."""
+    # Submit refused bad inputs already (validate=); jobs stored before that
+    # check existed are refused here.
     if not _SAFE_RANGE.fullmatch(job.range):
         raise PermanentJobError(
             "range must be 1-64 characters of letters, digits, '-' and '_'.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -15,6 +15,12 @@ from lrod.domain.retry import Backoff, JobPolicy
 from lrod.jobs.context import JobContext
 
 Handler = Callable[[JobContext, Any], Awaitable[Message] | Message]
+# A job type's check of its input at Submit, before the job exists: the
+# problems as (field, description) pairs, the field relative to the input
+# message ("rows"); none for a good input. Any bad input is refused with
+# INVALID_ARGUMENT, reason INVALID_INPUT, each problem a field violation
+# `input.FIELD`. Keep it quick and pure: it runs on the request path.
+Validator = Callable[[Any], Iterable[tuple[str, str]]]
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
 DEFAULT_RETENTION = timedelta(days=7)
@@ -36,6 +42,7 @@ class JobType:
     description: str = ""
     # The completion webhook of a Submit that names none (None: no webhook).
     default_notify_url: str | None = None
+    validate: Validator | None = None
 
     @property
     def is_async(self) -> bool:

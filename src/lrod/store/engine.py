@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -69,6 +70,32 @@ class Database:
 def _read_with(engine: Engine, fn: Callable[[Connection], _T]) -> _T:
     with engine.connect() as conn:
         return fn(conn)
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a database URL before anything connects, with the
+    fix; None if it can be tried."""
+    example = "sqlite:///lrod.db or postgresql://USER@HOST/DB"
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return f"{url!r} is not a database URL; use {example}"
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        return f"{backend!r} databases are not supported; use {example}"
+    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = os.path.dirname(os.path.abspath(parsed.database))
+        if not os.path.isdir(folder):
+            return f"the folder {folder} does not exist; create it or choose another path"
+    return None
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return os.path.abspath(parsed.database)
 
 
 def sync_url(url: str) -> URL:

@@ -542,6 +542,12 @@ class SqlStore:
             return await finish_many(conn, changes, items)
 
     @_shielded
+    async def operation_exists(self, op_id: str) -> bool:
+        """Whether `op_id` is stored, whoever owns it (operator views only)."""
+        query = select(T.id).where(T.id == op_id)
+        return bool(await self._read(lambda conn: conn.execute(query).first()))
+
+    @_shielded
     async def attempts(self, op_id: str) -> Sequence[AttemptRecord]:
         a = ATTEMPTS.c
         statement = select(ATTEMPTS).where(a.operation_id == op_id).order_by(a.id)

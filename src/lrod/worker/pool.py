@@ -17,6 +17,7 @@ import dataclasses
 import logging
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 from lrod.clock import Clock, utcnow
 from lrod.domain.errors import LrodError
@@ -59,6 +60,7 @@ class WorkerPool:
         self._queued: deque[Claim] = deque()
         self._stopping = asyncio.Event()
         self._closed = asyncio.Event()
+        self._hurry = asyncio.Event()
         self._slot_freed = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
@@ -256,6 +258,26 @@ class WorkerPool:
         await asyncio.gather(*pending, return_exceptions=True)
         self._slot_freed.clear()
 
+    def hurry(self) -> None:
+        """Cut a drain under way short: hand the running jobs back now."""
+        self._hurry.set()
+
+    async def _drain(self, tasks: set[asyncio.Task[None]], grace: float) -> set[asyncio.Task[None]]:
+        """Wait up to `grace` for `tasks`, or until hurried; the unfinished."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        pending: set[asyncio.Future[Any]] = set(tasks)
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        try:
+            while pending and not hurried.done() and (left := deadline - loop.time()) > 0:
+                _, pending = await asyncio.wait(
+                    pending | {hurried}, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                pending.discard(hurried)
+        finally:
+            hurried.cancel()
+        return {task for task in tasks if not task.done()}
+
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; give running jobs `grace` seconds to finish; release
         the rest so another worker takes them at once."""
@@ -269,7 +291,7 @@ class WorkerPool:
         if tasks:
             grace = self.settings.drain_grace if grace is None else grace
             log.info("draining %d running jobs (grace %.1fs)", len(tasks), grace)
-            _, unfinished = await asyncio.wait(tasks, timeout=grace)
+            unfinished = await self._drain(tasks, grace)
             for task in unfinished:
                 if task in self._busy:
                     self._running[task].release()
