@@ -149,10 +149,13 @@ class Service:
     async def abandon(self) -> None:
         """Close what a failed start had opened, quietly: the start's own error
         is what the operator needs to read."""
+        logging.disable(logging.WARNING)  # what fails here follows from the start's error
         try:
             await self.stop(0)
         except Exception:
             log.debug("closing after a failed start", exc_info=True)
+        finally:
+            logging.disable(logging.NOTSET)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: refuse new Submits, report NOT_SERVING, let running jobs

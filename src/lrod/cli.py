@@ -89,7 +89,8 @@ def _check_database_url(_ctx: click.Context, _param: click.Parameter, value: str
 
     problem = url_problem(value)
     if problem is not None:
-        raise click.BadParameter(problem)
+        # One line (no usage text): the value may come from LROD_DATABASE_URL.
+        raise ConfigurationFailed(f"--database-url (LROD_DATABASE_URL): {problem}")
     return value
 
 

@@ -13,10 +13,11 @@ import uuid
 import grpc
 import pytest
 from google.longrunning import operations_pb2, operations_pb2_grpc
-from google.protobuf import duration_pb2
+from google.protobuf import any_pb2, duration_pb2
 
 from lrod.app import Service, Settings
 from lrod.examples.v1 import examples_pb2 as ex
+from lrod.v1 import job_service_pb2
 from tests.helpers import error_info, submit, violated_fields
 
 
@@ -186,3 +187,51 @@ async def test_callers_past_their_deadline_leave_no_traceback(jobs, operations, 
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [], [r.getMessage() for r in errors]
     assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.WARNING)
+
+
+@pytest.mark.parametrize(
+    ("job_type", "message", "field"),
+    [
+        ("examples.sleep", ex.SleepJob(steps=2147483647), "input.steps"),
+        (
+            "examples.sleep",
+            ex.SleepJob(steps=1, duration=duration_pb2.Duration(seconds=10**9)),
+            "input.duration",
+        ),
+        ("examples.flaky", ex.FlakyJob(fail_times=10**6), "input.fail_times"),
+        ("examples.export_report", ex.ExportReportJob(range="../etc", rows=1), "input.range"),
+        ("examples.export_report", ex.ExportReportJob(range="q1", rows=-1), "input.rows"),
+    ],
+)
+async def test_a_job_types_own_validation_refuses_input_at_submit(
+    jobs, operations, job_type, message, field
+) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        await submit(jobs, job_type, message)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error_info(caught.value).reason == "INVALID_INPUT"
+    assert violated_fields(caught.value) == [field]
+    listed = await operations.ListOperations(operations_pb2.ListOperationsRequest())
+    assert not listed.operations  # refused before a job existed
+
+
+@pytest.mark.parametrize(
+    "type_url",
+    [
+        "/lrod.examples.v1.SleepJob",
+        "example.com/x/lrod.examples.v1.SleepJob",
+        "lrod.examples.v1.SleepJob",
+    ],
+)
+async def test_any_type_urls_with_any_prefix_are_accepted(jobs, type_url) -> None:
+    packed = any_pb2.Any(type_url=type_url, value=ex.SleepJob(steps=1).SerializeToString())
+    op = await jobs.Submit(job_service_pb2.SubmitRequest(job_type="examples.sleep", input=packed))
+    assert op.name.startswith("operations/")
+
+
+async def test_a_wrong_type_url_names_what_was_received(jobs) -> None:
+    packed = any_pb2.Any(type_url="type.googleapis.com/lrod.examples.v1.FlakyJob")
+    with pytest.raises(grpc.RpcError) as caught:
+        await jobs.Submit(job_service_pb2.SubmitRequest(job_type="examples.sleep", input=packed))
+    assert error_info(caught.value).reason == "WRONG_INPUT_TYPE"
+    assert "lrod.examples.v1.FlakyJob" in caught.value.details()
