@@ -45,6 +45,8 @@ class Service:
     ) -> None:
         """`webhook_resolver`: the DNS resolver behind the webhook SSRF guard
         (default: the system's)."""
+        webhooks = WebhookConfig.of(settings.webhooks)
+        webhooks.check_defaults(registry)  # before anything is opened
         self.settings = settings
         self.registry = registry
         self.hub = ChangeHub()
@@ -53,7 +55,6 @@ class Service:
         # Metrics and logs hang on the seam where every job ends.
         self.store.subscribe(self.metrics)
         self.store.subscribe(TransitionLog())
-        webhooks = WebhookConfig.of(settings.webhooks)
         self.manager = OperationManager(
             self.store,
             self.hub,

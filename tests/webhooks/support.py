@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import timedelta
@@ -17,6 +17,7 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2, empty_pb2
 
 from lrod.app import Service
+from lrod.jobs.registry import JobType
 from lrod.manager import ManagerSettings
 from lrod.settings import Settings, WebhookSettings
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc, operation_metadata_pb2
@@ -137,12 +138,15 @@ async def hooked(
     database_url: str,
     webhooks: WebhookSettings = SHORT,
     resolver: AbstractResolver | None = None,
+    extra: Sequence[JobType] = (),
     **fields: Any,
 ) -> AsyncIterator[Hooked]:
+    """`extra`: job types registered beside the test ones."""
     gates = Gates()
-    service = Service(
-        hooked_settings(database_url, webhooks, **fields), build_registry(gates), resolver
-    )
+    registry = build_registry(gates)
+    for job_type in extra:
+        registry.register(job_type)
+    service = Service(hooked_settings(database_url, webhooks, **fields), registry, resolver)
     await service.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:

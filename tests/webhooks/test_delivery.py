@@ -11,11 +11,15 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 from google.longrunning import operations_pb2
-from google.protobuf import json_format, timestamp_pb2, wrappers_pb2
+from google.protobuf import empty_pb2, json_format, timestamp_pb2, wrappers_pb2
 
-from tests.helpers import metadata
+from lrod.app import Service
+from lrod.jobs.registry import JobType
+from lrod.v1 import job_service_pb2
+from tests.helpers import metadata, pack
+from tests.jobs import Gates, build_registry
 from tests.webhooks.receiver import Receiver
-from tests.webhooks.support import Delivery, hooked, shorter
+from tests.webhooks.support import Delivery, hooked, hooked_settings, shorter
 
 pytestmark = pytest.mark.slow
 
@@ -159,3 +163,32 @@ async def test_deliveries_are_purged_with_their_operation(database_url, receiver
         await h.operations.DeleteOperation(operations_pb2.DeleteOperationRequest(name=op.name))
         left = await h.service.store.deliveries(None, 10)
     assert left == []
+
+
+async def _noop(_ctx, _message) -> empty_pb2.Empty:
+    return empty_pb2.Empty()
+
+
+def _hooked_type(url: str) -> JobType:
+    return JobType("test.hooked", _noop, empty_pb2.Empty, empty_pb2.Empty, default_notify_url=url)
+
+
+async def test_a_job_type_default_target_is_used_when_submit_names_none(
+    database_url, receiver
+) -> None:
+    async with hooked(database_url, extra=[_hooked_type(receiver.url("/ok"))]) as h:
+        op = await h.jobs.Submit(
+            job_service_pb2.SubmitRequest(job_type="test.hooked", input=pack(empty_pb2.Empty()))
+        )
+        end = await h.ended(op.name)
+    assert end.state == Delivery.STATE_DELIVERED
+    assert end.url == receiver.url("/ok")
+    assert len(receiver.of(end.webhook_id)) == 1
+
+
+def test_a_default_target_the_rules_refuse_stops_the_start(tmp_path) -> None:
+    registry = build_registry(Gates())
+    registry.register(_hooked_type("https://169.254.169.254/latest/"))
+    settings = hooked_settings(f"sqlite:///{tmp_path / 'lrod.db'}", shorter())
+    with pytest.raises(ValueError, match=r"default_notify_url of test\.hooked"):
+        Service(settings, registry)

@@ -7,7 +7,8 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from lrod.domain.webhooks import AddressRules, Schedule
+from lrod.domain.webhooks import AddressRules, Schedule, url_violations
+from lrod.jobs.registry import Registry
 from lrod.settings import WebhookSettings
 
 
@@ -57,3 +58,12 @@ class WebhookConfig:
             signers(settings.secrets),
             settings,
         )
+
+    def check_defaults(self, registry: Registry) -> None:
+        """A job type's default target obeys the same rules as a Submit's
+        (ValueError at start-up otherwise)."""
+        for job_type in registry:
+            url = job_type.default_notify_url
+            problems = url_violations(url, self.rules) if url is not None else []
+            if problems:
+                raise ValueError(f"default_notify_url of {job_type.name}: {problems[0]}")
