@@ -251,9 +251,11 @@ def attempts(database_url: str, name: str) -> None:
 def webhooks(database_url: str, state: str | None, limit: int) -> None:
     """List completion webhook deliveries, newest first (operators only:
     reads the database directly)."""
-    from lrod.operator import print_deliveries
+    from lrod.operator import show_deliveries
 
-    asyncio.run(print_deliveries(database_url, state, limit))
+    with _configuration_errors():
+        code = show_deliveries(database_url, state, limit)
+    click.get_current_context().exit(code)
 
 
 for _command in COMMANDS:

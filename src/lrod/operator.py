@@ -10,6 +10,7 @@ import click
 from lrod.client.exit_codes import Exit
 from lrod.domain.errors import InvalidArgument, LrodError
 from lrod.domain.names import parse_operation_name
+from lrod.domain.webhooks import DeliveryState
 from lrod.settings import ConfigurationError
 from lrod.store.engine import open_database, sqlite_path
 from lrod.store.sql_store import SqlStore
@@ -29,13 +30,7 @@ def show_attempts(database_url: str, name: str) -> int:
         raise ConfigurationError(
             f"{name!r} is not an operation name: give operations/ID or the ID"
         ) from error
-    path = sqlite_path(database_url)
-    if path is not None and not os.path.exists(path):
-        # Opening it would create an empty database where the command runs.
-        raise ConfigurationError(
-            f"no database at {path}: run this where the server keeps its database, "
-            "or give --database-url (LROD_DATABASE_URL)"
-        )
+    _check_database(database_url)
     return asyncio.run(_print_attempts(database_url, op_id))
 
 
@@ -72,18 +67,36 @@ async def _print_attempts(database_url: str, op_id: str) -> int:
     return Exit.SUCCEEDED
 
 
-async def print_deliveries(database_url: str, state: str | None, limit: int) -> None:
-    """The webhook outbox, newest first."""
-    from lrod.domain.webhooks import DeliveryState
+def show_deliveries(database_url: str, state: str | None, limit: int) -> int:
+    """Print the webhook outbox, newest first; the exit code."""
+    _check_database(database_url)
+    return asyncio.run(_print_deliveries(database_url, state, limit))
 
+
+def _check_database(database_url: str) -> None:
+    path = sqlite_path(database_url)
+    if path is not None and not os.path.exists(path):
+        # Opening it would create an empty database where the command runs.
+        raise ConfigurationError(
+            f"no database at {path}: run this where the server keeps its database, "
+            "or give --database-url (LROD_DATABASE_URL)"
+        )
+
+
+async def _print_deliveries(database_url: str, state: str | None, limit: int) -> int:
     store = SqlStore(open_database(database_url))
     try:
         found = await store.deliveries(DeliveryState(state.upper()) if state else None, limit)
+    except LrodError as error:
+        raise ConfigurationError(
+            f"cannot read the database {database_url}: {error.message}\n"
+            "Check --database-url (LROD_DATABASE_URL), and that lrod's server uses it."
+        ) from None
     finally:
         await store.close()
     if not found:
-        click.echo("no webhook deliveries")
-        return
+        click.echo("no webhook deliveries" + (f" in state {state}" if state else ""))
+        return Exit.SUCCEEDED
     for d in found:
         status = d.last_status if d.last_status is not None else "-"
         if d.state is DeliveryState.PENDING and d.next_attempt_time is not None:
@@ -94,3 +107,4 @@ async def print_deliveries(database_url: str, state: str | None, limit: int) -> 
             f"operations/{d.operation_id} {d.state.value:<9} attempts={d.attempts} "
             f"status={status} error={d.last_error or '-'} {timing} {d.url}"
         )
+    return Exit.SUCCEEDED

@@ -72,3 +72,23 @@ async def test_get_and_the_operator_listing_show_deliveries(database_url, receiv
     [row] = only_failed.splitlines()
     assert row.startswith(f"{bad.name} FAILED")
     assert "attempts=2 status=500 error=HTTP_500" in row
+
+
+async def test_the_listing_creates_no_database_where_there_is_none(tmp_path) -> None:
+    missing = tmp_path / "nowhere.db"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "lrod",
+        "webhooks",
+        "--database-url",
+        f"sqlite:///{missing}",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(30):
+        _, err = await process.communicate()
+    assert process.returncode == 2
+    assert f"no database at {missing}" in err.decode()
+    assert not missing.exists()

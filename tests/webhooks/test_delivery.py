@@ -192,3 +192,22 @@ def test_a_default_target_the_rules_refuse_stops_the_start(tmp_path) -> None:
     settings = hooked_settings(f"sqlite:///{tmp_path / 'lrod.db'}", shorter())
     with pytest.raises(ValueError, match=r"default_notify_url of test\.hooked"):
         Service(settings, registry)
+
+
+async def test_a_slow_receiver_holds_only_its_own_hosts_slots(database_url, receiver) -> None:
+    # One slot per host: a slow receiver's delivery holds 127.0.0.1's only
+    # slot; a second one to it waits, while one to another host name
+    # (localhost, which resolves to the allowed 127.0.0.1) goes ahead.
+    async with hooked(database_url, shorter(per_host=1, timeout=4.0, schedule="0.1")) as h:
+        slow = await h.submit(receiver.url("/slow"))
+        await receiver.wait_for(lambda: any(r.path == "/slow" for r in receiver.received))
+        second = await h.submit(receiver.url("/slow"))
+        quick = await h.submit(f"http://localhost:{receiver.port}/ok")
+        quick_end = await h.ended(quick.name)
+        slow_now = await h.delivery(slow.name)
+        second_now = await h.delivery(second.name)
+        slow_calls = [r for r in receiver.received if r.path == "/slow"]
+    assert quick_end.state == Delivery.STATE_DELIVERED
+    assert slow_now.attempts == 0  # its first attempt is still under way
+    assert (second_now.state, second_now.attempts) == (Delivery.STATE_PENDING, 0)
+    assert len(slow_calls) == 1
