@@ -45,6 +45,7 @@ log = logging.getLogger("lrod.http")
 MAX_BODY = 4 * 1024 * 1024
 _MANAGER = web.AppKey("manager", OperationManager)
 _URLS = web.AppKey("urls", PublicUrls)
+_UNREADABLE = web.RequestKey("unreadable_body", bool)
 # Bodies are JSON in UTF-8 (RFC 8259); other charsets are refused, not guessed.
 _CHARSETS = frozenset({"utf-8", "utf8", "us-ascii"})
 _PAGE_SIZE = re.compile(r"-?[0-9]{1,10}")
@@ -72,13 +73,22 @@ def build_app(manager: OperationManager, settings: HttpSettings | None = None) -
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        if request.body_exists and request.path.startswith("/v1/"):
+            # Read (and decode) every body of the API's routes here, even of one
+            # that ignores it: left unread, aiohttp drains it after the answer,
+            # and a body that does not decode then ends in a logged traceback.
+            await _raw_body(request)
         return await handler(request)
     except web.HTTPException as http_error:
         if http_error.status < 400:
             raise
         return _route_error(http_error)
     except LrodError as error:
-        return error_response(error)
+        response = error_response(error)
+        if request.get(_UNREADABLE):
+            # What is left of the body cannot be read: end the connection.
+            response.force_close()
+        return response
     except ConnectionError:
         # The client hung up (a slow one, or one that gave up): no one is left
         # to read an answer; this one only ends the request quietly.
@@ -130,20 +140,30 @@ async def _body(request: web.Request) -> str:
         raise _bad_body(
             f"charset {charset[:40]!r} is not supported; send UTF-8", "UNSUPPORTED_CHARSET"
         )
-    try:
-        async with asyncio.timeout(request.app[_URLS].read_timeout):
-            raw = await request.read()
-    except TimeoutError:
-        raise web.HTTPRequestTimeout() from None
-    except (ContentEncodingError, HttpProcessingError, RequestPayloadError, zlib.error) as error:
-        log.debug("undecodable body: %s", error)
-        raise _bad_body(
-            "the body does not decode with its Content-Encoding", "UNDECODABLE_BODY"
-        ) from None
+    raw = await _raw_body(request)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise _bad_body("the body is not UTF-8", "UNDECODABLE_BODY") from None
+
+
+async def _raw_body(request: web.Request) -> bytes:
+    """The body's bytes (aiohttp keeps them for a second read), within the
+    read timeout, decompressed by its Content-Encoding."""
+    try:
+        async with asyncio.timeout(request.config_dict[_URLS].read_timeout):
+            return await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout() from None
+    except (ContentEncodingError, HttpProcessingError, RequestPayloadError, zlib.error) as error:
+        log.debug("undecodable body: %s", error)
+        # The stream is at its end for aiohttp (no lingering read of the rest,
+        # which would raise again), and the connection closes after the answer.
+        request.content.feed_eof()
+        request[_UNREADABLE] = True
+        raise _bad_body(
+            "the body does not decode with its Content-Encoding", "UNDECODABLE_BODY"
+        ) from None
 
 
 async def _parse(request: web.Request, message: Message) -> Message:
@@ -194,7 +214,7 @@ async def submit(request: web.Request) -> web.Response:
         new_job(body, manager.registry, ANONYMOUS, now, manager.webhook_rules)
     )
     wait = poll_after(op, now)
-    headers = {"Location": request.app[_URLS].absolute(request, f"/v1/{op.name}")}
+    headers = {"Location": request.config_dict[_URLS].absolute(request, f"/v1/{op.name}")}
     if wait is not None:
         headers["Retry-After"] = _retry_after(wait.total_seconds())
     return _json(convert.operation(op, now), 202 if not op.done else 200, **headers)
@@ -225,7 +245,9 @@ async def get_operation(request: web.Request) -> web.Response:
     body = convert.operation(op, now)
     if op.done and request.query.get("view") != "operation":
         return _json(
-            body, 303, Location=request.app[_URLS].absolute(request, f"/v1/{op.name}:result")
+            body,
+            303,
+            Location=request.config_dict[_URLS].absolute(request, f"/v1/{op.name}:result"),
         )
     wait = poll_after(op, now)
     if wait is None:

@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from lrod.console import build_console, mount
 from lrod.console.access import Access
@@ -44,6 +45,23 @@ _TOO_MANY = (
 )
 
 
+class _ClientsFault(logging.Filter):
+    """aiohttp answers a request it cannot parse (a body whose
+    Content-Encoding does not decode, a malformed request line) with 400
+    itself, and logs it at ERROR with a traceback: the fault is the client's,
+    so keep it out of the log (at DEBUG on lrod.http instead)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            log.debug("refused a request aiohttp could not read: %s", error)
+            return False
+        return True
+
+
+_CLIENTS_FAULT = _ClientsFault()
+
+
 class HttpFrontDoor:
     def __init__(
         self,
@@ -57,6 +75,9 @@ class HttpFrontDoor:
     ) -> None:
         self._reuse_port = reuse_port
         self.settings = http or HttpSettings()
+        server_log = logging.getLogger("aiohttp.server")
+        if _CLIENTS_FAULT not in server_log.filters:
+            server_log.addFilter(_CLIENTS_FAULT)
         app = build_app(manager, self.settings)
         if console:
             mount(app, build_console(manager, console_access))
