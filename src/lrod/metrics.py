@@ -95,7 +95,8 @@ class Metrics:
         self.webhook_attempts = Counter(
             "lrod_webhook_attempts",
             "Webhook POSTs tried, by outcome (delivered, http_error, timeout, network_error, "
-            "refused: the target's address is not allowed).",
+            "refused: the target's address is not allowed; unencodable: this process cannot "
+            "encode the operation's response type).",
             ["outcome"],
             registry=r,
         )

@@ -164,7 +164,14 @@ class Dispatcher:
         if refused is not None:
             log.warning("webhook target refused: %s", refused, extra={"url": url})
             return Attempted(None, "ADDRESS_NOT_ALLOWED", permanent=True)
-        body = body_of(claim.operation)
+        try:
+            body = body_of(claim.operation)
+        except Exception:
+            # The response's message type is unknown to this process (its
+            # registry lacks the job type): counted, and retried on the
+            # schedule, perhaps by a process that knows it.
+            log.exception("cannot encode %s for its webhook", claim.operation.name)
+            return Attempted(None, "BODY_UNENCODABLE")
         sent_at = self._clock()
         msg_id = claim.delivery.webhook_id
         headers = {
@@ -250,4 +257,6 @@ def _label(attempted: Attempted) -> str:
         return "refused"
     if attempted.status is not None:
         return "http_error"
+    if attempted.error == "BODY_UNENCODABLE":
+        return "unencodable"
     return "timeout" if attempted.error == "TIMEOUT" else "network_error"
