@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from lrod.app import Service
+from lrod.http.server import HttpFrontDoor
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_CLIENT = REPO / "clients" / "node"
@@ -66,3 +67,29 @@ async def test_node_client_follows_an_operation_to_its_result(service: Service) 
 
     (not_found,) = [e for e in events if e["event"] == "not_found"]
     assert not_found["reason"] == "OPERATION_NOT_FOUND"
+
+
+@pytest.mark.timeout(CLIENT_TIMEOUT + 30)
+async def test_the_seed_documents_wait_for_job_reaches_the_result(service: Service) -> None:
+    """`waitForJob` from the first source document, unchanged, with Node's
+    plain fetch: it follows the absolute Location and the 303."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.fail("node is not on PATH: install Node.js 20 to run the Node client test")
+    door = HttpFrontDoor(service.manager, "127.0.0.1:0")
+    await door.start()
+    try:
+        process = await asyncio.create_subprocess_exec(
+            node, str(NODE_CLIENT / "wait_for_job.js"), f"http://127.0.0.1:{door.port}",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT)
+    finally:
+        await door.stop()
+    assert process.returncode == 0, stderr.decode()
+    shown = json.loads(stdout.decode().strip().splitlines()[-1])
+    assert shown["location"].startswith(f"http://127.0.0.1:{door.port}/v1/operations/")
+    assert shown["result"] == {
+        "@type": "type.googleapis.com/lrod.examples.v1.SleepResult",
+        "stepsDone": 2,
+    }
