@@ -84,3 +84,31 @@ async def test_a_rescued_claim_cannot_write(store: SqlStore) -> None:
     assert done.result == Payload("y", b"ok")
     outcomes = [(a.number, a.outcome) for a in await store.attempts(op_id)]
     assert outcomes == [(1, "LEASE_EXPIRED"), (2, "SUCCEEDED")]
+
+
+async def test_one_renewal_for_many_leases_each_fenced(store: SqlStore) -> None:
+    ids = [await _add(store, "t") for _ in range(3)]
+    claims = list(await store.claim("w1", NOW, LEASE, 10, ["t"]))
+    assert sorted(c.operation.id for c in claims) == sorted(ids)
+    first, second, _third = claims
+    await store.succeed(first, NOW, Payload("y", b""), timedelta(days=1))
+    await store.cancel(second.operation.id, "o", NOW, lambda _: timedelta(days=1))
+    later = NOW + timedelta(seconds=20)
+    beats = await store.renew(claims, later, LEASE)
+    assert [(b.held, b.cancel_requested) for b in beats] == [
+        (False, False),  # finished: no longer held
+        (True, True),  # the cancel request travels with the renewal
+        (True, False),
+    ]
+    # Renewed: not rescued at the first lease's end, rescued after the new one.
+    at_once = JobPolicy(Backoff(timedelta(0), timedelta(0)), timedelta(days=1))
+    assert await store.rescue(NOW + LEASE + timedelta(seconds=1), 10, lambda _: at_once) == 0
+    assert await store.rescue(later + LEASE + timedelta(seconds=1), 10, lambda _: at_once) == 2
+    assert not any(b.held for b in await store.renew(claims, later, LEASE))
+
+
+async def test_a_claim_takes_at_most_its_limit(store: SqlStore) -> None:
+    for _ in range(5):
+        await _add(store, "t")
+    taken = [len(await store.claim("w", NOW, LEASE, n, ["t"])) for n in (1, 2, 10)]
+    assert taken == [1, 2, 2]
