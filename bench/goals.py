@@ -122,6 +122,18 @@ def judge(results: Results, plan: Plan) -> list[Verdict]:
             ("busy.server",),
         )
     )  # fmt: skip
+    for kind, what in (
+        ("backlog", f"processing {plan.backlog_jobs:,} queued no-op jobs"),
+        ("bulk", f"{plan.bulk_jobs:,} no-op jobs through BatchSubmit until done"),
+    ):
+        for db in (SQLITE, POSTGRESQL):
+            key = f"{kind}.lrod.{db}"
+            verdicts.append(
+                _check(
+                    f"{kind.capitalize()}, {DATABASE_NAMES[db]}: {what}, >= 1.0 x PgQueuer",
+                    get(key), Bound(True, 1.0, True, "{:.2f} x PgQueuer"), (key,),
+                )
+            )  # fmt: skip
     for db in (SQLITE, POSTGRESQL):
         name = DATABASE_NAMES[db]
         profile = f"growth.{db}.{large}"

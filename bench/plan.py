@@ -47,7 +47,9 @@ FULL = Plan(
     e2e_jobs=10_000,
     e2e_rounds=1,
     backlog_jobs=20_000,
-    bulk_jobs=100_000,
+    # The issue asks for 100,000; at this machine's rates that alone would
+    # take several minutes per system, past the full run's time budget.
+    bulk_jobs=30_000,
     watchers=10_000,
     watcher_rounds=1,
     growth_sizes=(10_000, 1_000_000),
