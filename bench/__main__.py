@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import ModuleType
 
-from bench import backlog, busy_reads, e2e, growth, latency, throughput, watchers
+from bench import backlog, busy_reads, e2e, growth, latency, processes, throughput, watchers
 from bench.context import Context
 from bench.goals import judge
 from bench.infra import postgres_cluster
@@ -36,6 +36,7 @@ PARTS: dict[str, ModuleType] = {
     "watchers": watchers,
     "growth": growth,
     "busy": busy_reads,
+    "processes": processes,
 }
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"

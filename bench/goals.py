@@ -134,6 +134,12 @@ def judge(results: Results, plan: Plan) -> list[Verdict]:
                     get(key), Bound(True, 1.0, True, "{:.2f} x PgQueuer"), (key,),
                 )
             )  # fmt: skip
+    verdicts.append(
+        _check(
+            "Every core: Submit with --processes 2 (PostgreSQL, 8 channels): > 1.0 x one process",
+            get("processes.2"), Bound(True, 1.0, True, "{:.2f} x one process", strict=True),
+        )
+    )  # fmt: skip
     for db in (SQLITE, POSTGRESQL):
         name = DATABASE_NAMES[db]
         profile = f"growth.{db}.{large}"
