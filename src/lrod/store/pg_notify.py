@@ -45,7 +45,7 @@ def encode(
     return payload
 
 
-def dispatch(payload: str, origin: str, hub: Any) -> None:
+def dispatch(payload: str, origin: str, hub: ChangeListener) -> None:
     """Feed one notification into the hub; our own are skipped (the store
     already told the hub in-process)."""
     try:
@@ -108,6 +108,4 @@ class NotificationListener:
                 dispatch(notify.payload, self._origin, self._hub)
 
     def _wake_everyone(self) -> None:
-        everything = getattr(self._hub, "everything_changed", None)
-        if everything is not None:
-            everything()
+        self._hub.everything_changed()

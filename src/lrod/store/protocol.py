@@ -26,6 +26,20 @@ class ChangeListener(Protocol):
         """Work is ready now, or will be at `due`."""
         ...
 
+    def everything_changed(self) -> None:
+        """Something may have changed anywhere (a lost or coarse notification
+        from another process): everyone re-reads."""
+        ...
+
+
+class ChangeFeed(Protocol):
+    """What tells a process of other processes' writes and feeds them into
+    its ChangeListener: LISTEN/NOTIFY on PostgreSQL, a data_version watch on
+    SQLite (`OperationStore.notification_listener`)."""
+
+    def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
 
 class EndedBy(StrEnum):
     """Which write site moved the operation through the seam."""
@@ -140,6 +154,11 @@ class WorkerRecord:
 
 
 class OperationStore(Protocol):
+    def notification_listener(self) -> ChangeFeed:
+        """The feed of other processes' changes into this store's listener;
+        the caller starts and stops it."""
+        ...
+
     async def create(self, job: NewJob, fingerprint: str) -> tuple[Operation, bool]:
         """Store `job`, or return the operation it repeats (same request_id, or
         an active one with the same dedupe key); the flag says it was created."""

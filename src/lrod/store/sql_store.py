@@ -56,6 +56,7 @@ from lrod.store.group_commit import GroupCommit
 from lrod.store.pg_notify import NotificationListener
 from lrod.store.protocol import (
     AttemptRecord,
+    ChangeFeed,
     ChangeListener,
     Claim,
     DeliveryClaim,
@@ -134,6 +135,7 @@ class _Silent:
     def operations_changed(self, ids: Any) -> None: ...
     def cancel_requested(self, ids: Any) -> None: ...
     def work_available(self, due: datetime | None = None) -> None: ...
+    def everything_changed(self) -> None: ...
 
 
 class SqlStore:
@@ -159,7 +161,7 @@ class SqlStore:
         jobs end (endings.py) that this store made."""
         self._subscribers.append(subscriber)
 
-    def notification_listener(self) -> NotificationListener | SqliteChangeWatcher:
+    def notification_listener(self) -> ChangeFeed:
         """What tells this process of other processes' writes: LISTEN/NOTIFY
         on PostgreSQL, a data_version watch on SQLite."""
         if not self._notify:

@@ -47,9 +47,7 @@ class SqliteChangeWatcher:
                 log.debug("data_version check failed: %r", error)
             else:
                 if last is not None and version != last:
-                    everything: Any = getattr(self._hub, "everything_changed", None)
-                    if everything is not None:
-                        everything()
+                    self._hub.everything_changed()
                 last = version
             await asyncio.sleep(self._interval)
 
