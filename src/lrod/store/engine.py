@@ -14,6 +14,10 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from lrod.store.pg_notify import NotificationListener
+from lrod.store.protocol import ChangeFeed, ChangeListener
+from lrod.store.sqlite_watch import SqliteChangeWatcher
+
 _T = TypeVar("_T")
 
 # lrod's transactions are short; one idle this long belongs to a stalled process.
@@ -40,6 +44,19 @@ class Database:
     @property
     def dialect(self) -> str:
         return self.url.get_backend_name()
+
+    @property
+    def notifies(self) -> bool:
+        """Whether writes tell other processes with NOTIFY (PostgreSQL)."""
+        return self.dialect == "postgresql"
+
+    def change_feed(self, listener: ChangeListener, origin: str) -> ChangeFeed:
+        """What tells this process of other processes' writes: LISTEN on
+        PostgreSQL (skipping this process's own `origin`), the data_version
+        watch on SQLite."""
+        if self.notifies:
+            return NotificationListener(self.url, listener, origin)
+        return SqliteChangeWatcher(self.writer, listener)
 
     @property
     def read_engine(self) -> Engine:

@@ -53,7 +53,6 @@ from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
 from lrod.store.finishes import Finish, finish_many
 from lrod.store.group_commit import GroupCommit
-from lrod.store.pg_notify import NotificationListener
 from lrod.store.protocol import (
     AttemptRecord,
     ChangeFeed,
@@ -69,7 +68,6 @@ from lrod.store.protocol import (
     WorkerRecord,
 )
 from lrod.store.rows import error_from_json, error_to_json, to_operation
-from lrod.store.sqlite_watch import SqliteChangeWatcher
 from lrod.store.statements import (
     ATTEMPTS,
     CANCELLED_ERROR,
@@ -154,7 +152,7 @@ class SqlStore:
         )
         # Tells this process's notifications from others' (PostgreSQL).
         self.origin = secrets.token_hex(8)
-        self._notify = database.dialect == "postgresql"
+        self._notify = database.notifies
 
     def subscribe(self, subscriber: TransitionSubscriber) -> None:
         """Be told, after each commit, of the moves through the seam where
@@ -164,9 +162,7 @@ class SqlStore:
     def notification_listener(self) -> ChangeFeed:
         """What tells this process of other processes' writes: LISTEN/NOTIFY
         on PostgreSQL, a data_version watch on SQLite."""
-        if not self._notify:
-            return SqliteChangeWatcher(self._db.writer, self.listener)
-        return NotificationListener(self._db.url, self.listener, self.origin)
+        return self._db.change_feed(self.listener, self.origin)
 
     # -- transactions -----------------------------------------------------
     @asynccontextmanager
