@@ -7,7 +7,8 @@
 // that an unknown operation answers NOT_FOUND with a google.rpc.Status whose
 // ErrorInfo names the reason.
 //
-// Usage: node client.js HOST:PORT
+// Usage: node client.js HOST:PORT  (LROD_TLS_CA=ca.pem LROD_TOKEN=... for TLS
+// and a bearer token)
 // Prints one JSON line per event on stdout; exits 0 when every check passes,
 // 1 with a message on stderr otherwise.
 'use strict';
@@ -94,6 +95,27 @@ function loadCodecs() {
   };
 }
 
+// With LROD_TLS_CA (a PEM file) the channel speaks TLS and trusts that CA;
+// with LROD_TOKEN every call carries `authorization: Bearer TOKEN`, as grpc's
+// own call credentials (they need a TLS channel).
+function channelCredentials() {
+  const caFile = process.env.LROD_TLS_CA;
+  if (!caFile) {
+    return grpc.credentials.createInsecure();
+  }
+  const tls = grpc.credentials.createSsl(fs.readFileSync(caFile));
+  const token = process.env.LROD_TOKEN;
+  if (!token) {
+    return tls;
+  }
+  const bearer = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+    const metadata = new grpc.Metadata();
+    metadata.add('authorization', `Bearer ${token}`);
+    callback(null, metadata);
+  });
+  return grpc.credentials.combineChannelCredentials(tls, bearer);
+}
+
 function pack(type, value) {
   const message = type.fromObject(value);
   return {
@@ -160,7 +182,7 @@ async function run(address) {
   const packageDefinition = protoLoader.loadSync(ENTRY_FILES, LOADER_OPTIONS);
   const loaded = grpc.loadPackageDefinition(packageDefinition);
   const codecs = loadCodecs();
-  const credentials = grpc.credentials.createInsecure();
+  const credentials = channelCredentials();
   const jobs = new loaded.lrod.v1.JobService(address, credentials);
   const operations = new loaded.google.longrunning.Operations(address, credentials);
   try {

@@ -12,13 +12,18 @@ import grpc
 from aiohttp.abc import AbstractResolver
 
 from lrod.api.health import HealthMonitor
+from lrod.api.identity import CallGate
 from lrod.api.server import SERVICES, build_server
+from lrod.auth.config import auth_settings, build_authentication, check_settings_listeners
+from lrod.console.access import access_for as console_access
 from lrod.domain.errors import LrodError
 from lrod.http.server import HttpFrontDoor
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
+from lrod.listen import grpc_address
 from lrod.manager import OperationManager
 from lrod.metrics import Metrics, MetricsServer
+from lrod.quotas import Quotas
 from lrod.settings import ConfigurationError, Settings
 from lrod.store.endings import TransitionLog
 from lrod.store.engine import open_database
@@ -26,6 +31,7 @@ from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
 from lrod.webhooks.config import WebhookConfig
 from lrod.webhooks.dispatcher import Dispatcher
+from lrod.tls import ServerTls
 from lrod.worker import WorkerPool
 from lrod.worker.presence import WorkerPresence
 
@@ -62,6 +68,7 @@ class Service:
             settings.manager,
             metrics=self.metrics,
             webhook_rules=webhooks.rules,
+            quotas=Quotas(settings.quotas, self.store),
         )
         self.health = HealthMonitor(
             self.store, SERVICES, settings.health_interval, metrics=self.metrics
@@ -98,8 +105,26 @@ class Service:
         self.http: HttpFrontDoor | None = None
         self.port: int | None = None
         self._janitor: asyncio.Task[None] | None = None
+        self.auth_settings = auth_settings(settings.security)
+        self.authentication, self._jwts = build_authentication(self.auth_settings)
+        tls = self.auth_settings.tls
+        self.tls = ServerTls(tls) if tls is not None else None
+
+    def check_listeners(self) -> None:
+        """The safe default: raises UnsafeListener before anything starts."""
+        check_settings_listeners(self.settings, self.authentication)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the TLS files, token file and JWKS now."""
+        log.info("reloading TLS and authentication files")
+        if self.tls is not None:
+            self.tls.reload(force=True)
+        self.authentication.reload()
 
     async def start(self) -> None:
+        self.check_listeners()
+        for jwt in self._jwts:
+            await jwt.start()
         if self.settings.migrate:
             before, after = await asyncio.to_thread(upgrade, self.settings.database_url)
             if before != after:
@@ -113,21 +138,38 @@ class Service:
             await self.health.start()
         if self.settings.serve_api:
             self.server = build_server(
-                self.manager, self.health, reuse_port=self.settings.reuse_port
+                self.manager,
+                self.health,
+                reuse_port=self.settings.reuse_port,
+                auth=CallGate(self.authentication).policy,
             )
+            address = grpc_address(self.settings.address)
             try:
-                self.port = self.server.add_insecure_port(self.settings.address)
+                if self.tls is not None:
+                    self.port = self.server.add_secure_port(address, self.tls.grpc_credentials())
+                else:
+                    self.port = self.server.add_insecure_port(address)
             except RuntimeError:
                 raise _in_use(self.settings.address, "--address") from None
+            if self.tls is not None:
+                self.tls.start_watching()
             await self.server.start()
-            log.info("serving on port %d", self.port)
+            log.info(
+                "serving on port %d",
+                self.port,
+                extra={"tls": self.tls is not None, "auth": self.authentication.required},
+            )
             if self.settings.http_address is not None:
                 self.http = HttpFrontDoor(
                     self.manager,
                     self.settings.http_address,
+                    authentication=self.authentication,
+                    allowed_hosts=frozenset(self.auth_settings.http_allowed_hosts) or None,
+                    ssl_context=self.tls.ssl_context() if self.tls is not None else None,
                     reuse_port=self.settings.reuse_port,
                     console=self.settings.console,
                     http=self.settings.http,
+                    console_access=console_access(self.authentication),
                 )
                 try:
                     await self.http.start()
@@ -177,6 +219,8 @@ class Service:
         if self.server is not None:
             await self.server.stop(1.0)
         await self.health.stop()
+        if self.tls is not None:
+            await self.tls.stop_watching()
         await self.notifications.stop()
         if self.metrics_server is not None:
             await self.metrics_server.stop()
@@ -242,6 +286,7 @@ async def run(
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, signalled)
+    loop.add_signal_handler(signal.SIGHUP, service.reload)
     try:
         await stop.wait()
         if service.pool is not None and service.pool.running_count:

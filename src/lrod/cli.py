@@ -27,6 +27,8 @@ from lrod.settings import (
     HttpSettings,
     LogSettings,
     ManagerSettings,
+    QuotaSettings,
+    SecuritySettings,
     Settings,
     WebhookSettings,
     WorkerSettings,
@@ -165,6 +167,8 @@ def _settings(params: dict[str, Any], **overrides: Any) -> Settings:
         manager=build(ManagerSettings, params),
         http=build(HttpSettings, params),
         webhooks=build(WebhookSettings, params),
+        security=build(SecuritySettings, params),
+        quotas=build(QuotaSettings, params),
         **overrides,
     )
 
@@ -177,6 +181,12 @@ def serve(**params: Any) -> None:
 
     settings = _settings(params)
     registry = _registry(settings.jobs)
+    from lrod.auth.config import check_security
+
+    # The safe default and unusable TLS/token/JWKS files: refused before
+    # anything starts (exit 2 with the fix).
+    with _configuration_errors():
+        check_security(settings)
     if settings.processes > 1:
         try:
             root = click.get_current_context().find_root().params
@@ -206,6 +216,32 @@ def worker(**params: Any) -> None:
     _check_free(("--metrics-address", settings.metrics_address))
     with _configuration_errors():
         asyncio.run(run(settings, registry))
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens for --auth-token-file."""
+
+
+@token.command("new")
+@click.argument("principal")
+@click.option(
+    "--role", "roles", multiple=True, help="A role to give (repeatable): admin, readonly."
+)
+def token_new(principal: str, roles: tuple[str, ...]) -> None:
+    """Print a new random token (first line: give it to the caller) and the
+    [[principal]] entry with its SHA-256 (append it to the token file)."""
+    import json
+
+    from lrod.auth.tokens import new_token, token_digest
+
+    secret = new_token()
+    click.echo(secret)
+    click.echo("")
+    click.echo("[[principal]]")
+    click.echo(f"name = {json.dumps(principal)}")
+    click.echo(f'token_sha256 = "{token_digest(secret)}"')
+    click.echo(f"roles = {json.dumps(list(roles))}")
 
 
 @main.group()

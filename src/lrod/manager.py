@@ -8,6 +8,8 @@ import hashlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from lrod.auth import audit
+from lrod.auth.principal import Principal
 from lrod.clock import Clock, utcnow
 from lrod.domain.errors import Unavailable
 from lrod.domain.filters import parse_filter
@@ -25,7 +27,8 @@ from lrod.domain.webhooks import AddressRules
 from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
-from lrod.settings import ManagerSettings
+from lrod.quotas import Quotas
+from lrod.settings import ManagerSettings, QuotaSettings
 from lrod.shared_reads import SharedReads
 from lrod.store.protocol import OperationStore
 
@@ -46,8 +49,10 @@ class OperationManager:
         clock: Clock = utcnow,
         metrics: Metrics | None = None,
         webhook_rules: AddressRules | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.store = store
+        self.quotas = quotas or Quotas(QuotaSettings(), store)
         # Which completion webhook targets Submit accepts.
         self.webhook_rules = webhook_rules or AddressRules()
         self.hub = hub
@@ -72,7 +77,13 @@ class OperationManager:
         # Only a request_id is checked against the fingerprint: skip the hash
         # (JSON + SHA-256) on the hot path otherwise.
         fingerprint = job.fingerprint() if job.request_id else ""
-        operation, created = await self.store.create(job, fingerprint)
+        self.quotas.take_submits(job.owner)
+        reservation = await self.quotas.reserve((job,))
+        created = False
+        try:
+            operation, created = await self.store.create(job, fingerprint)
+        finally:
+            self.quotas.stored(reservation, int(created))
         self.metrics.submitted(operation.job_type, created)
         return operation
 
@@ -80,26 +91,45 @@ class OperationManager:
         """Store all the jobs or none, in one transaction; one operation per
         job, in order. `request_id` makes the whole batch idempotent."""
         self._check_accepting()
-        results = await self.store.create_all(batch_members(jobs, request_id))
+        if jobs:
+            self.quotas.take_submits(jobs[0].owner, len(jobs))
+        reservation = await self.quotas.reserve(jobs)
+        results: Sequence[tuple[Operation, bool]] = ()
+        try:
+            results = await self.store.create_all(batch_members(jobs, request_id))
+        finally:
+            self.quotas.stored(reservation, sum(created for _, created in results))
         for operation, created in results:
             self.metrics.submitted(operation.job_type, created)
         return [operation for operation, _ in results]
 
-    async def get(self, owner: str, name: str) -> Operation:
-        return await self.store.get(parse_operation_name(name), owner, self.clock())
+    async def get(self, caller: Principal, name: str) -> Operation:
+        op = await self.store.get(parse_operation_name(name), _scope(caller), self.clock())
+        _audit(caller, "get", op)
+        return op
 
     async def list(
-        self, owner: str, filter_text: str, size: int, token: str, *, oldest_first: bool = False
+        self,
+        caller: Principal,
+        filter_text: str,
+        size: int,
+        token: str,
+        *,
+        oldest_first: bool = False,
     ) -> Page:
         query = parse_filter(filter_text)
         limit = page_size(size)
         # Bound to the filter, its direction and the caller: no good for another.
         direction = "+" if oldest_first else ""
-        binding = f"{query.digest()}{direction}:{hashlib.sha256(owner.encode()).hexdigest()[:16]}"
+        binding = (
+            f"{query.digest()}{direction}:{hashlib.sha256(caller.name.encode()).hexdigest()[:16]}"
+        )
         key = await self._page_token_key()
         after = decode_page_token(token, binding, key)
+        if caller.is_admin:
+            audit.admin_action(caller, "list", filter_text or "operations")
         found = await self.store.list(
-            owner, query, after, limit + 1, self.clock(), oldest_first=oldest_first
+            _scope(caller), query, after, limit + 1, self.clock(), oldest_first=oldest_first
         )
         page, more = found[:limit], len(found) > limit
         next_token = ""
@@ -113,17 +143,23 @@ class OperationManager:
             self._page_key = await self.store.server_key(KEY_NAME)
         return self._page_key
 
-    async def cancel(self, owner: str, name: str) -> Operation:
+    async def cancel(self, caller: Principal, name: str) -> Operation:
         # A queued operation's move to CANCELLED is counted by the store's
         # transition subscribers.
         op_id = parse_operation_name(name)
-        return await self.store.cancel(op_id, owner, self.clock(), self.registry.retention)
+        after = await self.store.cancel(
+            op_id, _scope(caller), self.clock(), self.registry.retention
+        )
+        _audit(caller, "cancel", after)
+        return after
 
-    async def delete(self, owner: str, name: str) -> None:
-        await self.store.delete(parse_operation_name(name), owner, self.clock())
+    async def delete(self, caller: Principal, name: str) -> None:
+        # Deleting stays with the owner, admins included: an operator
+        # cancels, the owner (or retention) removes.
+        await self.store.delete(parse_operation_name(name), caller.owner, self.clock())
 
     async def wait(
-        self, owner: str, name: str, timeout: float | None, time_remaining: float | None
+        self, caller: Principal, name: str, timeout: float | None, time_remaining: float | None
     ) -> Operation:
         """Return once the operation is done, or at the shortest of `timeout`,
         the RPC's remaining time and the cap, with its latest state."""
@@ -135,25 +171,51 @@ class OperationManager:
             limit = min(limit, time_remaining - self.settings.deadline_margin)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(limit, 0.0)
-        with self.metrics.waiting(), self.hub.subscribe(op_id) as changes:
+        owner = _scope(caller)
+        with (
+            self.quotas.waiting(caller.owner),
+            self.metrics.waiting(),
+            self.hub.subscribe(op_id) as changes,
+        ):
+            op = await self._reads.get(op_id, owner)
+            _audit(caller, "wait", op)
             while True:
-                op = await self._reads.get(op_id, owner)
                 remaining = deadline - loop.time()
                 if op.done or remaining <= 0:
                     return op
                 if not await changes.wait(remaining):
                     return await self._reads.get(op_id, owner)
+                op = await self._reads.get(op_id, owner)
 
-    async def watch(self, owner: str, name: str) -> AsyncIterator[Operation]:
+    async def watch(self, caller: Principal, name: str) -> AsyncIterator[Operation]:
         """The operation now, then after every change, ending once done."""
         op_id = parse_operation_name(name)
-        with self.metrics.watching(), self.hub.subscribe(op_id) as changes:
+        owner = _scope(caller)
+        with (
+            self.quotas.waiting(caller.owner),
+            self.metrics.watching(),
+            self.hub.subscribe(op_id) as changes,
+        ):
             seen = -1
             while True:
                 op = await self._reads.get(op_id, owner)
+                if seen == -1:
+                    _audit(caller, "watch", op)
                 if op.version != seen:
                     seen = op.version
                     yield op
                 if op.done:
                     return
                 await changes.wait(None)
+
+
+def _scope(caller: Principal) -> str | None:
+    """The owner a caller's reads and cancels are limited to: its own, or
+    every owner's (None) for an admin."""
+    return None if caller.is_admin else caller.owner
+
+
+def _audit(caller: Principal, action: str, op: Operation) -> None:
+    """An admin's action on another owner's operation is logged."""
+    if caller.is_admin and op.owner != caller.owner:
+        audit.admin_action(caller, action, op.name, op.owner)

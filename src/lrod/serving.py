@@ -42,8 +42,10 @@ class AddressInUse(Exception):
 
 
 def split_address(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
+    # One rule for every listener: no host means loopback (lrod.listen).
+    from lrod.listen import split_address as split
+
+    return split(address)
 
 
 def _join(host: str, port: int) -> str:

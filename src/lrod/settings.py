@@ -89,6 +89,33 @@ class LogSettings:
 @dataclass(frozen=True)
 class ClientSettings:
     address: str = setting(DEFAULT_ADDRESS, "host:port of the lrod server.", commands=(CLIENT,))
+    token: str | None = setting(
+        None,
+        "Bearer token to send (prefer LROD_TOKEN or --token-file: a flag shows in `ps`)"
+        " (default: off).",
+        commands=(CLIENT,),
+    )
+    token_file: str | None = setting(
+        None,
+        "File whose first line is the bearer token (default: off).",
+        commands=(CLIENT,),
+        metavar="FILE",
+    )
+    tls_ca: str | None = setting(
+        None,
+        "Speak TLS, trusting the CAs of this PEM file (default: off).",
+        commands=(CLIENT,),
+        metavar="FILE",
+    )
+    tls_client_cert: str | None = setting(
+        None,
+        "PEM client certificate for mTLS, with --tls-client-key (default: off).",
+        commands=(CLIENT,),
+        metavar="FILE",
+    )
+    tls_client_key: str | None = setting(
+        None, "PEM key of --tls-client-cert (default: off).", commands=(CLIENT,), metavar="FILE"
+    )
 
 
 @dataclass(frozen=True)
@@ -209,6 +236,108 @@ class HttpSettings:
 
 
 @dataclass(frozen=True)
+class SecuritySettings:
+    """TLS, authentication and the safe default (docs/security.md)."""
+
+    tls_cert: str | None = setting(
+        None,
+        "PEM certificate chain for the gRPC port and the HTTP door; re-read when it changes"
+        " or on SIGHUP (default: off).",
+        commands=(SERVE,),
+        metavar="FILE",
+    )
+    tls_key: str | None = setting(
+        None, "PEM private key of --tls-cert (default: off).", commands=(SERVE,), metavar="FILE"
+    )
+    tls_client_ca: str | None = setting(
+        None,
+        "PEM CA bundle: client certificates are then required and verified (mTLS) (default: off).",
+        commands=(SERVE,),
+        metavar="FILE",
+    )
+    auth_token_file: str | None = setting(
+        None,
+        "TOML file of bearer tokens (principal, SHA-256 of the token, roles); re-read on"
+        " change (default: off).",
+        commands=(SERVE,),
+        metavar="FILE",
+    )
+    auth_jwks: str | None = setting(
+        None,
+        "JWKS file or https:// URL to verify JWT bearer tokens with; needs"
+        " --jwt-issuer and --jwt-audience (default: off).",
+        commands=(SERVE,),
+        metavar="FILE|URL",
+    )
+    auth_jwt_issuer: str | None = setting(
+        None, "The `iss` JWTs must carry (default: off).", commands=(SERVE,), name="jwt-issuer"
+    )
+    auth_jwt_audience: str | None = setting(
+        None,
+        "The `aud` JWTs must carry (default: off).",
+        commands=(SERVE,),
+        name="jwt-audience",
+    )
+    auth_jwt_algorithms: str = setting(
+        "RS256,ES256",
+        "Accepted JWT algorithms, comma-separated (asymmetric only).",
+        commands=(SERVE,),
+        name="jwt-algorithms",
+        metavar="ALGS",
+    )
+    auth_jwt_principal_claim: str = setting(
+        "sub",
+        "The JWT claim that names the principal.",
+        commands=(SERVE,),
+        name="jwt-principal-claim",
+        metavar="NAME",
+    )
+    auth_jwt_roles_claim: str = setting(
+        "roles",
+        "The JWT claim that lists the principal's roles.",
+        commands=(SERVE,),
+        name="jwt-roles-claim",
+        metavar="NAME",
+    )
+    auth_jwt_leeway: float = setting(
+        30.0,
+        "Seconds of clock skew allowed on a JWT's exp and nbf.",
+        commands=(SERVE,),
+        name="jwt-leeway-seconds",
+        minimum=0,
+        metavar="SECONDS",
+    )
+    auth_client_san: str | None = setting(
+        None,
+        "With --tls-client-ca: take the principal from the client certificate's `uri` or"
+        " `dns` subjectAltName (default: off).",
+        commands=(SERVE,),
+        metavar="uri|dns",
+    )
+    admins: str | None = setting(
+        None,
+        "Comma-separated principals given the admin role (read, list and cancel every"
+        " owner's operations) (default: off).",
+        commands=(SERVE,),
+        metavar="NAMES",
+    )
+    allow_unauthenticated: bool = setting(
+        False,
+        "Serve an address other than loopback without authentication, on purpose"
+        " (a warning is logged at start).",
+        commands=(SERVE,),
+        name="insecure",
+    )
+    http_allowed_hosts: str | None = setting(
+        None,
+        "Comma-separated names the HTTP door's Host header may carry, `*` for any;"
+        " unset: the loopback names and the bound address (default: off).",
+        commands=(SERVE,),
+        metavar="NAMES",
+    )
+
+
+@dataclass(frozen=True)
 class WebhookSettings:
     """Completion webhooks: who may be called, how they are signed, and the
     retry schedule of the dispatchers in worker processes."""
@@ -278,6 +407,68 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True)
+class QuotaSettings:
+    """Limits per principal and for the whole server; 0 turns one off."""
+
+    submit_rate: float = setting(
+        50.0,
+        "Submits per second per principal (a token bucket; BatchSubmit counts each job).",
+        commands=(SERVE,),
+        name="quota-submit-rate",
+        metavar="PER_S",
+        minimum=0,
+    )
+    submit_burst: int = setting(
+        200,
+        "Submits per principal allowed at once above the rate (the bucket's size).",
+        commands=(SERVE,),
+        name="quota-submit-burst",
+        metavar="N",
+        minimum=0,
+    )
+    active_operations: int = setting(
+        10_000,
+        "QUEUED + RUNNING operations per principal.",
+        commands=(SERVE,),
+        name="quota-active-operations",
+        metavar="N",
+        minimum=0,
+    )
+    concurrent_waits: int = setting(
+        100,
+        "WaitOperation and WatchOperation calls open at once per principal.",
+        commands=(SERVE,),
+        name="quota-concurrent-waits",
+        metavar="N",
+        minimum=0,
+    )
+    request_bytes: int = setting(
+        1024 * 1024,
+        "The largest Submit or BatchSubmit request, in bytes.",
+        commands=(SERVE,),
+        name="quota-request-bytes",
+        metavar="BYTES",
+        minimum=0,
+    )
+    queued_operations: int = setting(
+        100_000,
+        "QUEUED operations in the whole database (every principal).",
+        commands=(SERVE,),
+        name="limit-queued-operations",
+        metavar="N",
+        minimum=0,
+    )
+    queued_input_bytes: int = setting(
+        1024 * 1024 * 1024,
+        "Bytes of input of the QUEUED operations in the whole database.",
+        commands=(SERVE,),
+        name="limit-queued-bytes",
+        metavar="BYTES",
+        minimum=0,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """One lrod process: what `lrod serve` and `lrod worker` run."""
 
@@ -332,6 +523,8 @@ class Settings:
     )
     presence: PresenceSettings = field(default_factory=PresenceSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
+    quotas: QuotaSettings = field(default_factory=QuotaSettings)
 
 
 # The classes whose flags the CLI offers, in the order --help lists them.
@@ -343,4 +536,6 @@ FLAG_SOURCES: tuple[type, ...] = (
     ManagerSettings,
     HttpSettings,
     WebhookSettings,
+    SecuritySettings,
+    QuotaSettings,
 )

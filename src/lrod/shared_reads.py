@@ -16,7 +16,7 @@ from lrod.domain.operation import Operation
 from lrod.hub import ChangeHub
 from lrod.store.protocol import OperationStore
 
-_Key = tuple[str, str, int]
+_Key = tuple[str, str | None, int]
 
 
 class SharedReads:
@@ -26,7 +26,7 @@ class SharedReads:
         self._clock = clock
         self._inflight: dict[_Key, asyncio.Future[Operation]] = {}
 
-    async def get(self, op_id: str, owner: str) -> Operation:
+    async def get(self, op_id: str, owner: str | None) -> Operation:
         """Read `op_id` for a caller subscribed to it in the hub."""
         key = (op_id, owner, self._hub.generation(op_id))
         read = self._inflight.get(key)

@@ -14,7 +14,7 @@ from google.longrunning import operations_pb2
 from prometheus_client import generate_latest
 
 from lrod.api.calls import AuthStep, Registrar
-from lrod.api.identity import ANONYMOUS, caller
+from lrod.api.identity import ANONYMOUS, Principal, caller
 from lrod.domain.errors import Unauthenticated
 from lrod.metrics import Metrics
 from tests.helpers import error_info
@@ -25,7 +25,7 @@ SERVICE = "lrod.test.Calls"
 
 
 async def who(request: Request, context: grpc.aio.ServicerContext) -> Response:
-    return Response(name=caller(context))
+    return Response(name=caller(context).name)
 
 
 async def crash(request: Request, context: grpc.aio.ServicerContext) -> Response:
@@ -33,7 +33,7 @@ async def crash(request: Request, context: grpc.aio.ServicerContext) -> Response
 
 
 async def stream(request: Request, context: grpc.aio.ServicerContext) -> AsyncIterator[Response]:
-    yield Response(name=caller(context))
+    yield Response(name=caller(context).name)
     raise Unauthenticated("the token expired mid-stream", reason="TOKEN_EXPIRED")
 
 
@@ -55,11 +55,11 @@ class Policy:
         self.asked.append(method)
         return None if method.endswith("/Open") else self.authenticate
 
-    async def authenticate(self, context: grpc.aio.ServicerContext) -> str:
+    async def authenticate(self, context: grpc.aio.ServicerContext) -> Principal:
         self.steps += 1
         for key, value in context.invocation_metadata() or ():
             if key == "token":
-                return str(value)
+                return Principal(str(value))
         raise Unauthenticated("credentials are required", reason="CREDENTIALS_REQUIRED")
 
 
@@ -112,7 +112,7 @@ async def test_a_refused_step_answers_its_status_with_error_info(served) -> None
 
 async def test_a_method_without_a_step_runs_none(served) -> None:
     channel, policy, _ = served
-    assert (await _unary(channel, "Open")(Request())).name == ANONYMOUS
+    assert (await _unary(channel, "Open")(Request())).name == ANONYMOUS.name
     assert policy.steps == 0
 
 

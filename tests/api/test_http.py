@@ -170,13 +170,13 @@ async def test_watch_streams_ndjson_to_done(http) -> None:
 async def test_list_cancel_wait_delete_and_job_types(http) -> None:
     accepted = await http.post("/v1/operations:submit", json=_sleep("30s", 30))
     name = accepted.headers["Location"].partition("/v1/")[2]
-    cancelled = await http.post(f"/v1/{name}:cancel")
+    cancelled = await http.post(f"/v1/{name}:cancel", json={})
     assert cancelled.status == 200
     waited = await http.post(f"/v1/{name}:wait", json={"timeout": "5s"})
     assert (await waited.json())["error"]["code"] == 1
     listed = await http.get("/v1/operations", params={"filter": "done = true", "pageSize": "10"})
     assert name in [op["name"] for op in (await listed.json())["operations"]]
-    assert (await http.delete(f"/v1/{name}")).status == 200
+    assert (await http.delete(f"/v1/{name}", json={})).status == 200
     assert (await http.get(f"/v1/{name}")).status == 404
     types = await (await http.get("/v1/jobTypes")).json()
     assert "examples.sleep" in [t["name"] for t in types["jobTypes"]]

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from lrod.app import Service
+from lrod.auth.tokens import new_token, token_digest
 from lrod.http.server import HttpFrontDoor
+from lrod.settings import SecuritySettings, Settings
+from tests.jobs import Gates, build_registry
 
 REPO = Path(__file__).resolve().parents[2]
 NODE_CLIENT = REPO / "clients" / "node"
@@ -21,7 +26,7 @@ CLIENT_TIMEOUT = 60.0
 pytestmark = pytest.mark.slow
 
 
-async def _run_client(port: int | None) -> tuple[int, str, str]:
+async def _run_client(port: int | None, env: dict[str, str] | None = None) -> tuple[int, str, str]:
     assert port, "the service is not listening"
     node = shutil.which("node")
     if node is None:
@@ -35,6 +40,7 @@ async def _run_client(port: int | None) -> tuple[int, str, str]:
         f"127.0.0.1:{port}",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        env=os.environ | (env or {}),
     )
     try:
         stdout, stderr = await asyncio.wait_for(process.communicate(), CLIENT_TIMEOUT)
@@ -50,6 +56,47 @@ async def _run_client(port: int | None) -> tuple[int, str, str]:
 async def test_node_client_follows_an_operation_to_its_result(service: Service) -> None:
     code, stdout, stderr = await _run_client(service.port)
     assert code == 0, f"node client exited {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    _check_events(stdout)
+
+
+@pytest.mark.timeout(CLIENT_TIMEOUT + 30)
+async def test_node_client_with_a_token_over_tls(
+    database_url: str, gates: Gates, tmp_path: Path
+) -> None:
+    """The same run against a server that speaks only TLS and wants a token."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    cert.cert_chain_pems[0].write_to_path(tmp_path / "server.pem")
+    cert.private_key_pem.write_to_path(tmp_path / "server.key")
+    ca.cert_pem.write_to_path(tmp_path / "ca.pem")
+    token = new_token()
+    (tmp_path / "tokens.toml").write_text(
+        f'[[principal]]\nname = "node"\ntoken_sha256 = "{token_digest(token)}"\n'
+    )
+    settings = Settings(
+        address="127.0.0.1:0",
+        database_url=database_url,
+        security=SecuritySettings(
+            tls_cert=str(tmp_path / "server.pem"),
+            tls_key=str(tmp_path / "server.key"),
+            auth_token_file=str(tmp_path / "tokens.toml"),
+        ),
+    )
+    service = Service(settings, build_registry(gates))
+    await service.start()
+    try:
+        env = {"LROD_TLS_CA": str(tmp_path / "ca.pem"), "LROD_TOKEN": token}
+        code, stdout, stderr = await _run_client(service.port, env)
+        assert code == 0, f"node client exited {code}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        _check_events(stdout)
+        code, _, stderr = await _run_client(service.port, {**env, "LROD_TOKEN": "wrong"})
+        assert code == 1
+        assert "UNAUTHENTICATED" in stderr, stderr
+    finally:
+        await service.stop(1.0)
+
+
+def _check_events(stdout: str) -> None:
 
     events: list[dict[str, Any]] = [json.loads(line) for line in stdout.splitlines() if line]
     watch = [e for e in events if e["event"] == "watch"]

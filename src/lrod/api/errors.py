@@ -87,6 +87,16 @@ def status_of(error: LrodError) -> status_pb2.Status:
                 reason=shown[-1].reason,
             )
         status.details.add().Pack(error_details_pb2.BadRequest(field_violations=shown))
+    if error.quota_violations:
+        failure = error_details_pb2.QuotaFailure(
+            violations=[
+                error_details_pb2.QuotaFailure.Violation(
+                    subject=v.subject, description=v.description
+                )
+                for v in error.quota_violations
+            ]
+        )
+        status.details.add().Pack(failure)
     if error.retry_after_seconds is not None:
         delay = duration_pb2.Duration()
         delay.FromMilliseconds(int(error.retry_after_seconds * 1000))

@@ -21,18 +21,20 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
     async def Submit(
         self, request: job_service_pb2.SubmitRequest, context: grpc.aio.ServicerContext
     ) -> operations_pb2.Operation:
+        self._manager.quotas.check_request_size(request.ByteSize())
         now = self._manager.clock()
         job = new_job(
-            request, self._manager.registry, caller(context), now, self._manager.webhook_rules
+            request, self._manager.registry, caller(context).owner, now, self._manager.webhook_rules
         )
         return convert.operation(await self._manager.submit(job), now)
 
     async def BatchSubmit(
         self, request: job_service_pb2.BatchSubmitRequest, context: grpc.aio.ServicerContext
     ) -> job_service_pb2.BatchSubmitResponse:
+        self._manager.quotas.check_request_size(request.ByteSize())
         now = self._manager.clock()
         jobs = new_jobs(
-            request, self._manager.registry, caller(context), now, self._manager.webhook_rules
+            request, self._manager.registry, caller(context).owner, now, self._manager.webhook_rules
         )
         stored = await self._manager.batch_submit(jobs, request.request_id or None)
         return job_service_pb2.BatchSubmitResponse(

@@ -18,7 +18,7 @@ from google.protobuf import json_format
 from rich.console import Console
 
 from lrod.client import batches, messages, render
-from lrod.client.connection import Client
+from lrod.client.connection import Client, ClientCredentials
 from lrod.client.exit_codes import Exit, for_operation
 from lrod.client.progress import Following
 from lrod.options import option_for
@@ -33,6 +33,11 @@ def client_options(func: _F) -> _F:
     for option in reversed(
         [
             option_for(ClientSettings, "address", CLIENT),
+            option_for(ClientSettings, "token", CLIENT),
+            option_for(ClientSettings, "token_file", CLIENT),
+            option_for(ClientSettings, "tls_ca", CLIENT),
+            option_for(ClientSettings, "tls_client_cert", CLIENT),
+            option_for(ClientSettings, "tls_client_key", CLIENT),
             click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON."),
             click.option(
                 "--proto-module",
@@ -53,14 +58,29 @@ def rpc_command(func: Callable[..., Exit]) -> Callable[..., None]:
     into the exit code."""
 
     @functools.wraps(func)
-    def wrapper(address: str, proto_modules: tuple[str, ...], **kwargs: Any) -> None:
+    def wrapper(
+        address: str,
+        proto_modules: tuple[str, ...],
+        token: str | None,
+        token_file: str | None,
+        tls_ca: str | None,
+        tls_client_cert: str | None,
+        tls_client_key: str | None,
+        **kwargs: Any,
+    ) -> None:
         ctx = click.get_current_context()
         try:
             messages.import_proto_modules(proto_modules)
         except ImportError as error:
             raise click.BadParameter(str(error), param_hint="--proto-module") from None
         try:
-            with Client(address) as client:
+            credentials = ClientCredentials.load(
+                token, token_file, tls_ca, tls_client_cert, tls_client_key
+            )
+        except (OSError, ValueError) as error:
+            raise click.UsageError(str(error)) from None
+        try:
+            with Client(address, credentials) as client:
                 code = func(client, **kwargs)
         except grpc.RpcError as error:
             for line in render.rpc_error(error):

@@ -11,8 +11,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 from google.longrunning import operations_pb2, operations_pb2_grpc
@@ -57,12 +60,93 @@ def operation_name(name: str) -> str:
     return name if name.startswith(OPERATION_PREFIX) else OPERATION_PREFIX + name
 
 
-class Client:
-    def __init__(self, address: str) -> None:
-        self._channel = grpc.insecure_channel(
-            address,
-            options=[("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)],
+@dataclass(frozen=True)
+class ClientCredentials:
+    """What the client presents: a bearer token, and TLS (the CAs it trusts,
+    a client certificate for mTLS)."""
+
+    token: str | None = None
+    tls_ca: bytes | None = None
+    client_cert: bytes | None = None
+    client_key: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"ClientCredentials(token={'<hidden>' if self.token else None}, tls={self.tls})"
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_ca is not None
+
+    @classmethod
+    def load(
+        cls,
+        token: str | None,
+        token_file: str | None,
+        tls_ca: str | None,
+        client_cert: str | None,
+        client_key: str | None,
+    ) -> ClientCredentials:
+        if token_file and not token:
+            lines = Path(token_file).read_text().splitlines()
+            token = lines[0].strip() if lines else ""
+            if not token:
+                raise ValueError(f"{token_file}: no token on its first line")
+        if bool(client_cert) != bool(client_key):
+            raise ValueError("--tls-client-cert and --tls-client-key go together")
+        if client_cert and not tls_ca:
+            raise ValueError("a client certificate needs --tls-ca")
+        return cls(
+            token or None,
+            Path(tls_ca).read_bytes() if tls_ca else None,
+            Path(client_cert).read_bytes() if client_cert else None,
+            Path(client_key).read_bytes() if client_key else None,
         )
+
+
+class _BearerMetadata(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+):
+    """The token on a channel without TLS (grpc's call credentials need a
+    secure channel): loopback, or TLS ended in front of lrod."""
+
+    def __init__(self, token: str) -> None:
+        self._header = ("authorization", f"Bearer {token}")
+
+    def _with_token(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), self._header]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._with_token(details), request)
+
+
+def open_channel(address: str, credentials: ClientCredentials | None = None) -> grpc.Channel:
+    """A channel to lrod: TLS with the token as grpc call credentials, or
+    plain with the token added to each call's metadata."""
+    credentials = credentials or ClientCredentials()
+    options = [("grpc.service_config", _SERVICE_CONFIG), ("grpc.enable_retries", 1)]
+    if credentials.tls:
+        channel_credentials = grpc.ssl_channel_credentials(
+            credentials.tls_ca, credentials.client_key, credentials.client_cert
+        )
+        if credentials.token:
+            channel_credentials = grpc.composite_channel_credentials(
+                channel_credentials, grpc.access_token_call_credentials(credentials.token)
+            )
+        return grpc.secure_channel(address, channel_credentials, options=options)
+    channel = grpc.insecure_channel(address, options=options)
+    if credentials.token:
+        channel = grpc.intercept_channel(channel, _BearerMetadata(credentials.token))
+    return channel
+
+
+class Client:
+    def __init__(self, address: str, credentials: ClientCredentials | None = None) -> None:
+        self._channel = open_channel(address, credentials)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.operations = operations_pb2_grpc.OperationsStub(self._channel)
 

@@ -2,9 +2,10 @@
 (from a bearer token, or from the token a login form stored in the session
 cookie), what the viewer may do, and CSRF tokens for its forms.
 
-Until authentication exists every viewer is the anonymous owner the HTTP
-door uses, and no one is an admin. `TokenCheck` is the seam the
-authentication layer plugs into.
+With authentication off every viewer is the anonymous owner the HTTP door
+uses, and no one is an admin. Otherwise `access_for` checks each token
+through the one authentication seam (lrod.auth.seam), as every transport
+does.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from lrod.api.identity import ANONYMOUS
+from lrod.auth.credentials import Credentials
+from lrod.auth.principal import ADMIN, ANONYMOUS, Principal
+from lrod.auth.seam import Authentication
+from lrod.domain.errors import Unauthenticated
 
 SESSION_COOKIE = "lrod_console_session"
 CSRF_COOKIE = "lrod_console_csrf"
@@ -34,15 +38,33 @@ class Viewer:
     signed_in: bool = False
 
     @property
-    def caller(self) -> str:
+    def caller(self) -> Principal:
         """What the manager's calls take to scope them to this viewer."""
-        return self.owner
+        if not self.signed_in and not self.admin and self.owner == ANONYMOUS.name:
+            return ANONYMOUS
+        return Principal(self.owner, frozenset({ADMIN}) if self.admin else frozenset(), "console")
 
 
-ANONYMOUS_VIEWER = Viewer(ANONYMOUS)
+ANONYMOUS_VIEWER = Viewer(ANONYMOUS.name)
 
 # A token to its viewer; None when no one has that token.
 TokenCheck = Callable[[str], Awaitable[Viewer | None]]
+
+
+def access_for(authentication: Authentication) -> Access | None:
+    """The console's access through the seam; None (anonymous) when
+    authentication is off."""
+    if not authentication.required:
+        return None
+
+    async def check(token: str) -> Viewer | None:
+        try:
+            principal = await authentication.authenticate(Credentials(token, None, "console"))
+        except Unauthenticated:
+            return None
+        return Viewer(principal.name, principal.is_admin, signed_in=True)
+
+    return Access(check)
 
 
 class NotSignedIn(Exception):

@@ -39,6 +39,14 @@ class FieldViolation:
     reason: str = ""
 
 
+@dataclass(frozen=True)
+class QuotaViolation:
+    """One google.rpc.QuotaFailure violation: whose limit, and which."""
+
+    subject: str
+    description: str
+
+
 class LrodError(Exception):
     """An error whose message is fit for the caller to read."""
 
@@ -53,8 +61,10 @@ class LrodError(Exception):
         metadata: Mapping[str, str] | None = None,
         violations: Sequence[FieldViolation] = (),
         retry_after_seconds: float | None = None,
+        quota_violations: Sequence[QuotaViolation] = (),
     ) -> None:
         super().__init__(message)
+        self.quota_violations = tuple(quota_violations)
         self.message = message
         self.reason = reason or self.default_reason
         self.metadata = dict(metadata or {})

@@ -24,8 +24,8 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from lrod.api import convert
-from lrod.api.identity import ANONYMOUS
 from lrod.api.validation import duration_seconds, new_job, new_jobs
+from lrod.auth.seam import ANONYMOUS_ONLY, Authentication
 from lrod.domain.errors import (
     ERROR_DOMAIN,
     FailedPrecondition,
@@ -36,6 +36,15 @@ from lrod.domain.errors import (
 from lrod.domain.operation import OPERATION_PREFIX, poll_after
 from lrod.http.errors import error_body, error_response, http_status
 from lrod.http.urls import PublicUrls
+from lrod.http.guard import (
+    ALLOWED_HOSTS,
+    AUTHENTICATION,
+    authenticate,
+    check_content_type,
+    check_host,
+    default_allowed_hosts,
+    principal_of,
+)
 from lrod.manager import OperationManager
 from lrod.settings import HttpSettings
 from lrod.v1 import job_service_pb2
@@ -53,10 +62,23 @@ _ID = r"{id:[^/:]+}"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_app(manager: OperationManager, settings: HttpSettings | None = None) -> web.Application:
-    app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY)
+def build_app(
+    manager: OperationManager,
+    settings: HttpSettings | None = None,
+    authentication: Authentication = ANONYMOUS_ONLY,
+    allowed_hosts: frozenset[str] | None = None,
+) -> web.Application:
+    """`allowed_hosts`: the names the Host header may carry (default: the
+    loopback names); every route goes through the guard's checks and the
+    authentication seam before it runs."""
+    app = web.Application(
+        middlewares=[_errors, check_host, check_content_type, authenticate],
+        client_max_size=MAX_BODY,
+    )
     app[_MANAGER] = manager
     app[_URLS] = PublicUrls.of(settings or HttpSettings())
+    app[AUTHENTICATION] = authentication
+    app[ALLOWED_HOSTS] = allowed_hosts if allowed_hosts is not None else default_allowed_hosts("")
     app.router.add_post("/v1/operations:submit", submit)
     app.router.add_post("/v1/operations:batchSubmit", batch_submit)
     app.router.add_get("/v1/operations", list_operations)
@@ -208,10 +230,11 @@ async def submit(request: web.Request) -> web.Response:
     manager = request.app[_MANAGER]
     body = await _parse(request, job_service_pb2.SubmitRequest())
     assert isinstance(body, job_service_pb2.SubmitRequest)
+    manager.quotas.check_request_size(body.ByteSize())
     body.request_id = _idempotency_key(request, body.request_id)
     now = manager.clock()
     op = await manager.submit(
-        new_job(body, manager.registry, ANONYMOUS, now, manager.webhook_rules)
+        new_job(body, manager.registry, principal_of(request).owner, now, manager.webhook_rules)
     )
     wait = poll_after(op, now)
     headers = {"Location": request.config_dict[_URLS].absolute(request, f"/v1/{op.name}")}
@@ -225,10 +248,11 @@ async def batch_submit(request: web.Request) -> web.Response:
     order (200 if all of them are done: a repeat of a finished batch)."""
     manager = request.app[_MANAGER]
     body = await _parse(request, job_service_pb2.BatchSubmitRequest())
+    manager.quotas.check_request_size(body.ByteSize())
     assert isinstance(body, job_service_pb2.BatchSubmitRequest)
     body.request_id = _idempotency_key(request, body.request_id)
     now = manager.clock()
-    jobs = new_jobs(body, manager.registry, ANONYMOUS, now, manager.webhook_rules)
+    jobs = new_jobs(body, manager.registry, principal_of(request).owner, now, manager.webhook_rules)
     stored = await manager.batch_submit(jobs, body.request_id or None)
     response = job_service_pb2.BatchSubmitResponse(
         operations=[convert.operation(op, now) for op in stored]
@@ -240,7 +264,7 @@ async def get_operation(request: web.Request) -> web.Response:
     """The status URL: 200 + Retry-After while running; 303 to the result
     once done (unless ?view=operation, for REST clients of google.longrunning)."""
     manager = request.app[_MANAGER]
-    op = await manager.get(ANONYMOUS, _name(request))
+    op = await manager.get(principal_of(request), _name(request))
     now = manager.clock()
     body = convert.operation(op, now)
     if op.done and request.query.get("view") != "operation":
@@ -258,7 +282,9 @@ async def get_operation(request: web.Request) -> web.Response:
 async def get_result(request: web.Request) -> web.Response:
     """The finished resource: the job's response, or its error as AIP-193 JSON."""
     manager = request.app[_MANAGER]
-    op = convert.operation(await manager.get(ANONYMOUS, _name(request)), manager.clock())
+    op = convert.operation(
+        await manager.get(principal_of(request), _name(request)), manager.clock()
+    )
     if not op.done:
         raise FailedPrecondition(
             "The operation is not done yet; poll its status URL.",
@@ -280,7 +306,7 @@ async def list_operations(request: web.Request) -> web.Response:
             [FieldViolation("pageSize", "must be a 32-bit integer", "INVALID_PAGE_SIZE")]
         )
     page = await manager.list(
-        ANONYMOUS,
+        principal_of(request),
         query.get("filter", ""),
         int(size_text),
         query.get("pageToken", query.get("page_token", "")),
@@ -295,12 +321,12 @@ async def list_operations(request: web.Request) -> web.Response:
 
 
 async def cancel(request: web.Request) -> web.Response:
-    await request.app[_MANAGER].cancel(ANONYMOUS, _name(request))
+    await request.app[_MANAGER].cancel(principal_of(request), _name(request))
     return web.json_response({})
 
 
 async def delete(request: web.Request) -> web.Response:
-    await request.app[_MANAGER].delete(ANONYMOUS, _name(request))
+    await request.app[_MANAGER].delete(principal_of(request), _name(request))
     return web.json_response({})
 
 
@@ -317,7 +343,7 @@ async def wait(request: web.Request) -> web.Response:
         raise InvalidArgument.of(
             [FieldViolation("timeout", "must not be negative", "INVALID_TIMEOUT")]
         )
-    op = await manager.wait(ANONYMOUS, _name(request), timeout, None)
+    op = await manager.wait(principal_of(request), _name(request), timeout, None)
     return _json(convert.operation(op, manager.clock()))
 
 
@@ -325,7 +351,7 @@ async def watch(request: web.Request) -> web.StreamResponse:
     """The operation as newline-delimited JSON, one line per change, ending
     after the done operation."""
     manager = request.app[_MANAGER]
-    changes = manager.watch(ANONYMOUS, _name(request))
+    changes = manager.watch(principal_of(request), _name(request))
     first = await anext(changes)  # errors (not found, malformed) before any byte
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)

@@ -10,14 +10,18 @@ import asyncio
 import json
 import logging
 from typing import Any
+import ssl
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from lrod.auth.seam import ANONYMOUS_ONLY, Authentication
 from lrod.console import build_console, mount
 from lrod.console.access import Access
 from lrod.domain.errors import ERROR_DOMAIN
 from lrod.http.app import build_app
+from lrod.http.guard import default_allowed_hosts
+from lrod.listen import split_address
 from lrod.manager import OperationManager
 from lrod.settings import HttpSettings
 
@@ -68,6 +72,9 @@ class HttpFrontDoor:
         manager: OperationManager,
         address: str,
         *,
+        authentication: Authentication = ANONYMOUS_ONLY,
+        allowed_hosts: frozenset[str] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         reuse_port: bool = False,
         console: bool = False,
         console_access: Access | None = None,
@@ -78,14 +85,15 @@ class HttpFrontDoor:
         server_log = logging.getLogger("aiohttp.server")
         if _CLIENTS_FAULT not in server_log.filters:
             server_log.addFilter(_CLIENTS_FAULT)
-        app = build_app(manager, self.settings)
+        self._host, self._port = split_address(address)
+        hosts = allowed_hosts or default_allowed_hosts(self._host)
+        self.app = build_app(manager, self.settings, authentication, hosts)
         if console:
-            mount(app, build_console(manager, console_access))
+            mount(self.app, build_console(manager, console_access))
         self._runner = web.AppRunner(
-            app, access_log=None, keepalive_timeout=self.settings.idle_timeout
+            self.app, access_log=None, keepalive_timeout=self.settings.idle_timeout
         )
-        self._host, _, port = address.rpartition(":")
-        self._port = int(port)
+        self._ssl = ssl_context
         self.port: int | None = None
 
     async def start(self) -> None:
@@ -93,7 +101,13 @@ class HttpFrontDoor:
         server = self._runner.server
         assert server is not None
         _bound_connections(server, self.settings.max_connections)
-        site = web.TCPSite(self._runner, self._host, self._port, reuse_port=self._reuse_port)
+        site = web.TCPSite(
+            self._runner,
+            self._host,
+            self._port,
+            reuse_port=self._reuse_port,
+            ssl_context=self._ssl,
+        )
         await site.start()
         listening = site._server
         assert listening is not None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -153,6 +153,17 @@ class WorkerRecord:
     heartbeat: datetime
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What the quotas count, read from the database (so across every
+    process on it): active operations by owner, and the QUEUED ones'
+    number and input bytes."""
+
+    active_by_owner: Mapping[str, int]
+    queued: int
+    queued_bytes: int
+
+
 class OperationStore(Protocol):
     def notification_listener(self) -> ChangeFeed:
         """The feed of other processes' changes into this store's listener;
@@ -171,11 +182,12 @@ class OperationStore(Protocol):
         refused member is raised with its index in the error's metadata."""
         ...
 
-    async def get(self, op_id: str, owner: str, now: datetime) -> Operation: ...
+    # `owner` None: any owner (an admin's reads and cancels).
+    async def get(self, op_id: str, owner: str | None, now: datetime) -> Operation: ...
 
     async def list(
         self,
-        owner: str,
+        owner: str | None,
         query: Filter,
         after: Cursor | None,
         limit: int,
@@ -187,7 +199,7 @@ class OperationStore(Protocol):
         ...
 
     async def cancel(
-        self, op_id: str, owner: str, now: datetime, retention: Callable[[str], timedelta]
+        self, op_id: str, owner: str | None, now: datetime, retention: Callable[[str], timedelta]
     ) -> Operation:
         """Cancel a QUEUED operation at once, or mark a RUNNING one for its
         worker; a finished one is returned unchanged. `retention` gives the
@@ -314,6 +326,10 @@ class OperationStore(Protocol):
     async def server_key(self, name: str) -> bytes:
         """A 32-byte secret shared by every process on this database (made
         once, kept across restarts): it keys the page tokens."""
+        ...
+
+    async def usage(self) -> Usage:
+        """For the quotas: one read of the active operations."""
         ...
 
     async def ping(self) -> None: ...

@@ -65,6 +65,7 @@ from lrod.store.protocol import (
     QueueStats,
     Transition,
     TransitionSubscriber,
+    Usage,
     WorkerRecord,
 )
 from lrod.store.rows import error_from_json, error_to_json, to_operation
@@ -73,6 +74,8 @@ from lrod.store.statements import (
     CANCELLED_ERROR,
     CLAIM,
     EXPIRED,
+    GET_ANY_OPERATION,
+    GET_ANY_TOMBSTONE,
     GET_OPERATION,
     GET_TOMBSTONE,
     OPS,
@@ -85,6 +88,7 @@ from lrod.store.statements import (
     held,
     list_query,
     not_found,
+    owned_by,
     progress_values,
     rescued_values,
     terminal_values,
@@ -257,14 +261,21 @@ class SqlStore:
         return database_unavailable()
 
     @_shielded
-    async def get(self, op_id: str, owner: str, now: datetime) -> Operation:
+    async def get(self, op_id: str, owner: str | None, now: datetime) -> Operation:
+        get_row, get_tombstone = (
+            (GET_OPERATION, GET_TOMBSTONE)
+            if owner is not None
+            else (GET_ANY_OPERATION, GET_ANY_TOMBSTONE)
+        )
+        params = {"id": op_id, "owner": owner} if owner is not None else {"id": op_id}
+
         def read(conn: Connection) -> Any:
-            row = conn.execute(GET_OPERATION, {"id": op_id, "owner": owner}).first()
+            row = conn.execute(get_row, params).first()
             if row is not None:
                 if row.notify_url is not None and State(row.state).terminal:
                     return row, read_deliveries(conn, [op_id]).get(op_id)
                 return row, None
-            return conn.execute(GET_TOMBSTONE, {"id": op_id, "owner": owner}).first() is not None
+            return conn.execute(get_tombstone, params).first() is not None
 
         found = await self._read(read)
         if found is True:
@@ -277,14 +288,17 @@ class SqlStore:
             raise expired(op_id)
         return op if delivery is None else replace(op, delivery=delivery)
 
-    async def _missing(self, conn: AsyncConnection, op_id: str, owner: str) -> NotFound:
-        tombstone = (await conn.execute(GET_TOMBSTONE, {"id": op_id, "owner": owner})).first()
+    async def _missing(self, conn: AsyncConnection, op_id: str, owner: str | None) -> NotFound:
+        if owner is None:
+            tombstone = (await conn.execute(GET_ANY_TOMBSTONE, {"id": op_id})).first()
+        else:
+            tombstone = (await conn.execute(GET_TOMBSTONE, {"id": op_id, "owner": owner})).first()
         return expired(op_id) if tombstone is not None else not_found(op_id)
 
     @_shielded
     async def list(
         self,
-        owner: str,
+        owner: str | None,
         query: Filter,
         after: Cursor | None,
         limit: int,
@@ -307,12 +321,12 @@ class SqlStore:
 
     @_shielded
     async def cancel(
-        self, op_id: str, owner: str, now: datetime, retention: Callable[[str], timedelta]
+        self, op_id: str, owner: str | None, now: datetime, retention: Callable[[str], timedelta]
     ) -> Operation:
         async with self._write() as (conn, changes):
             row = (
                 await conn.execute(
-                    select(OPS).where(T.id == op_id, T.owner == owner).with_for_update()
+                    select(OPS).where(T.id == op_id, *owned_by(owner)).with_for_update()
                 )
             ).first()
             if row is None:
@@ -762,6 +776,28 @@ class SqlStore:
             except IntegrityError:
                 log.debug("another process made the %s key first", name)
         raise database_unavailable()
+
+    @_shielded
+    async def usage(self) -> Usage:
+        stmt = (
+            select(
+                T.owner,
+                T.state,
+                func.count().label("n"),
+                func.coalesce(func.sum(func.length(T.input_value)), 0).label("size"),
+            )
+            .where(T.state.in_([State.QUEUED.value, State.RUNNING.value]))
+            .group_by(T.owner, T.state)
+        )
+        rows = await self._read(lambda conn: conn.execute(stmt).all())
+        active: dict[str, int] = {}
+        queued = queued_bytes = 0
+        for row in rows:
+            active[row.owner] = active.get(row.owner, 0) + row.n
+            if row.state == State.QUEUED.value:
+                queued += row.n
+                queued_bytes += int(row.size)
+        return Usage(active, queued, queued_bytes)
 
     @_shielded
     async def ping(self) -> None:

@@ -58,21 +58,26 @@ def due_query(now: datetime, limit: int, job_types: Sequence[str]) -> Select[Any
     )
 
 
+def owned_by(owner: str | None) -> tuple[Any, ...]:
+    """The owner clause: None (an admin's scope) is every owner."""
+    return () if owner is None else (T.owner == owner,)
+
+
 def list_query(
-    owner: str,
+    owner: str | None,
     query: Filter,
     after: Cursor | None,
     limit: int,
     now: datetime,
     oldest_first: bool = False,
 ) -> Select[Any]:
-    """One page of a caller's operations, newest first (or oldest first), by
-    keyset (no OFFSET); ix_operations_list (owner, create_time, id) serves it
-    in either direction."""
+    """One page of a caller's operations (every owner's for None), newest
+    first (or oldest first), by keyset (no OFFSET); ix_operations_list
+    (owner, create_time, id) serves it in either direction."""
     order = (T.create_time, T.id) if oldest_first else (T.create_time.desc(), T.id.desc())
     stmt = (
         select(OPS)
-        .where(T.owner == owner, (T.expire_time.is_(None)) | (T.expire_time > now))
+        .where(*owned_by(owner), (T.expire_time.is_(None)) | (T.expire_time > now))
         .where(*filter_clauses(query))
         .order_by(*order)
         .limit(limit)
@@ -189,6 +194,9 @@ GET_OPERATION = select(OPS).where(T.id == bindparam("id"), T.owner == bindparam(
 GET_TOMBSTONE = select(EXPIRED.c.id).where(
     EXPIRED.c.id == bindparam("id"), EXPIRED.c.owner == bindparam("owner")
 )
+# An admin's reads: any owner.
+GET_ANY_OPERATION = select(OPS).where(T.id == bindparam("id"))
+GET_ANY_TOMBSTONE = select(EXPIRED.c.id).where(EXPIRED.c.id == bindparam("id"))
 
 
 def not_found(op_id: str) -> NotFound:
