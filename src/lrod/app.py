@@ -29,9 +29,9 @@ from lrod.store.endings import TransitionLog
 from lrod.store.engine import open_database
 from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
+from lrod.tls import ServerTls
 from lrod.webhooks.config import WebhookConfig
 from lrod.webhooks.dispatcher import Dispatcher
-from lrod.tls import ServerTls
 from lrod.worker import WorkerPool
 from lrod.worker.presence import WorkerPresence
 

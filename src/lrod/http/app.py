@@ -35,7 +35,6 @@ from lrod.domain.errors import (
 )
 from lrod.domain.operation import OPERATION_PREFIX, poll_after
 from lrod.http.errors import error_body, error_response, http_status
-from lrod.http.urls import PublicUrls
 from lrod.http.guard import (
     ALLOWED_HOSTS,
     AUTHENTICATION,
@@ -45,6 +44,7 @@ from lrod.http.guard import (
     default_allowed_hosts,
     principal_of,
 )
+from lrod.http.urls import PublicUrls
 from lrod.manager import OperationManager
 from lrod.settings import HttpSettings
 from lrod.v1 import job_service_pb2
