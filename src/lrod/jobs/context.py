@@ -87,7 +87,12 @@ class JobContext:
         self._dirty.clear()
         return progress if unsent else None
 
-    async def wait_for_report(self, timeout: float) -> None:
+    async def wait_for_report(self, timeout: float | None) -> None:
+        """Until the handler reports (progress or a heartbeat), or `timeout`
+        seconds pass; `None`: no time limit (and no timer)."""
+        if timeout is None:
+            await self._dirty.wait()
+            return
         try:
             async with asyncio.timeout(timeout):
                 await self._dirty.wait()

@@ -195,11 +195,11 @@ class Attempt:
         interval). The lease itself is renewed by the pool's one heartbeat
         loop for all its claims; a progress write renews it too."""
         lease = self._settings.lease
-        interval = lease.total_seconds() / 3
         loop = asyncio.get_running_loop()
         last_write = loop.time()
         while True:
-            await self.ctx.wait_for_report(interval)
+            # No timer: nothing is due here until the handler reports.
+            await self.ctx.wait_for_report(None)
             pause = last_write + self._settings.progress_interval - loop.time()
             if pause > 0:
                 await asyncio.sleep(pause)
