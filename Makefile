@@ -49,7 +49,7 @@ test: $(STAMP) node-deps browser ## Run the test suite (SQLite and a throwaway P
 	$(BIN)/pytest
 
 console-screenshots: $(STAMP) browser ## Remake the README's console screenshots (docs/console/)
-	LROD_SCREENSHOTS=docs/console $(BIN)/pytest -q tests/console/test_browser.py
+	LROD_SCREENSHOTS=docs/console $(BIN)/pytest -q tests/console
 
 proto: $(STAMP) ## Regenerate generated/ from proto/
 	PY=$(BIN)/python scripts/gen_protos.sh

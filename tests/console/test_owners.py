@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -101,7 +102,7 @@ async def sign_in(page: Page, site: Site, token: str, who: str) -> None:
     await expect(page.get_by_text(f"Signed in as {who}")).to_be_visible()
 
 
-async def test_owners_see_only_their_own(fresh: Any, site: Site) -> None:
+async def test_owners_see_only_their_own(fresh: Any, site: Site, screenshots: Path) -> None:
     alices = await submit_as(site, "alice", "test.crash", "<i>alice's secret</i>")
     bobs = await submit_as(site, "bob", "test.refuse", "bob's")
 
@@ -111,6 +112,7 @@ async def test_owners_see_only_their_own(fresh: Any, site: Site) -> None:
     await alice.get_by_label("Access token").fill("not-a-token")
     await alice.get_by_role("button", name="Sign in").click()
     await expect(alice.get_by_role("alert")).to_have_text("That token was not accepted.")
+    await alice.screenshot(path=str(screenshots / "login.png"), full_page=True)
     await sign_in(alice, site, "alice-token", "alice")
     await alice.goto(f"{site.url}/console/operations")
     rows = alice.locator("#operations tbody")
