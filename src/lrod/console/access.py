@@ -1,11 +1,12 @@
-"""Who is looking at the console, in one place: the viewer of a request
-(from a bearer token, or from the token a login form stored in the session
-cookie), what the viewer may do, and CSRF tokens for its forms.
+"""Who is looking at the console, in one place: the viewer of a request,
+through the same authentication seam as gRPC and the HTTP door
+(lrod.auth.seam), and CSRF tokens for its forms.
 
-With authentication off every viewer is the anonymous owner the HTTP door
-uses, and no one is an admin. Otherwise `access_for` checks each token
-through the one authentication seam (lrod.auth.seam), as every transport
-does.
+A browser authenticates with the bearer token a login form stored in the
+session cookie (HttpOnly, SameSite=Strict, re-checked on every request, so a
+token removed from the token file stops working at once), or with an
+`Authorization: Bearer` header, or with its TLS client certificate. With
+authentication off every viewer is the anonymous owner, as on the HTTP door.
 """
 
 from __future__ import annotations
@@ -13,16 +14,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from lrod.auth import audit
 from lrod.auth.credentials import Credentials
-from lrod.auth.principal import ADMIN, ANONYMOUS, Principal
-from lrod.auth.seam import Authentication
+from lrod.auth.principal import ANONYMOUS, Principal
+from lrod.auth.seam import ANONYMOUS_ONLY, Authentication, authorize
 from lrod.domain.errors import Unauthenticated
+from lrod.http.guard import credentials_of
 
 SESSION_COOKIE = "lrod_console_session"
 CSRF_COOKIE = "lrod_console_csrf"
@@ -32,82 +34,85 @@ COOKIE_PATH = "/console"
 
 @dataclass(frozen=True)
 class Viewer:
-    owner: str
-    admin: bool = False
-    # Signed in with a token (a logout button makes sense).
+    principal: Principal
+    # Signed in through the login form (a sign-out button makes sense).
     signed_in: bool = False
+
+    @property
+    def owner(self) -> str:
+        return self.principal.owner
+
+    @property
+    def admin(self) -> bool:
+        return self.principal.is_admin
 
     @property
     def caller(self) -> Principal:
         """What the manager's calls take to scope them to this viewer."""
-        if not self.signed_in and not self.admin and self.owner == ANONYMOUS.name:
-            return ANONYMOUS
-        return Principal(self.owner, frozenset({ADMIN}) if self.admin else frozenset(), "console")
+        return self.principal
 
 
-ANONYMOUS_VIEWER = Viewer(ANONYMOUS.name)
-
-# A token to its viewer; None when no one has that token.
-TokenCheck = Callable[[str], Awaitable[Viewer | None]]
-
-
-def access_for(authentication: Authentication) -> Access | None:
-    """The console's access through the seam; None (anonymous) when
-    authentication is off."""
-    if not authentication.required:
-        return None
-
-    async def check(token: str) -> Viewer | None:
-        try:
-            principal = await authentication.authenticate(Credentials(token, None, "console"))
-        except Unauthenticated:
-            return None
-        return Viewer(principal.name, principal.is_admin, signed_in=True)
-
-    return Access(check)
+ANONYMOUS_VIEWER = Viewer(ANONYMOUS)
 
 
 class NotSignedIn(Exception):
-    """The console needs a token and the request has none (or a stale one)."""
+    """The console needs credentials and the request has none (or stale ones)."""
 
 
 class Access:
-    def __init__(self, check: TokenCheck | None = None) -> None:
-        self._check = check
+    def __init__(self, authentication: Authentication = ANONYMOUS_ONLY) -> None:
+        self.authentication = authentication
 
     @property
     def login_required(self) -> bool:
-        return self._check is not None
+        return self.authentication.required
 
     async def viewer(self, request: web.Request) -> Viewer:
-        if self._check is None:
+        if not self.authentication.required:
             return ANONYMOUS_VIEWER
-        token = bearer_token(request) or request.cookies.get(SESSION_COOKIE)
-        if not token:
+        credentials = credentials_of(request)
+        session = request.cookies.get(SESSION_COOKIE)
+        from_cookie = credentials.token is None and bool(session)
+        if from_cookie:
+            credentials = replace(credentials, token=session)
+        if credentials.token is None and credentials.peer_certificate is None:
             raise NotSignedIn()
-        viewer = await self._check(token)
-        if viewer is None:
-            raise NotSignedIn()
-        return viewer
+        try:
+            principal = await self.authentication.authenticate(credentials)
+        except Unauthenticated as error:
+            audit.refused(error, method="console", peer=credentials.peer, principal=None)
+            raise NotSignedIn() from None
+        return Viewer(principal, signed_in=from_cookie)
 
-    async def sign_in(self, token: str) -> Viewer | None:
-        if self._check is None or not token:
+    async def sign_in(self, request: web.Request, token: str) -> Viewer | None:
+        if not self.authentication.required or not token:
             return None
-        return await self._check(token)
+        credentials = Credentials(token, None, str(request.remote or ""))
+        try:
+            principal = await self.authentication.authenticate(credentials)
+        except Unauthenticated as error:
+            audit.refused(error, method="console login", peer=credentials.peer, principal=None)
+            return None
+        return Viewer(principal, signed_in=True)
 
 
-def bearer_token(request: web.Request) -> str | None:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    return token.strip() or None
+def access_for(authentication: Authentication) -> Access:
+    """The console's access through the one seam (anonymous when off)."""
+    return Access(authentication)
+
+
+def allow(viewer: Viewer, rpc: str) -> None:
+    """Refuse (PermissionDenied) what the viewer's roles do not allow, by the
+    RPC the action stands for (a `readonly` principal may not cancel)."""
+    authorize(viewer.principal, rpc)
 
 
 # -- CSRF -------------------------------------------------------------------
 # A random cookie (HttpOnly, SameSite=Strict) per browser, and in each form a
 # token derived from it and from the session: a page on another site can
 # neither read the cookie nor compute the token, and a token planted through
-# a cookie of its own does not match the victim's session.
+# a cookie of its own does not match the victim's session. Form posts whose
+# Origin or Sec-Fetch-Site says "another site" are refused as well.
 
 
 def csrf_secret(request: web.Request) -> tuple[str, bool]:

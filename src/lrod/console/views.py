@@ -31,6 +31,7 @@ from lrod.console.access import (
     Access,
     NotSignedIn,
     Viewer,
+    allow,
     csrf_secret,
     csrf_token,
     csrf_valid,
@@ -437,6 +438,7 @@ async def confirm(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.StreamResponse:
     viewer = await _viewer(request)
     await _form(request)
+    allow(viewer, "CancelOperation")
     op = await request.app[MANAGER].cancel(viewer.caller, _name(request))
     raise web.HTTPSeeOther(_operation_url(op.id, "cancelled"))
 
@@ -444,6 +446,7 @@ async def cancel(request: web.Request) -> web.StreamResponse:
 async def delete(request: web.Request) -> web.StreamResponse:
     viewer = await _viewer(request)
     await _form(request)
+    allow(viewer, "DeleteOperation")
     await request.app[MANAGER].delete(viewer.caller, _name(request))
     raise web.HTTPSeeOther("/console/operations?notice=deleted")
 
@@ -454,6 +457,7 @@ async def resubmit(request: web.Request) -> web.StreamResponse:
     form's request_id makes a double click one submit."""
     viewer = await _viewer(request)
     form = await _form(request)
+    allow(viewer, "Submit")
     manager = request.app[MANAGER]
     op = await manager.get(viewer.caller, _name(request))
     submit = job_service_pb2.SubmitRequest(
@@ -484,7 +488,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 async def login(request: web.Request) -> web.StreamResponse:
     form = await _form(request)
     access = request.app[ACCESS]
-    viewer = await access.sign_in(form.get("token", "").strip())
+    viewer = await access.sign_in(request, form.get("token", "").strip())
     if viewer is None:
         return render(request, "login.html", {"failed": True, "notice": None}, status=401)
     response = web.HTTPSeeOther("/console/")
