@@ -9,31 +9,49 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+
+from lrod.domain.operation import Operation
 
 _MAX_TIMER = 60.0
 
 
 class Subscription:
-    """Set whenever the operation changed since the last `wait` returned."""
+    """Set whenever the operation changed since the last `wait` returned.
 
-    def __init__(self) -> None:
+    `done_only` (WaitOperation): not woken by changes known not to end the
+    operation (progress), since its waiter would only read and wait again.
+    `written` is the operation as the last in-process write left it, when
+    that write handed it over: the subscriber may use it instead of a read."""
+
+    __slots__ = ("_event", "done_only", "written")
+
+    def __init__(self, done_only: bool = False) -> None:
         self._event = asyncio.Event()
+        self.done_only = done_only
+        self.written: Operation | None = None
 
-    def notify(self) -> None:
+    def notify(self, written: Operation | None = None) -> None:
+        self.written = written
         self._event.set()
 
     async def wait(self, timeout: float | None) -> bool:
         """True if a change arrived, False on timeout."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._event.wait()
-        except TimeoutError:
-            return False
+        if not self._event.is_set():
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._event.wait()
+            except TimeoutError:
+                return False
         self._event.clear()
         return True
+
+    def take_written(self) -> Operation | None:
+        """The row handed over with the last change, once; None: read it."""
+        written, self.written = self.written, None
+        return written
 
 
 class ChangeHub:
@@ -44,14 +62,26 @@ class ChangeHub:
         self._work = asyncio.Event()
 
     # -- what the store reports -------------------------------------------
-    def operations_changed(self, ids: Iterable[str]) -> None:
+    def operations_changed(
+        self,
+        ids: Iterable[str],
+        written: Mapping[str, Operation] | None = None,
+        progressed: Container[str] = (),
+    ) -> None:
+        """`written`: rows as the committing write returned them (handed to
+        subscribers, which then need no read); `progressed`: ids whose only
+        change was progress (no done-only subscriber is woken for them)."""
         for op_id in ids:
             subscribers = self._subscribers.get(op_id)
             if not subscribers:
                 continue
             self._generations[op_id] += 1
+            row = written.get(op_id) if written else None
+            quiet = op_id in progressed
             for subscription in subscribers:
-                subscription.notify()
+                if quiet and subscription.done_only:
+                    continue
+                subscription.notify(row)
 
     def cancel_requested(self, ids: Iterable[str]) -> None:
         for op_id in ids:
@@ -74,8 +104,8 @@ class ChangeHub:
 
     # -- who listens ------------------------------------------------------
     @contextmanager
-    def subscribe(self, op_id: str) -> Iterator[Subscription]:
-        subscription = Subscription()
+    def subscribe(self, op_id: str, *, done_only: bool = False) -> Iterator[Subscription]:
+        subscription = Subscription(done_only)
         self._subscribers[op_id].add(subscription)
         try:
             yield subscription

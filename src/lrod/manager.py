@@ -24,7 +24,7 @@ from lrod.domain.paging import (
 )
 from lrod.domain.submission import NewJob, batch_members
 from lrod.domain.webhooks import AddressRules
-from lrod.hub import ChangeHub
+from lrod.hub import ChangeHub, Subscription
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
 from lrod.quotas import Quotas
@@ -175,7 +175,7 @@ class OperationManager:
         with (
             self.quotas.waiting(caller.owner),
             self.metrics.waiting(),
-            self.hub.subscribe(op_id) as changes,
+            self.hub.subscribe(op_id, done_only=True) as changes,
         ):
             op = await self._reads.get(op_id, owner)
             _audit(caller, "wait", op)
@@ -185,7 +185,7 @@ class OperationManager:
                     return op
                 if not await changes.wait(remaining):
                     return await self._reads.get(op_id, owner)
-                op = await self._reads.get(op_id, owner)
+                op = self._handed(changes, owner) or await self._reads.get(op_id, owner)
 
     async def watch(self, caller: Principal, name: str) -> AsyncIterator[Operation]:
         """The operation now, then after every change, ending once done."""
@@ -197,16 +197,26 @@ class OperationManager:
             self.hub.subscribe(op_id) as changes,
         ):
             seen = -1
+            op = await self._reads.get(op_id, owner)
+            _audit(caller, "watch", op)
             while True:
-                op = await self._reads.get(op_id, owner)
-                if seen == -1:
-                    _audit(caller, "watch", op)
                 if op.version != seen:
                     seen = op.version
                     yield op
                 if op.done:
                     return
                 await changes.wait(None)
+                op = self._handed(changes, owner) or await self._reads.get(op_id, owner)
+
+    def _handed(self, changes: Subscription, owner: str | None) -> Operation | None:
+        """The finished row the committing write handed over, if this caller
+        may see it as a read would show it; None: read it."""
+        op = changes.take_written()
+        if op is None or (owner is not None and op.owner != owner):
+            return None
+        if op.expire_time is not None and op.expire_time <= self.clock():
+            return None
+        return op
 
 
 def _scope(caller: Principal) -> str | None:

@@ -11,6 +11,9 @@ from lrod.store.protocol import Transition
 @dataclass
 class Changes:
     operations: set[str] = field(default_factory=set)
+    # Of `operations`, those whose only change was progress (a heartbeat):
+    # the hub need not wake WaitOperation for them.
+    progressed: set[str] = field(default_factory=set)
     cancels: set[str] = field(default_factory=set)
     work: bool = False
     work_due: datetime | None = None

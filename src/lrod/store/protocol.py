@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,7 +20,16 @@ from lrod.domain.webhooks import Delivery, DeliveryState
 class ChangeListener(Protocol):
     """Told after each commit what changed (the hub implements it)."""
 
-    def operations_changed(self, ids: Iterable[str]) -> None: ...
+    def operations_changed(
+        self,
+        ids: Iterable[str],
+        written: Mapping[str, Operation] | None = None,
+        progressed: Container[str] = (),
+    ) -> None:
+        """`written`: the rows as this process's write returned them;
+        `progressed`: ids whose only change was progress."""
+        ...
+
     def cancel_requested(self, ids: Iterable[str]) -> None: ...
     def work_available(self, due: datetime | None = None) -> None:
         """Work is ready now, or will be at `due`."""

@@ -134,7 +134,7 @@ def _settled(call: asyncio.Future[Any]) -> None:
 
 
 class _Silent:
-    def operations_changed(self, ids: Any) -> None: ...
+    def operations_changed(self, ids: Any, written: Any = None, progressed: Any = ()) -> None: ...
     def cancel_requested(self, ids: Any) -> None: ...
     def work_available(self, due: datetime | None = None) -> None: ...
     def everything_changed(self) -> None: ...
@@ -194,7 +194,15 @@ class SqlStore:
 
     def _announce(self, changes: Changes) -> None:
         if changes.operations:
-            self.listener.operations_changed(changes.operations)
+            # The finished rows the seam's writes returned go to the hub with
+            # the change: waiters and watchers in this process need no read.
+            # Only done ones: nothing can supersede them but a delete, which
+            # announces itself (a non-terminal row could be overtaken by a
+            # later write announced first).
+            written = {t.operation.id: t.operation for t in changes.transitions if t.operation.done}
+            self.listener.operations_changed(
+                changes.operations, written, changes.progressed - written.keys()
+            )
         if changes.cancels:
             self.listener.cancel_requested(changes.cancels)
         if changes.work:
@@ -444,6 +452,7 @@ class SqlStore:
             ).first()
             if row is not None and progress is not None:
                 changes.operations.add(claim.operation.id)
+                changes.progressed.add(claim.operation.id)
         if row is None:
             return Heartbeat(held=False, cancel_requested=False)
         return Heartbeat(held=True, cancel_requested=bool(row.cancel_requested))

@@ -1,0 +1,53 @@
+"""ChangeHub: WaitOperation's subscriptions sleep through progress, and the
+finished row a write hands over reaches every subscriber once each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from lrod.domain.operation import Operation, Payload
+from lrod.domain.states import State
+from lrod.hub import ChangeHub
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _op(state: State, version: int) -> Operation:
+    return Operation("op", "me", "t", state, Payload("x", b""), NOW, NOW, NOW, version=version)
+
+
+async def test_progress_wakes_watchers_but_not_done_only_waiters() -> None:
+    hub = ChangeHub()
+    with hub.subscribe("op") as watcher, hub.subscribe("op", done_only=True) as waiter:
+        hub.operations_changed(["op"], progressed={"op"})
+        assert await watcher.wait(0)
+        assert not await waiter.wait(0)
+
+
+async def test_a_change_not_known_as_progress_wakes_every_subscriber() -> None:
+    hub = ChangeHub()
+    with hub.subscribe("op") as watcher, hub.subscribe("op", done_only=True) as waiter:
+        hub.operations_changed(["op"], progressed={"other"})
+        assert await watcher.wait(0)
+        assert await waiter.wait(0)
+
+
+async def test_the_written_row_is_handed_to_each_subscriber_once() -> None:
+    hub = ChangeHub()
+    done = _op(State.SUCCEEDED, 4)
+    with hub.subscribe("op") as first, hub.subscribe("op", done_only=True) as second:
+        hub.operations_changed(["op"], {"op": done})
+        assert await first.wait(0)
+        assert await second.wait(0)
+        assert first.take_written() is done
+        assert first.take_written() is None
+        assert second.take_written() is done
+
+
+async def test_a_later_change_without_a_row_replaces_the_handed_one() -> None:
+    hub = ChangeHub()
+    with hub.subscribe("op") as subscription:
+        hub.operations_changed(["op"], {"op": _op(State.SUCCEEDED, 4)})
+        hub.operations_changed(["op"])  # e.g. deleted since: the subscriber must read
+        assert await subscription.wait(0)
+        assert subscription.take_written() is None
