@@ -23,6 +23,7 @@ from bench.client import Lrod, submit_request
 from bench.context import SQLITE, Context
 from bench.jobs import PROGRESS
 from bench.load import channel
+from bench.procs import CpuMeter
 from bench.results import Figure
 from bench.stats import percentile
 from lrod.v1 import operation_metadata_pb2
@@ -95,7 +96,10 @@ async def _round(ctx: Context, waiters: int, window: float) -> dict[str, float]:
         for name in pool:
             await lrod.wait_done(name)
         await _gets(lrod, pool, 1.0)  # warm
+        meter = CpuMeter(server.pid)
+        meter.start()
         idle, idle_errors = await _gets(lrod, pool, window)
+        idle_cpu = meter.stop()
 
         jobs = [
             await lrod.submit(
@@ -121,7 +125,9 @@ async def _round(ctx: Context, waiters: int, window: float) -> dict[str, float]:
         await asyncio.sleep(SETTLE)
         try:
             async with ctx.profiler.record("busy.server", server.pid, ctx.plan.profile_seconds):
+                meter.start()
                 busy, busy_errors = await _gets(lrod, pool, window)
+                busy_cpu = meter.stop()
         finally:
             stop.set()
             for name in names:
@@ -139,6 +145,8 @@ async def _round(ctx: Context, waiters: int, window: float) -> dict[str, float]:
         "busy_p99_ms": percentile(busy, 99) * 1000,
         "busy_max_ms": max(busy) * 1000,
         "errors": float(idle_errors + busy_errors),
+        "idle_cpu": idle_cpu,
+        "busy_cpu": busy_cpu,
         "samples": float(len(busy)),
     }
 
@@ -155,7 +163,9 @@ async def measure(ctx: Context) -> list[Figure]:
     return [
         Figure(
             "busy.idle", GROUP, f"SQLite, GetOperation p99 at {RATE:.0f}/s, idle", "ms", idle,
-            part=PART, note=f"p50 {found[0]['idle_p50_ms']:.1f} ms", detail=detail,
+            part=PART, detail=detail,
+            note=f"p50 {found[0]['idle_p50_ms']:.1f} ms; server CPU {found[0]['idle_cpu']:.0%}"
+            " of a core",
         ),
         Figure(
             "busy.get_p99", GROUP,
@@ -163,7 +173,7 @@ async def measure(ctx: Context) -> list[Figure]:
             f"on {JOBS} running jobs reporting progress", "ms", busy,
             "busy.idle", [b / i for b, i in zip(busy, idle, strict=True)], PART,
             note=f"p50 {found[0]['busy_p50_ms']:.1f} ms, slowest {found[0]['busy_max_ms']:.0f} ms;"
-            f" {int(found[0]['errors'])} errors",
+            f" server CPU {found[0]['busy_cpu']:.0%} of a core; {int(found[0]['errors'])} errors",
             detail=detail,
         ),
     ]  # fmt: skip

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
+import gc
+import os
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -22,7 +26,7 @@ from bench.jobs import registry
 from bench.procs import announce, until_terminated
 from lrod import logs
 from lrod.api.server import MAX_MESSAGE_BYTES
-from lrod.app import Service, Settings
+from lrod.app import Service, Settings, tune_garbage_collection
 from lrod.manager import ManagerSettings
 from lrod.v1 import job_service_pb2
 from lrod.worker import WorkerSettings
@@ -98,6 +102,33 @@ async def serve_echo(response: operations_pb2.Operation) -> None:
     await server.stop(1.0)
 
 
+def _time_collections(log: Path) -> None:
+    """With BENCH_GC_LOG set: one line per garbage collection (generation,
+    wall-clock ms, objects collected, CPU ms of the thread), written to that
+    file at exit: how long the collector stalls the loop."""
+    began: list[float] = [0.0, 0.0]
+    pauses: list[tuple[int, float, int]] = []
+    cpus: list[float] = []
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+            began[1] = time.thread_time()
+        else:
+            cpu = time.thread_time() - began[1]
+            pauses.append((info["generation"], time.perf_counter() - began[0], info["collected"]))
+            cpus.append(cpu)
+
+    gc.callbacks.append(callback)
+
+    def write() -> None:
+        with log.open("w") as out:
+            for (generation, seconds, collected), cpu in zip(pauses, cpus, strict=True):
+                out.write(f"{generation} {seconds * 1000:.3f} {collected} {cpu * 1000:.3f}\n")
+
+    atexit.register(write)
+
+
 async def serve_lrod(database_url: str, workers: int, lease: float, claim_ahead: int = 0) -> None:
     settings = Settings(
         address="127.0.0.1:0",
@@ -113,6 +144,8 @@ async def serve_lrod(database_url: str, workers: int, lease: float, claim_ahead:
     )
     service = Service(settings, registry)
     await service.start()
+    if not os.environ.get("BENCH_DEFAULT_GC"):  # as `lrod serve` does
+        tune_garbage_collection()
     announce(service.port)
     try:
         await until_terminated()
@@ -132,6 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     served.add_argument("--claim-ahead", type=int, default=0)
     args = parser.parse_args(argv)
     logs.configure("WARNING", False)
+    if os.environ.get("BENCH_GC_LOG"):
+        _time_collections(Path(os.environ["BENCH_GC_LOG"]))
     if args.kind == "echo":
         response = operations_pb2.Operation.FromString(args.response_file.read_bytes())
         asyncio.run(serve_echo(response))

@@ -4,6 +4,7 @@ and their orderly start and drain."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -258,6 +259,29 @@ def _in_use(address: str, flag: str, error: OSError | None = None) -> Configurat
     )
 
 
+# Collections of the youngest generation after this many allocations (the
+# default is 700), and of the older ones after 20 of the younger (default
+# 10): with thousands of calls held, the default collects every few
+# milliseconds and promotes each call's objects into the full collections.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def tune_garbage_collection() -> None:
+    """For a process of its own (`lrod serve`, `lrod worker`), once started.
+
+    Moves everything alive then (modules, protobuf descriptors, compiled
+    statements: about 120,000 objects) out of the collector's reach: a full
+    collection walked them all each time, 53-60 ms of CPU for these alone,
+    a stall that every call in flight waited out. Frozen objects are never
+    collected, hence never in a process that starts services repeatedly
+    (tests). Then collects less often (GC_THRESHOLDS); with 3,000
+    WaitOperation calls held, one run measured the collector's CPU down from
+    467 ms to 139 ms and its longest pause from 138 ms to 61 ms."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def run(
     settings: Settings,
     registry: Registry,
@@ -271,6 +295,7 @@ async def run(
     except BaseException:
         await service.abandon()
         raise
+    tune_garbage_collection()
     if on_ready is not None:
         on_ready(service)
     stop = asyncio.Event()
