@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, Select, create_engine, event, exc
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -40,6 +43,8 @@ class Database:
     reader: AsyncEngine | None = None
     sync_reader: Engine | None = None
     read_threads: ThreadPoolExecutor | None = field(default=None, compare=False)
+    # SQLite: reads that cannot block, on the loop's thread.
+    inline: InlineReader | None = field(default=None, compare=False)
 
     @property
     def dialect(self) -> str:
@@ -82,6 +87,8 @@ class Database:
             self.sync_reader.dispose()
         if self.read_threads is not None:
             self.read_threads.shutdown(wait=False)
+        if self.inline is not None:
+            self.inline.close()
 
 
 def _read_with(engine: Engine, fn: Callable[[Connection], _T]) -> _T:
@@ -178,7 +185,9 @@ def _sqlite(target: URL) -> Database:
 
     _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
     threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="lrod-read")
-    return Database(target, writer, sync_reader=sync_reader, read_threads=threads)
+    path = target.database or ""
+    inline = InlineReader(path) if path and path != ":memory:" else None
+    return Database(target, writer, sync_reader=sync_reader, read_threads=threads, inline=inline)
 
 
 def configure_sqlite_connection(dbapi_connection: Any) -> None:
@@ -208,3 +217,74 @@ def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
     @event.listens_for(engine.sync_engine, "begin")
     def _begin(connection: Any) -> None:
         connection.exec_driver_sql(begin)
+
+
+class InlineReader:
+    """SQLite only: reads that cannot block (one row by primary key, in WAL
+    mode, where a reader never waits for the writer) run on the event loop's
+    thread on a plain sqlite3 connection of their own: no hop to a reader
+    thread, no pool checkout, no SQLAlchemy execution per read. Statements
+    are compiled once (`prepare`), with the column types' result processors,
+    so that rows come back as the SQLAlchemy path gives them."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._conn: sqlite3.Connection | None = None
+        self._dialect = sqlite.dialect()
+        self._trace: Callable[[str], None] | None = None
+
+    def prepare(self, statement: Select[Any]) -> PreparedRead:
+        compiled = statement.compile(dialect=self._dialect)
+        columns = list(statement.selected_columns)
+        keys = tuple(str(c.key) for c in columns)
+        return PreparedRead(
+            sql=str(compiled),
+            binds=tuple(compiled.positiontup or ()),
+            row=namedtuple("Row", keys),
+            processors=tuple(
+                c.type.dialect_impl(self._dialect).result_processor(self._dialect, None)
+                for c in columns
+            ),
+        )
+
+    def first(self, read: PreparedRead, params: Mapping[str, Any]) -> Any:
+        """The first row of `read` (None if none), processed."""
+        try:
+            if self._conn is None:
+                self._conn = self._connect()
+            raw = self._conn.execute(read.sql, [params[name] for name in read.binds]).fetchone()
+        except sqlite3.Error as error:
+            self.close()
+            raise exc.DBAPIError.instance(read.sql, params, error, sqlite3.Error) from error
+        if raw is None:
+            return None
+        return read.row._make(
+            value if process is None else process(value)
+            for value, process in zip(raw, read.processors, strict=True)
+        )
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, check_same_thread=False)
+        configure_sqlite_connection(conn)
+        conn.set_trace_callback(self._trace)
+        return conn
+
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call `callback` with each statement's SQL (sqlite3's own trace;
+        None: stop). What the read engine's events are to the other reads."""
+        self._trace = callback
+        if self._conn is not None:
+            self._conn.set_trace_callback(callback)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@dataclass(frozen=True)
+class PreparedRead:
+    sql: str
+    binds: tuple[str, ...]
+    row: Any
+    processors: tuple[Callable[[Any], Any] | None, ...]

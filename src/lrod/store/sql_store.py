@@ -154,6 +154,9 @@ class SqlStore:
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
             self._create_batch, shared=_database_down
         )
+        if database.inline is not None:
+            self._get_inline = database.inline.prepare(GET_OPERATION)
+            self._tombstone_inline = database.inline.prepare(GET_TOMBSTONE)
         # Tells this process's notifications from others' (PostgreSQL).
         self.origin = secrets.token_hex(8)
         self._notify = database.notifies
@@ -276,16 +279,28 @@ class SqlStore:
             else (GET_ANY_OPERATION, GET_ANY_TOMBSTONE)
         )
         params = {"id": op_id, "owner": owner} if owner is not None else {"id": op_id}
+        found: Any = None
+        inline = self._db.inline
+        if inline is not None and owner is not None:
+            # An owner's primary-key read on SQLite: on this thread, no hop.
+            with translated_errors():
+                row = inline.first(self._get_inline, params)
+                if row is None:
+                    found = inline.first(self._tombstone_inline, params) is not None
+                elif row.notify_url is None or not State(row.state).terminal:
+                    found = row, None
+                # else: its webhook delivery is read too, below.
+        if found is None:
 
-        def read(conn: Connection) -> Any:
-            row = conn.execute(get_row, params).first()
-            if row is not None:
-                if row.notify_url is not None and State(row.state).terminal:
-                    return row, read_deliveries(conn, [op_id]).get(op_id)
-                return row, None
-            return conn.execute(get_tombstone, params).first() is not None
+            def read(conn: Connection) -> Any:
+                row = conn.execute(get_row, params).first()
+                if row is not None:
+                    if row.notify_url is not None and State(row.state).terminal:
+                        return row, read_deliveries(conn, [op_id]).get(op_id)
+                    return row, None
+                return conn.execute(get_tombstone, params).first() is not None
 
-        found = await self._read(read)
+            found = await self._read(read)
         if found is True:
             raise expired(op_id)
         if found is False:
