@@ -20,7 +20,7 @@ from pathlib import Path
 from bench.client import Lrod, submit_request
 from bench.infra import pg_database, postgres_cluster, sqlite_database
 from bench.load import channel, closed_loop
-from bench.procs import CpuMeter, child
+from bench.procs import ROOT, CpuMeter, child
 from bench.stats import median, percentile
 
 
@@ -53,6 +53,7 @@ async def run(args: argparse.Namespace) -> None:
                     ["-m", "bench.servers", "lrod", "--database-url", urls[side]],
                     work / f"{side}.log",
                     env=_tree_env(tree),
+                    cwd=tree or ROOT,
                 )
             )
             clients[side] = Lrod(await stack.enter_async_context(channel(server.port)))

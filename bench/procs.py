@@ -50,6 +50,7 @@ async def child(
     *,
     env: Mapping[str, str] | None = None,
     announces: bool = True,
+    cwd: Path = ROOT,
 ) -> AsyncIterator[Child]:
     """Run `python args...`; with `announces`, wait for its `PORT n` or `READY`
     line. Stopped with SIGTERM (SIGKILL after a grace period) on exit."""
@@ -58,7 +59,7 @@ async def child(
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             *args,
-            cwd=ROOT,
+            cwd=cwd,
             env=python_env(env),
             stdout=asyncio.subprocess.PIPE if announces else sink,
             stderr=sink,

@@ -99,6 +99,20 @@ def _context_code(context: grpc.aio.ServicerContext, default: str) -> str:
     return default
 
 
+def _passthrough(serialize: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+    """The response serializer, letting bytes through: a servicer may answer
+    a message it already holds serialized (convert.OperationBytes)."""
+    if serialize is None:
+        return None
+
+    def serialized(response: Any) -> bytes:
+        if response.__class__ is bytes:
+            return response
+        return serialize(response)
+
+    return serialized
+
+
 class _Call:
     """What every wrapper of one method shares: its name, its metrics and
     its authentication step."""
@@ -228,7 +242,7 @@ def wrap(
     """`handler` for `method` ("/package.Service/Method"), wrapped once."""
     call = _Call(method, metrics, policy(method))
     safe = _lenient(handler.request_deserializer)
-    serialize = handler.response_serializer
+    serialize = _passthrough(handler.response_serializer)
     if handler.unary_unary is not None:
         return grpc.unary_unary_rpc_method_handler(
             _unary_response(handler.unary_unary, call, False), safe, serialize

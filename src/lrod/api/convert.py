@@ -3,6 +3,7 @@ that knows both."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from datetime import datetime, timedelta
 
 from google.longrunning import operations_pb2
@@ -115,6 +116,59 @@ def operation(op: Operation, now: datetime) -> operations_pb2.Operation:
             assert op.error is not None, f"{op.name} is done with neither result nor error"
             result.error.CopyFrom(status(op.error))
     return result
+
+
+class OperationBytes:
+    """Each operation's serialized google.longrunning.Operation, kept per
+    version: a Get, Wait or a watcher's wake-up of a version already
+    converted answers these bytes (the servers' response serializer passes
+    bytes through) instead of converting and serializing again.
+
+    Only what depends on the row alone is kept: an operation queued for
+    later (run_after ahead of `now`) shows a poll hint and next attempt time
+    that move with the clock, and a done one with a webhook shows its
+    delivery, which moves without a new version; those are converted each
+    time. Otherwise the message of a version never changes: every write of
+    an operation's row bumps its version."""
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._size = size
+        self._kept: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+
+    def operation(self, op: Operation, now: datetime) -> bytes:
+        key = (op.id, op.version)
+        kept = self._kept.get(key)
+        if kept is not None:
+            self._kept.move_to_end(key)
+            return kept
+        data: bytes = operation(op, now).SerializeToString()
+        if op.state.value == "QUEUED" and op.run_after > now:
+            return data
+        if op.done and op.notify_url is not None:
+            return data  # its webhook's delivery changes without a new version
+        self._kept[key] = data
+        if len(self._kept) > self._size:
+            self._kept.popitem(last=False)
+        return data
+
+    def watch_response(self, op: Operation, now: datetime) -> bytes:
+        """A serialized lrod.v1.WatchOperationResponse: its one field,
+        `operation` (1, length-delimited), around the kept bytes."""
+        data = self.operation(op, now)
+        return _OPERATION_FIELD + _varint(len(data)) + data
+
+
+# WatchOperationResponse.operation: field 1, wire type 2.
+_OPERATION_FIELD = bytes([(1 << 3) | 2])
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def job_type(jt: JobType) -> job_service_pb2.JobType:

@@ -15,8 +15,12 @@ from lrod.v1 import job_service_pb2, job_service_pb2_grpc
 
 
 class JobService(job_service_pb2_grpc.JobServiceServicer):
-    def __init__(self, manager: OperationManager) -> None:
+    def __init__(
+        self, manager: OperationManager, kept: convert.OperationBytes | None = None
+    ) -> None:
         self._manager = manager
+        # One conversion per version for all of an operation's watchers.
+        self._kept = kept or convert.OperationBytes()
 
     async def Submit(
         self, request: job_service_pb2.SubmitRequest, context: grpc.aio.ServicerContext
@@ -43,11 +47,10 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
 
     async def WatchOperation(
         self, request: job_service_pb2.WatchOperationRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[job_service_pb2.WatchOperationResponse]:
+    ) -> AsyncIterator[bytes]:
+        # Serialized WatchOperationResponses, from the bytes kept per version.
         async for op in self._manager.watch(caller(context), request.name):
-            yield job_service_pb2.WatchOperationResponse(
-                operation=convert.operation(op, self._manager.clock())
-            )
+            yield self._kept.watch_response(op, self._manager.clock())
 
     async def ListJobTypes(
         self, request: job_service_pb2.ListJobTypesRequest, context: grpc.aio.ServicerContext

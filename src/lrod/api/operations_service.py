@@ -16,8 +16,12 @@ COLLECTIONS = ("", "operations")
 
 
 class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore[misc]
-    def __init__(self, manager: OperationManager) -> None:
+    def __init__(
+        self, manager: OperationManager, kept: convert.OperationBytes | None = None
+    ) -> None:
         self._manager = manager
+        # Get and Wait answer an operation's serialized bytes, kept per version.
+        self._kept = kept or convert.OperationBytes()
 
     async def ListOperations(
         self, request: operations_pb2.ListOperationsRequest, context: grpc.aio.ServicerContext
@@ -37,9 +41,9 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
 
     async def GetOperation(
         self, request: operations_pb2.GetOperationRequest, context: grpc.aio.ServicerContext
-    ) -> operations_pb2.Operation:
+    ) -> bytes:
         op = await self._manager.get(caller(context), request.name)
-        return convert.operation(op, self._manager.clock())
+        return self._kept.operation(op, self._manager.clock())
 
     async def DeleteOperation(
         self, request: operations_pb2.DeleteOperationRequest, context: grpc.aio.ServicerContext
@@ -55,7 +59,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
 
     async def WaitOperation(
         self, request: operations_pb2.WaitOperationRequest, context: grpc.aio.ServicerContext
-    ) -> operations_pb2.Operation:
+    ) -> bytes:
         timeout = None
         if request.HasField("timeout"):
             timeout = duration_seconds(request.timeout)
@@ -70,4 +74,4 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
         op = await self._manager.wait(
             caller(context), request.name, timeout, context.time_remaining()
         )
-        return convert.operation(op, self._manager.clock())
+        return self._kept.operation(op, self._manager.clock())

@@ -10,6 +10,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from lrod.api.calls import AuthPolicy, Registrar, no_authentication
+from lrod.api.convert import OperationBytes
 from lrod.api.health import HealthMonitor
 from lrod.api.job_service import JobService
 from lrod.api.operations_service import OperationsService
@@ -62,9 +63,11 @@ def build_server(
         ],
     )
     methods = Registrar(manager.metrics, auth)
+    kept = OperationBytes()  # shared: a Get after a Watch of one version converts nothing
     add_job_service = job_service_pb2_grpc.add_JobServiceServicer_to_server
-    add_job_service(JobService(manager), methods)  # type: ignore[no-untyped-call]
-    operations_pb2_grpc.add_OperationsServicer_to_server(OperationsService(manager), methods)
+    add_job_service(JobService(manager, kept), methods)  # type: ignore[no-untyped-call]
+    operations = OperationsService(manager, kept)
+    operations_pb2_grpc.add_OperationsServicer_to_server(operations, methods)
     health_pb2_grpc.add_HealthServicer_to_server(health.servicer, methods)
     health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
     names = (*SERVICES, health_name, reflection.SERVICE_NAME)

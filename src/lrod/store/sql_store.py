@@ -120,6 +120,20 @@ def _shielded(
     return wrapper
 
 
+def _found(found: Any, op_id: str, now: datetime) -> Operation:
+    """A get's answer from what it read: (row, delivery), or True for a
+    tombstone, False for nothing."""
+    if found is True:
+        raise expired(op_id)
+    if found is False:
+        raise not_found(op_id)
+    row, delivery = found
+    op = to_operation(row)
+    if op.expire_time is not None and op.expire_time <= now:
+        raise expired(op_id)
+    return op if delivery is None else replace(op, delivery=delivery)
+
+
 def _database_down(error: BaseException) -> bool:
     """Every member of a batch would meet this error alike."""
     return isinstance(error, Unavailable)
@@ -271,45 +285,39 @@ class SqlStore:
                 return error
         return database_unavailable()
 
-    @_shielded
     async def get(self, op_id: str, owner: str | None, now: datetime) -> Operation:
-        get_row, get_tombstone = (
-            (GET_OPERATION, GET_TOMBSTONE)
-            if owner is not None
-            else (GET_ANY_OPERATION, GET_ANY_TOMBSTONE)
-        )
         params = {"id": op_id, "owner": owner} if owner is not None else {"id": op_id}
-        found: Any = None
         inline = self._db.inline
         if inline is not None and owner is not None:
-            # An owner's primary-key read on SQLite: on this thread, no hop.
+            # An owner's primary-key read on SQLite: on this thread, with
+            # nothing to cancel half-way, so no task and no shield either.
             with translated_errors():
                 row = inline.first(self._get_inline, params)
                 if row is None:
                     found = inline.first(self._tombstone_inline, params) is not None
-                elif row.notify_url is None or not State(row.state).terminal:
-                    found = row, None
-                # else: its webhook delivery is read too, below.
-        if found is None:
+                    return _found(found, op_id, now)
+            if row.notify_url is None or not State(row.state).terminal:
+                return _found((row, None), op_id, now)
+            # A done operation with a webhook: its delivery is read with it.
+        return _found(await self._get_read(params, op_id), op_id, now)
 
-            def read(conn: Connection) -> Any:
-                row = conn.execute(get_row, params).first()
-                if row is not None:
-                    if row.notify_url is not None and State(row.state).terminal:
-                        return row, read_deliveries(conn, [op_id]).get(op_id)
-                    return row, None
-                return conn.execute(get_tombstone, params).first() is not None
+    @_shielded
+    async def _get_read(self, params: dict[str, str], op_id: str) -> Any:
+        get_row, get_tombstone = (
+            (GET_OPERATION, GET_TOMBSTONE)
+            if "owner" in params
+            else (GET_ANY_OPERATION, GET_ANY_TOMBSTONE)
+        )
 
-            found = await self._read(read)
-        if found is True:
-            raise expired(op_id)
-        if found is False:
-            raise not_found(op_id)
-        row, delivery = found
-        op = to_operation(row)
-        if op.expire_time is not None and op.expire_time <= now:
-            raise expired(op_id)
-        return op if delivery is None else replace(op, delivery=delivery)
+        def read(conn: Connection) -> Any:
+            row = conn.execute(get_row, params).first()
+            if row is not None:
+                if row.notify_url is not None and State(row.state).terminal:
+                    return row, read_deliveries(conn, [op_id]).get(op_id)
+                return row, None
+            return conn.execute(get_tombstone, params).first() is not None
+
+        return await self._read(read)
 
     async def _missing(self, conn: AsyncConnection, op_id: str, owner: str | None) -> NotFound:
         if owner is None:
