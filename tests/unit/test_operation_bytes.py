@@ -59,3 +59,12 @@ def test_a_watch_response_wraps_the_same_operation() -> None:
     response = job_service_pb2.WatchOperationResponse.FromString(kept.watch_response(op, NOW))
     assert response.operation == operations_pb2.Operation.FromString(kept.operation(op, NOW))
     assert response.operation.done
+
+
+def test_a_done_operation_with_a_webhook_is_converted_at_each_read() -> None:
+    # Its delivery (attempts, state) changes without a new version.
+    op = _op(state=State.SUCCEEDED, result=Payload("x", b""), notify_url="https://example.test/")
+    kept = convert.OperationBytes()
+    first = kept.operation(op, NOW)
+    assert kept.operation(op, NOW) is not first
+    assert first == convert.operation(op, NOW).SerializeToString()
