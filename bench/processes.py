@@ -43,7 +43,8 @@ async def _serve(url: str, count: int, log: Path) -> AsyncIterator[int]:
             "--jobs", "bench.jobs:registry", "--database-url", url,
             cwd=ROOT, env=python_env(), stdout=asyncio.subprocess.DEVNULL, stderr=sink,
         )  # fmt: skip
-    pattern = re.compile(r"serving on (?:127\.0\.0\.1:|port )(\d+)(?: with \d+ processes)?$", re.M)
+    # The log is JSON lines: the message is followed by its fields.
+    pattern = re.compile(r"serving on (?:127\.0\.0\.1:|port )(\d+)(?: with \d+ processes)?\b")
     try:
         async with asyncio.timeout(START_TIMEOUT):
             while True:
