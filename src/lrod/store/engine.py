@@ -1,10 +1,10 @@
-"""Engines for a database URL. The only place that branches on the dialect
-(besides the DDL the migrations emit)."""
+"""Engines for a database URL, built from the choices of lrod.store.dialect
+(the one module that tells SQLite from PostgreSQL; its URL helpers are
+re-exported here)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Mapping
@@ -12,14 +12,35 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Select, create_engine, event, exc
+from sqlalchemy import Connection, Engine, Select, create_engine, exc
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from lrod.store import dialect as _dialect
+from lrod.store.dialect import (
+    SQLITE_BEGIN,
+    async_url,
+    configure_sqlite_connection,
+    configure_sqlite_engine,
+    sqlite_path,
+    sync_url,
+    url_problem,
+)
 from lrod.store.pg_notify import NotificationListener
 from lrod.store.protocol import ChangeFeed, ChangeListener
 from lrod.store.sqlite_watch import SqliteChangeWatcher
+
+__all__ = [
+    "Database",
+    "InlineReader",
+    "async_url",
+    "configure_sqlite_connection",
+    "open_database",
+    "sqlite_path",
+    "sync_url",
+    "url_problem",
+]
 
 _T = TypeVar("_T")
 
@@ -48,12 +69,12 @@ class Database:
 
     @property
     def dialect(self) -> str:
-        return self.url.get_backend_name()
+        return _dialect.backend(self.url)
 
     @property
     def notifies(self) -> bool:
         """Whether writes tell other processes with NOTIFY (PostgreSQL)."""
-        return self.dialect == "postgresql"
+        return _dialect.notifies(self.url)
 
     def change_feed(self, listener: ChangeListener, origin: str) -> ChangeFeed:
         """What tells this process of other processes' writes: LISTEN on
@@ -96,57 +117,9 @@ def _read_with(engine: Engine, fn: Callable[[Connection], _T]) -> _T:
         return fn(conn)
 
 
-def url_problem(url: str) -> str | None:
-    """What is wrong with a database URL before anything connects, with the
-    fix; None if it can be tried."""
-    example = "sqlite:///lrod.db or postgresql://USER@HOST/DB"
-    try:
-        parsed = make_url(url)
-    except Exception:
-        return f"{url!r} is not a database URL; use {example}"
-    backend = parsed.get_backend_name()
-    if backend not in ("sqlite", "postgresql"):
-        return f"{backend!r} databases are not supported; use {example}"
-    if backend == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        folder = os.path.dirname(os.path.abspath(parsed.database))
-        if not os.path.isdir(folder):
-            return f"the folder {folder} does not exist; create it or choose another path"
-    return None
-
-
-def sqlite_path(url: str) -> str | None:
-    """The file of a SQLite URL (None for PostgreSQL or an in-memory one)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return os.path.abspath(parsed.database)
-
-
-def sync_url(url: str) -> URL:
-    """The URL for synchronous tools (migrations)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite")
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+psycopg")
-    raise ValueError(f"unsupported database: {parsed.get_backend_name()}")
-
-
-def async_url(url: str) -> URL:
-    """The URL the service runs on. PostgreSQL goes through asyncpg: measured
-    1.2-1.4x psycopg's rate for Submit and round trips (docs/architecture.md);
-    psycopg serves migrations and the LISTEN connection."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite")
-    if parsed.get_backend_name() == "postgresql":
-        return parsed.set(drivername="postgresql+asyncpg")
-    raise ValueError(f"unsupported database: {parsed.get_backend_name()}")
-
-
 def open_database(url: str, *, pool_size: int = 10) -> Database:
     target = async_url(url)
-    if target.get_backend_name() == "sqlite":
+    if _dialect.is_sqlite(target):
         return _sqlite(target)
     engine = create_async_engine(
         target,
@@ -179,44 +152,12 @@ def _sqlite(target: URL) -> Database:
         connect_args={"check_same_thread": False},
     )
 
-    @event.listens_for(sync_reader, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        configure_sqlite_connection(dbapi_connection)
-
-    _configure_sqlite(writer, begin="BEGIN IMMEDIATE")
+    configure_sqlite_engine(sync_reader, begin=None)
+    configure_sqlite_engine(writer.sync_engine, begin=SQLITE_BEGIN)
     threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="lrod-read")
     path = target.database or ""
     inline = InlineReader(path) if path and path != ":memory:" else None
     return Database(target, writer, sync_reader=sync_reader, read_threads=threads, inline=inline)
-
-
-def configure_sqlite_connection(dbapi_connection: Any) -> None:
-    """Durable WAL (synchronous=FULL: an acknowledged commit survives power loss)."""
-    # pysqlite's own transaction handling is switched off so that ours
-    # (BEGIN IMMEDIATE) is what runs.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    for pragma in (
-        "PRAGMA journal_mode=WAL",
-        "PRAGMA synchronous=FULL",
-        "PRAGMA busy_timeout=10000",
-        # 64 MB of page cache per connection (SQLite's default is 2 MB): the
-        # indexes of a million operations then stay in memory.
-        "PRAGMA cache_size=-65536",
-        "PRAGMA foreign_keys=ON",
-    ):
-        cursor.execute(pragma)
-    cursor.close()
-
-
-def _configure_sqlite(engine: AsyncEngine, *, begin: str) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        configure_sqlite_connection(dbapi_connection)
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _begin(connection: Any) -> None:
-        connection.exec_driver_sql(begin)
 
 
 class InlineReader:

@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, event, exc
+from sqlalchemy import exc
 from sqlalchemy.engine import make_url
 
 from lrod.settings import ConfigurationError
-from lrod.store.engine import configure_sqlite_connection, sync_url, url_problem
-
-# Serialises concurrent upgrades on PostgreSQL (several processes starting at once).
-_PG_LOCK_KEY = 0x6C726F64  # "lrod"
+from lrod.store.dialect import lock_for_migration, migration_engine, sync_url, url_problem
 
 
 def upgrade(database_url: str, revision: str = "head") -> tuple[str | None, str | None]:
@@ -35,22 +30,10 @@ def upgrade(database_url: str, revision: str = "head") -> tuple[str | None, str 
 
 
 def _upgrade(database_url: str, revision: str) -> tuple[str | None, str | None]:
-    url = sync_url(database_url)
-    engine = create_engine(url)
-    if url.get_backend_name() == "sqlite":
-
-        @event.listens_for(engine, "connect")
-        def _connect(dbapi_connection: Any, _record: Any) -> None:
-            configure_sqlite_connection(dbapi_connection)
-
-        @event.listens_for(engine, "begin")
-        def _begin(connection: Any) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-
+    engine = migration_engine(sync_url(database_url))
     try:
         with engine.begin() as connection:
-            if url.get_backend_name() == "postgresql":
-                connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+            lock_for_migration(connection)
             before = MigrationContext.configure(connection).get_current_revision()
             config = Config()
             config.set_main_option("script_location", "lrod.store:migrations")

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import URL
 
+from lrod.store.dialect import libpq_dsn
 from lrod.store.protocol import ChangeListener
 
 log = logging.getLogger("lrod.store.notify")
@@ -70,7 +71,7 @@ class NotificationListener:
     def __init__(
         self, url: URL, hub: ChangeListener, origin: str, fallback_interval: float = 1.0
     ) -> None:
-        self._dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self._dsn = libpq_dsn(url)
         self._hub = hub
         self._origin = origin
         self._fallback_interval = fallback_interval

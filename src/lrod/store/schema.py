@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from lrod.store.dialect import AUTOINCREMENT_ID, partial_index, stores_naive_datetimes
+
 ACTIVE_STATES_SQL = "state IN ('QUEUED', 'RUNNING')"
 
 
@@ -40,7 +42,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to the store")
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return value.replace(tzinfo=None) if stores_naive_datetimes(dialect) else value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:
@@ -98,35 +100,30 @@ class OperationRow(Base):
             "job_type",
             "dedupe_key",
             unique=True,
-            sqlite_where=text(f"dedupe_key IS NOT NULL AND {ACTIVE_STATES_SQL}"),
-            postgresql_where=text(f"dedupe_key IS NOT NULL AND {ACTIVE_STATES_SQL}"),
+            **partial_index(f"dedupe_key IS NOT NULL AND {ACTIVE_STATES_SQL}"),
         ),
         Index(
             "ix_operations_claim",
             text("priority DESC"),
             "run_after",
             "create_time",
-            sqlite_where=text("state = 'QUEUED'"),
-            postgresql_where=text("state = 'QUEUED'"),
+            **partial_index("state = 'QUEUED'"),
         ),
         Index(
             "ix_operations_lease",
             "lease_expires_at",
-            sqlite_where=text("state = 'RUNNING'"),
-            postgresql_where=text("state = 'RUNNING'"),
+            **partial_index("state = 'RUNNING'"),
         ),
         Index("ix_operations_list", "owner", "create_time", "id"),
         Index(
             "ix_operations_expire",
             "expire_time",
-            sqlite_where=text("expire_time IS NOT NULL"),
-            postgresql_where=text("expire_time IS NOT NULL"),
+            **partial_index("expire_time IS NOT NULL"),
         ),
         Index(
             "ix_operations_finished",
             "end_time",
-            sqlite_where=text("end_time IS NOT NULL"),
-            postgresql_where=text("end_time IS NOT NULL"),
+            **partial_index("end_time IS NOT NULL"),
         ),
     )
 
@@ -150,9 +147,7 @@ class AttemptRow(Base):
 
     __tablename__ = "attempts"
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(AUTOINCREMENT_ID, primary_key=True, autoincrement=True)
     operation_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("operations.id", ondelete="CASCADE")
     )
@@ -232,7 +227,6 @@ class DeliveryRow(Base):
         Index(
             "ix_webhook_deliveries_due",
             "next_attempt_time",
-            sqlite_where=text("state = 'PENDING'"),
-            postgresql_where=text("state = 'PENDING'"),
+            **partial_index("state = 'PENDING'"),
         ),
     )

@@ -1,0 +1,181 @@
+"""What differs between SQLite and PostgreSQL, in one module: the drivers a
+URL runs on, SQLite's connection settings and write transactions, how a
+migration runs on each, and the few column and index choices of the schema.
+Everything else in the store compiles the same SQL for both (SQLAlchemy is
+the adapter); lrod.store.engine builds its engines from these choices and
+re-exports the URL helpers. No I/O at import.
+
+The migrations' version files keep the DDL they were written with (history
+does not change); new ones use `partial_index` and `AUTOINCREMENT_ID`."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Dialect,
+    Engine,
+    Integer,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.types import TypeEngine
+
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
+_EXAMPLE = "sqlite:///lrod.db or postgresql://USER@HOST/DB"
+# Serialises concurrent upgrades on PostgreSQL (several processes starting at once).
+_PG_LOCK_KEY = 0x6C726F64  # "lrod"
+# SQLite's write transactions take the write lock at BEGIN, so writers queue
+# instead of failing half-way with "database is locked".
+SQLITE_BEGIN = "BEGIN IMMEDIATE"
+
+
+# -- URLs and drivers ---------------------------------------------------------
+def backend(url: str | URL) -> str:
+    """The database of a URL, driver aside: "sqlite" or "postgresql"."""
+    return (make_url(url) if isinstance(url, str) else url).get_backend_name()
+
+
+def is_sqlite(url: str | URL) -> bool:
+    return backend(url) == SQLITE
+
+
+def notifies(url: str | URL) -> bool:
+    """Whether writes tell other processes with NOTIFY (PostgreSQL); SQLite's
+    processes watch the file's data_version instead."""
+    return backend(url) == POSTGRESQL
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a database URL before anything connects, with the
+    fix; None if it can be tried."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return f"{url!r} is not a database URL; use {_EXAMPLE}"
+    name = parsed.get_backend_name()
+    if name not in (SQLITE, POSTGRESQL):
+        return f"{name!r} databases are not supported; use {_EXAMPLE}"
+    if name == SQLITE and parsed.database not in (None, "", ":memory:"):
+        folder = os.path.dirname(os.path.abspath(parsed.database))
+        if not os.path.isdir(folder):
+            return f"the folder {folder} does not exist; create it or choose another path"
+    return None
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL (None for PostgreSQL or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != SQLITE or parsed.database in (None, "", ":memory:"):
+        return None
+    return os.path.abspath(parsed.database)
+
+
+def sync_url(url: str) -> URL:
+    """The URL for synchronous tools (migrations)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == SQLITE:
+        return parsed.set(drivername="sqlite")
+    if parsed.get_backend_name() == POSTGRESQL:
+        return parsed.set(drivername="postgresql+psycopg")
+    raise ValueError(f"unsupported database: {parsed.get_backend_name()}")
+
+
+def async_url(url: str) -> URL:
+    """The URL the service runs on. PostgreSQL goes through asyncpg: measured
+    1.2-1.4x psycopg's rate for Submit and round trips (docs/architecture.md);
+    psycopg serves migrations and the LISTEN connection."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == SQLITE:
+        return parsed.set(drivername="sqlite+aiosqlite")
+    if parsed.get_backend_name() == POSTGRESQL:
+        return parsed.set(drivername="postgresql+asyncpg")
+    raise ValueError(f"unsupported database: {parsed.get_backend_name()}")
+
+
+def libpq_dsn(url: URL) -> str:
+    """A PostgreSQL URL as psycopg's own connect() takes it (the LISTEN
+    connection), password included."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# -- SQLite connections and transactions --------------------------------------
+def configure_sqlite_connection(dbapi_connection: Any) -> None:
+    """Durable WAL (synchronous=FULL: an acknowledged commit survives power loss)."""
+    # pysqlite's own transaction handling is switched off so that ours
+    # (BEGIN IMMEDIATE) is what runs.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    for pragma in (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=FULL",
+        "PRAGMA busy_timeout=10000",
+        # 64 MB of page cache per connection (SQLite's default is 2 MB): the
+        # indexes of a million operations then stay in memory.
+        "PRAGMA cache_size=-65536",
+        "PRAGMA foreign_keys=ON",
+    ):
+        cursor.execute(pragma)
+    cursor.close()
+
+
+def configure_sqlite_engine(engine: Engine, *, begin: str | None = SQLITE_BEGIN) -> None:
+    """Every connection of `engine` configured as above; with `begin`, each
+    transaction started by that statement."""
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        configure_sqlite_connection(dbapi_connection)
+
+    if begin is not None:
+
+        @event.listens_for(engine, "begin")
+        def _begin(connection: Any) -> None:
+            connection.exec_driver_sql(begin)
+
+
+# -- migrations ---------------------------------------------------------------
+def migration_engine(url: URL) -> Engine:
+    """The synchronous engine a migration runs on (the caller disposes of it)."""
+    engine = create_engine(url)
+    if url.get_backend_name() == SQLITE:
+        configure_sqlite_engine(engine)
+    return engine
+
+
+def lock_for_migration(connection: Connection) -> None:
+    """Inside the migration's transaction: one process migrates at a time
+    (PostgreSQL's advisory lock; on SQLite, BEGIN IMMEDIATE already holds
+    the only write lock)."""
+    if connection.dialect.name == POSTGRESQL:
+        connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+
+
+def batch_migrations(connection: Connection) -> bool:
+    """Whether Alembic must alter tables by copying them (SQLite's ALTER
+    TABLE cannot change or drop most things)."""
+    return connection.dialect.name == SQLITE
+
+
+# -- schema choices -----------------------------------------------------------
+def stores_naive_datetimes(dialect: Dialect) -> bool:
+    """SQLite keeps no time zone: UTC goes in naive (schema.UTCDateTime)."""
+    return dialect.name == SQLITE
+
+
+def partial_index(condition: str) -> dict[str, Any]:
+    """Keyword arguments for an Index over the rows matching `condition`
+    only (both databases have partial indexes; SQLAlchemy names them per
+    dialect)."""
+    return {"sqlite_where": text(condition), "postgresql_where": text(condition)}
+
+
+# A surrogate key: 64 bits on PostgreSQL; on SQLite only an INTEGER PRIMARY
+# KEY is the rowid (and so autoincrements).
+AUTOINCREMENT_ID: TypeEngine[int] = BigInteger().with_variant(Integer, SQLITE)
