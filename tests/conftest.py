@@ -128,10 +128,17 @@ def worker_settings() -> WorkerSettings:
 
 
 @pytest.fixture
+def manager_settings() -> ManagerSettings:
+    """The service's manager settings (a test may parametrize this name)."""
+    return ManagerSettings(max_wait=MAX_WAIT)
+
+
+@pytest.fixture
 async def service(
     database_url: str,
     gates: Gates,
     worker_settings: WorkerSettings,
+    manager_settings: ManagerSettings,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Service]:
@@ -140,7 +147,7 @@ async def service(
         address="127.0.0.1:0",
         database_url=database_url,
         workers=worker_settings,
-        manager=ManagerSettings(max_wait=MAX_WAIT),
+        manager=manager_settings,
         janitor_interval=0.2,
     )
     running = Service(settings, build_registry(gates))
