@@ -642,6 +642,27 @@ async def _heard_within(heard: Heard, op: Operation, patience: float) -> bool:
     return True
 
 
+@covers("ChangeFeed.start", "ChangeFeed.stop")
+async def test_a_feed_stopped_at_once_leaves_the_store_whole(migrated: str) -> None:
+    """A process stopped right after its start: the feed's first reading and
+    a first write race for the store's connections; stopping the feed must
+    not cost the store one, so the write still goes through (bounded here:
+    a lost connection would hold it for the pool's 30 s timeout)."""
+    for _ in range(4):
+        store: OperationStore = SqlStore(open_database(migrated))
+        try:
+            feed = store.notification_listener()
+            feed.start()
+            writing = asyncio.ensure_future(store.expire(NOW, 10))
+            await store.workers()
+            await feed.stop()
+            async with asyncio.timeout(10):
+                await writing
+                await add(store)
+        finally:
+            await store.close()
+
+
 # -- webhook deliveries ------------------------------------------------------
 @covers(
     "OperationStore.claim_deliveries",

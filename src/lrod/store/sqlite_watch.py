@@ -19,6 +19,9 @@ from lrod.store.protocol import ChangeListener
 
 log = logging.getLogger("lrod.store.sqlite_watch")
 
+# How long a stop waits for a reading under way before cancelling it.
+STOP_PATIENCE = 2.0
+
 
 class SqliteChangeWatcher:
     def __init__(self, writer: AsyncEngine, hub: ChangeListener, interval: float = 0.5) -> None:
@@ -26,14 +29,25 @@ class SqliteChangeWatcher:
         self._hub = hub
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._run(), name="lrod-sqlite-watch")
 
     async def stop(self) -> None:
-        if self._task is not None:
+        """Stop between two readings: a reading cancelled while it checks out
+        the writer's one pooled connection can cost the pool that connection,
+        and the next write (the janitor's, at a stop right after the start)
+        then waits for it until the store's close gives up on it."""
+        if self._task is None:
+            return
+        self._stopping.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), STOP_PATIENCE)
+        except TimeoutError:  # a reading stuck on a busy file: cancel it after all
             self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
         # The first reading at once, not after a first interval: a write by
@@ -49,7 +63,11 @@ class SqliteChangeWatcher:
                 if last is not None and version != last:
                     self._hub.everything_changed()
                 last = version
-            await asyncio.sleep(self._interval)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self._interval)
+                return
+            except TimeoutError:
+                pass
 
     async def _data_version(self) -> int:
         # Straight on the driver connection: no BEGIN IMMEDIATE, no write lock.
