@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Container, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Protocol
 
 from lrod.domain.operation import Operation
 
@@ -21,31 +22,48 @@ _MAX_TIMER = 60.0
 class Subscription:
     """Set whenever the operation changed since the last `wait` returned.
 
-    `done_only` (WaitOperation): not woken by changes known not to end the
-    operation (progress), since its waiter would only read and wait again.
-    `written` is the operation as the last in-process write left it, when
-    that write handed it over: the subscriber may use it instead of a read."""
+    `done_only` (WaitOperation): woken only by changes that may end the
+    operation (not by progress, nor by a row handed over that is not done),
+    since its waiter would only read and wait again.
+    `written` is the newest row handed over with a change (by the write that
+    made it, or by the one read the hub's reader did for every subscriber);
+    None: the subscriber reads for itself. Rows only move forward: one older
+    than the row held (a lower version) is ignored."""
 
-    __slots__ = ("_event", "done_only", "written")
+    __slots__ = ("_changed", "_waiter", "done_only", "written")
 
     def __init__(self, done_only: bool = False) -> None:
-        self._event = asyncio.Event()
+        self._changed = False
+        self._waiter: asyncio.Future[None] | None = None
         self.done_only = done_only
         self.written: Operation | None = None
 
     def notify(self, written: Operation | None = None) -> None:
+        held = self.written
+        if written is not None and held is not None and written.version < held.version:
+            return
         self.written = written
-        self._event.set()
+        self._changed = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def wait(self, timeout: float | None) -> bool:
         """True if a change arrived, False on timeout."""
-        if not self._event.is_set():
+        if not self._changed:
+            # A bare future and one timer: no Event, no timeout context.
+            loop = asyncio.get_running_loop()
+            waiter = self._waiter = loop.create_future()
+            timer = None if timeout is None else loop.call_later(timeout, _expire, waiter)
             try:
-                async with asyncio.timeout(timeout):
-                    await self._event.wait()
-            except TimeoutError:
+                await waiter
+            finally:
+                self._waiter = None
+                if timer is not None:
+                    timer.cancel()
+            if not self._changed:
                 return False
-        self._event.clear()
+        self._changed = False
         return True
 
     def take_written(self) -> Operation | None:
@@ -54,12 +72,27 @@ class Subscription:
         return written
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+class RowReader(Protocol):
+    """Reads the rows of changed operations for their subscribers (the
+    manager's SharedReads): told when the hub has ids waiting for a read."""
+
+    def rows_wanted(self) -> None: ...
+
+
 class ChangeHub:
     def __init__(self) -> None:
         self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
         self._generations: defaultdict[str, int] = defaultdict(int)
         self._cancel_handlers: dict[str, asyncio.Event] = {}
         self._work = asyncio.Event()
+        # Changed operations whose subscribers wait for the reader's row.
+        self._unread: set[str] = set()
+        self.reader: RowReader | None = None
 
     # -- what the store reports -------------------------------------------
     def operations_changed(
@@ -70,18 +103,55 @@ class ChangeHub:
     ) -> None:
         """`written`: rows as the committing write returned them (handed to
         subscribers, which then need no read); `progressed`: ids whose only
-        change was progress (no done-only subscriber is woken for them)."""
+        change was progress (no done-only subscriber is woken for them).
+        Without a row, a reader (if there is one) reads every such operation
+        in one read and hands each row to all its subscribers (`deliver`);
+        without a reader, the subscribers are woken to read for themselves."""
+        reader = self.reader
+        wanted = False
         for op_id in ids:
             subscribers = self._subscribers.get(op_id)
             if not subscribers:
                 continue
             self._generations[op_id] += 1
             row = written.get(op_id) if written else None
+            if row is not None:
+                self.deliver(op_id, row)
+                continue
             quiet = op_id in progressed
+            if reader is not None:
+                if not quiet or not all(s.done_only for s in subscribers):
+                    self._unread.add(op_id)
+                    wanted = True
+                continue
             for subscription in subscribers:
                 if quiet and subscription.done_only:
                     continue
-                subscription.notify(row)
+                subscription.notify()
+        if wanted:
+            assert reader is not None
+            reader.rows_wanted()
+
+    def take_unread(self) -> set[str]:
+        """The operations changed since the reader's last read began: a read
+        started now reflects every change announced for them."""
+        unread, self._unread = self._unread, set()
+        return unread
+
+    def deliver(self, op_id: str, row: Operation | None) -> None:
+        """Hand `row` (as read or written after the change; None: read it
+        yourself) to every subscriber of `op_id`. Done-only subscribers are
+        not woken by a row that is not done."""
+        subscribers = self._subscribers.get(op_id)
+        if not subscribers:
+            return
+        if row is not None and not row.done:
+            for subscription in subscribers:
+                if not subscription.done_only:
+                    subscription.notify(row)
+            return
+        for subscription in subscribers:
+            subscription.notify(row)
 
     def cancel_requested(self, ids: Iterable[str]) -> None:
         for op_id in ids:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 
 from lrod.auth import audit
@@ -187,7 +187,7 @@ class OperationManager:
                     return await self._reads.get(op_id, owner)
                 op = self._handed(changes, owner) or await self._reads.get(op_id, owner)
 
-    async def watch(self, caller: Principal, name: str) -> AsyncIterator[Operation]:
+    async def watch(self, caller: Principal, name: str) -> AsyncGenerator[Operation, None]:
         """The operation now, then after every change, ending once done."""
         op_id = parse_operation_name(name)
         owner = _scope(caller)
@@ -200,7 +200,8 @@ class OperationManager:
             op = await self._reads.get(op_id, owner)
             _audit(caller, "watch", op)
             while True:
-                if op.version != seen:
+                # Versions only grow: a row older than the one sent is skipped.
+                if op.version > seen:
                     seen = op.version
                     yield op
                 if op.done:
@@ -209,8 +210,9 @@ class OperationManager:
                 op = self._handed(changes, owner) or await self._reads.get(op_id, owner)
 
     def _handed(self, changes: Subscription, owner: str | None) -> Operation | None:
-        """The finished row the committing write handed over, if this caller
-        may see it as a read would show it; None: read it."""
+        """The row handed over with the change (by the committing write, or
+        by the hub's one read for all subscribers), if this caller may see it
+        as its own read would show it; None: read it."""
         op = changes.take_written()
         if op is None or (owner is not None and op.owner != owner):
             return None

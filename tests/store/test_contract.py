@@ -69,6 +69,8 @@ ELSEWHERE = {
     "OperationStore.expire": "tests.store.test_expiry::test_expired_before_and_after_the_janitor",
     "OperationStore.renew": "tests.store.test_claims::test_one_renewal_for_many_leases_each_fenced",
     "OperationStore.rescue": "tests.store.test_endings::test_a_rescued_job_waits_for_its_backoff",
+    "OperationStore.get_many": "tests.store.test_get_many::"
+    "test_get_many_reads_every_owner_and_skips_unknown_and_expired",
 }
 
 _F = TypeVar("_F", bound=Callable[..., Any])

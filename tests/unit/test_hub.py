@@ -1,5 +1,6 @@
-"""ChangeHub: WaitOperation's subscriptions sleep through progress, and the
-finished row a write hands over reaches every subscriber once each."""
+"""ChangeHub: WaitOperation's subscriptions sleep through progress and rows
+that are not done, the row a write or a read hands over reaches every
+subscriber once each, and rows never go back to an older version."""
 
 from __future__ import annotations
 
@@ -51,3 +52,35 @@ async def test_a_later_change_without_a_row_replaces_the_handed_one() -> None:
         hub.operations_changed(["op"])  # e.g. deleted since: the subscriber must read
         assert await subscription.wait(0)
         assert subscription.take_written() is None
+
+
+async def test_done_only_waiters_sleep_through_a_row_that_is_not_done() -> None:
+    hub = ChangeHub()
+    with hub.subscribe("op") as watcher, hub.subscribe("op", done_only=True) as waiter:
+        hub.deliver("op", _op(State.RUNNING, 2))
+        assert await watcher.wait(0)
+        assert not await waiter.wait(0)
+        hub.deliver("op", _op(State.SUCCEEDED, 3))
+        assert await waiter.wait(0)
+        written = waiter.take_written()
+        assert written is not None
+        assert written.done
+
+
+async def test_an_older_row_does_not_replace_a_newer_one() -> None:
+    hub = ChangeHub()
+    with hub.subscribe("op") as subscription:
+        hub.deliver("op", _op(State.SUCCEEDED, 4))
+        hub.deliver("op", _op(State.RUNNING, 3))  # a read that began before the finish
+        assert await subscription.wait(0)
+        written = subscription.take_written()
+        assert written is not None
+        assert written.version == 4
+
+
+async def test_a_wait_ends_at_its_timeout_without_a_change() -> None:
+    hub = ChangeHub()
+    with hub.subscribe("op", done_only=True) as subscription:
+        assert not await subscription.wait(0.01)
+        hub.operations_changed(["op"])
+        assert await subscription.wait(None)

@@ -1,10 +1,14 @@
-"""SharedReads: one read per change for all waiters, never a stale one."""
+"""SharedReads: one read per change for all waiters, never a stale one; the
+hub's reader reads every changed operation in one read and hands the rows
+to all their subscribers."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from lrod.domain.errors import NotFound
 from lrod.domain.operation import Operation, Payload
@@ -23,6 +27,21 @@ class SlowStore:
         self.version = 1
         self.release = asyncio.Event()
         self.fail = False
+        self.many: list[set[str]] = []
+
+    async def get_many(self, ids: set[str], now: datetime) -> dict[str, Operation]:
+        self.many.append(set(ids))
+        version = self.version
+        await self.release.wait()
+        if self.fail:
+            raise ConnectionError("the database went away")
+        return {
+            op_id: Operation(
+                op_id, "me", "t", State.RUNNING, Payload("x", b""), NOW, NOW, NOW, version=version
+            )
+            for op_id in ids
+            if op_id != "gone"
+        }
 
     async def get(self, op_id: str, owner: str, now: datetime) -> Operation:
         self.reads += 1
@@ -103,3 +122,57 @@ def test_generation_is_forgotten_with_the_last_subscriber() -> None:
     with hub.subscribe("op"):
         assert hub.generation("op") == 0
     assert "unwatched" not in hub._generations  # never subscribed: nothing kept
+
+
+async def test_one_read_hands_every_changed_operation_to_all_its_subscribers() -> None:
+    store, hub = SlowStore(), ChangeHub()
+    _reads(store, hub)
+    store.release.set()
+    with (
+        hub.subscribe("a") as a1,
+        hub.subscribe("a") as a2,
+        hub.subscribe("b") as b,
+        hub.subscribe("gone") as gone,
+    ):
+        hub.operations_changed(["a", "b", "gone", "unwatched"])
+        for subscription in (a1, a2, b, gone):
+            assert await subscription.wait(5)
+        assert store.many == [{"a", "b", "gone"}]
+        assert store.reads == 0
+        for subscription, op_id in ((a1, "a"), (a2, "a"), (b, "b")):
+            row = subscription.take_written()
+            assert row is not None
+            assert row.id == op_id
+        assert gone.take_written() is None  # not found: it reads for itself
+
+
+async def test_a_change_announced_during_a_read_is_read_again() -> None:
+    store, hub = SlowStore(), ChangeHub()
+    _reads(store, hub)
+    with hub.subscribe("a") as subscription:
+        hub.operations_changed(["a"])
+        while not store.many:  # until the first read has begun
+            await asyncio.sleep(0)
+        store.version = 2
+        hub.operations_changed(["a"])  # committed after that read began
+        store.release.set()
+        while len(store.many) < 2:
+            await asyncio.sleep(0)
+        assert await subscription.wait(5)
+        while subscription.written is None or subscription.written.version < 2:
+            await asyncio.sleep(0)
+        assert subscription.take_written() is not None
+    assert store.many == [{"a"}, {"a"}]
+
+
+async def test_a_failed_read_wakes_subscribers_to_read_for_themselves() -> None:
+    store, hub = SlowStore(), ChangeHub()
+    store.fail = True
+    reads = _reads(store, hub)
+    store.release.set()
+    with hub.subscribe("a") as subscription:
+        hub.operations_changed(["a"])
+        assert await subscription.wait(5)
+        assert subscription.take_written() is None
+        with pytest.raises(NotFound):
+            await reads.get("a", "me")  # its own read answers the error

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -193,6 +193,12 @@ class OperationStore(Protocol):
 
     # `owner` None: any owner (an admin's reads and cancels).
     async def get(self, op_id: str, owner: str | None, now: datetime) -> Operation: ...
+
+    async def get_many(self, ids: Collection[str], now: datetime) -> dict[str, Operation]:
+        """The stored, unexpired operations among `ids`, whoever owns them, in
+        one read (the hub's wake-ups: one read for every operation a change
+        named); a missing id is simply absent."""
+        ...
 
     async def list(
         self,

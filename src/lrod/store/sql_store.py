@@ -12,7 +12,7 @@ import asyncio
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -20,6 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import (
     Connection,
+    bindparam,
     case,
     delete,
     func,
@@ -145,6 +146,11 @@ def _settled(call: asyncio.Future[Any]) -> None:
     asyncio would log it as "Task exception was never retrieved"."""
     if not call.cancelled():
         call.exception()
+
+
+# Ids per statement of get_many.
+_MANY_CHUNK = 500
+GET_MANY_OPERATIONS = select(OPS).where(T.id.in_(bindparam("ids", expanding=True)))
 
 
 class _Silent:
@@ -318,6 +324,31 @@ class SqlStore:
             return conn.execute(get_tombstone, params).first() is not None
 
         return await self._read(read)
+
+    @_shielded
+    async def get_many(self, ids: Collection[str], now: datetime) -> dict[str, Operation]:
+        wanted = list(ids)
+        if not wanted:
+            return {}
+
+        def read(conn: Connection) -> tuple[list[Any], dict[str, Delivery]]:
+            rows: list[Any] = []
+            # Bounded IN lists: SQLite and asyncpg cap bound parameters.
+            for start in range(0, len(wanted), _MANY_CHUNK):
+                chunk = wanted[start : start + _MANY_CHUNK]
+                rows.extend(conn.execute(GET_MANY_OPERATIONS, {"ids": chunk}).all())
+            notified = [r.id for r in rows if r.notify_url is not None and State(r.state).terminal]
+            return rows, read_deliveries(conn, notified) if notified else {}
+
+        rows, deliveries = await self._read(read)
+        found: dict[str, Operation] = {}
+        for row in rows:
+            op = to_operation(row)
+            if op.expire_time is not None and op.expire_time <= now:
+                continue
+            delivery = deliveries.get(op.id)
+            found[op.id] = op if delivery is None else replace(op, delivery=delivery)
+        return found
 
     async def _missing(self, conn: AsyncConnection, op_id: str, owner: str | None) -> NotFound:
         if owner is None:
