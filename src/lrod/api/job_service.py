@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import grpc
 from google.longrunning import operations_pb2
@@ -47,10 +47,14 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
 
     async def WatchOperation(
         self, request: job_service_pb2.WatchOperationRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
-        # Serialized WatchOperationResponses, from the bytes kept per version.
-        async for op in self._manager.watch(caller(context), request.name):
-            yield self._kept.watch_response(op, self._manager.clock())
+    ) -> None:
+        # Written (not yielded): no generator of ours between the manager's
+        # and grpc's per message. Serialized WatchOperationResponses, from the
+        # bytes kept per version.
+        kept, clock = self._kept, self._manager.clock
+        async with aclosing(self._manager.watch(caller(context), request.name)) as changes:
+            async for op in changes:
+                await context.write(kept.watch_response(op, clock()))
 
     async def ListJobTypes(
         self, request: job_service_pb2.ListJobTypesRequest, context: grpc.aio.ServicerContext
