@@ -68,8 +68,11 @@ async def test_stalled_worker_cannot_overwrite_the_newer_attempt(
         await wait_until(operations, op.name, lambda o: metadata(o).attempt == 2, seconds=20)
         stalled.send_signal(signal.SIGCONT)
         done = await wait_done(operations, op.name)
-        # Give the resumed worker time to try its stale writes.
-        await asyncio.sleep(2.5)
+        # Until the resumed worker has found its lease gone (its heartbeat or
+        # its finishing write refused), then once more.
+        async with asyncio.timeout(30):
+            while not _knows_it_lost(stalled_log.read_text()):
+                await asyncio.sleep(0.05)
         after = await wait_done(operations, op.name)
     finally:
         await stop(stalled)
@@ -80,5 +83,8 @@ async def test_stalled_worker_cannot_overwrite_the_newer_attempt(
     assert metadata(done).attempt == 2
     outcomes = [(a.number, a.outcome) for a in await attempts_of(database_url, op.name)]
     assert outcomes == [(1, "LEASE_EXPIRED"), (2, "SUCCEEDED")]
-    log = stalled_log.read_text()
-    assert "lease lost" in log or "refused a stale write" in log
+    assert _knows_it_lost(stalled_log.read_text())
+
+
+def _knows_it_lost(log: str) -> bool:
+    return "lease lost" in log or "refused a stale write" in log

@@ -19,7 +19,7 @@ from tests.helpers import metadata, submit
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
-JOBS = 500
+JOBS = 200  # enough that the kill lands mid-run, with jobs held
 
 
 def _job(millis: int) -> ex.SleepJob:
@@ -57,19 +57,23 @@ def _held_by(url: str, pid: int) -> bool:
 async def test_servers_and_workers_share_one_database(postgres_url, tmp_path) -> None:
     processes: list[asyncio.subprocess.Process] = []
     try:
-        for i in range(2):
-            server, port = await start_server(
-                postgres_url, tmp_path / f"server{i}.log", "--concurrency", "0"
-            )
-            processes.append(server)
-            if i == 0:
-                port_a = port
-            else:
-                port_b = port
+        # All four start at once (each start is mostly the interpreter's).
         workers = [
             await start_worker(postgres_url, tmp_path / f"worker{i}.log", lease=2) for i in range(2)
         ]
         processes += workers
+        started = await asyncio.gather(
+            *[
+                start_server(postgres_url, tmp_path / f"server{i}.log", "--concurrency", "0")
+                for i in range(2)
+            ],
+            return_exceptions=True,
+        )
+        processes += [s[0] for s in started if not isinstance(s, BaseException)]
+        for outcome in started:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        (_, port_a), (_, port_b) = started
         async with (
             grpc.aio.insecure_channel(f"127.0.0.1:{port_a}") as a,
             grpc.aio.insecure_channel(f"127.0.0.1:{port_b}") as b,

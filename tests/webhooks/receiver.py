@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
@@ -44,11 +45,15 @@ class Receiver:
     hold: float = 0.0  # seconds every call waits before answering
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     _runner: web.AppRunner | None = None
+    # Set at stop: a /slow call still being answered ends then (its caller
+    # timed out long before), so that stopping does not wait out its 5 s.
+    _stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
     async def start(self, port: int = 0) -> None:
+        self._stopping.clear()
         app = web.Application()
         app.router.add_post("/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -57,7 +62,12 @@ class Receiver:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
+    def release(self) -> None:
+        """Let /slow calls under way (and later ones) answer now."""
+        self._stopping.set()
+
     async def stop(self) -> None:
+        self.release()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -97,7 +107,8 @@ class Receiver:
             if path.startswith("/flaky/") and self.calls[webhook_id] <= int(path.split("/")[2]):
                 return web.Response(status=503)
             if path == "/slow":
-                await asyncio.sleep(5)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 5)
             if path == "/redirect":
                 raise web.HTTPFound("http://169.254.169.254/latest/meta-data/")
             return web.Response(text=json.dumps({"ok": True}))
