@@ -11,6 +11,7 @@ from sqlalchemy import create_engine
 from lrod.domain.filters import parse_filter
 from lrod.store.engine import sync_url
 from lrod.store.statements import due_query, list_query
+from lrod.store.worker_sql import PG_CLAIM, PG_FINISH
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +30,11 @@ SELECT lpad(to_hex(n), 22, '0'), 'owner-' || (n %% 50), 'examples.sleep',
 FROM generate_series(1, {ROWS}) AS n
 """
 
+ATTEMPTS = """
+INSERT INTO attempts (operation_id, number, worker_id, lease_token, start_time, outcome)
+SELECT id, 1, 'w', 't', now(), 'SUCCEEDED' FROM operations
+"""
+
 
 def _plan(connection, statement) -> str:
     compiled = statement.compile(
@@ -38,12 +44,29 @@ def _plan(connection, statement) -> str:
     return "\n".join(r[0] for r in rows)
 
 
+def _worker_plans(connection) -> list[str]:
+    """The worker's driver-level claim and finish (worker_sql.py), planned
+    as asyncpg runs them: prepared, with a generic plan."""
+    connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
+    plans = []
+    for name, sql, args in (
+        ("claim", PG_CLAIM, "now(), ARRAY['examples.sleep'], 16, 'w', 't', now()"),
+        ("finish", PG_FINISH, ", ".join(["NULL"] * 23)),
+    ):
+        connection.exec_driver_sql(f"PREPARE {name} AS {sql}")
+        rows = connection.exec_driver_sql(f"EXPLAIN EXECUTE {name}({args})").all()
+        plans.append("\n".join(r[0] for r in rows))
+    return plans
+
+
 def test_claim_and_list_use_their_indexes(postgres_url) -> None:
     engine = create_engine(sync_url(postgres_url))
     try:
         with engine.begin() as connection:
             connection.exec_driver_sql(FILL)
+            connection.exec_driver_sql(ATTEMPTS)
             connection.exec_driver_sql("ANALYZE operations")
+            connection.exec_driver_sql("ANALYZE attempts")
         now = datetime.now(UTC)
         with engine.connect() as connection:
             claim = _plan(connection, due_query(now, 16, ["examples.sleep", "examples.flaky"]))
@@ -52,9 +75,15 @@ def test_claim_and_list_use_their_indexes(postgres_url) -> None:
                 connection,
                 list_query("owner-7", parse_filter("metadata.state = QUEUED"), None, 51, now),
             )
+            worker = _worker_plans(connection)
     finally:
         engine.dispose()
     assert "ix_operations_claim" in claim, claim
+    for plan in worker:
+        assert "Seq Scan" not in plan, plan
+    assert "ix_operations_claim" in worker[0], worker[0]
+    assert "Sort" not in worker[0], worker[0]
+    assert "ix_attempts_operation" in worker[1], worker[1]
     assert "Sort" not in claim, claim
     assert "Seq Scan" not in claim, claim
     assert "ix_operations_list" in listing, listing

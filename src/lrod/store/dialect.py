@@ -11,6 +11,7 @@ does not change); new ones use `partial_index` and `AUTOINCREMENT_ID`."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from typing import Any
 
 from sqlalchemy import (
@@ -21,10 +22,12 @@ from sqlalchemy import (
     Integer,
     create_engine,
     event,
+    exc,
     text,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.types import TypeEngine
+from sqlalchemy.util import await_
 
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
@@ -137,7 +140,24 @@ def configure_sqlite_engine(engine: Engine, *, begin: str | None = SQLITE_BEGIN)
 
         @event.listens_for(engine, "begin")
         def _begin(connection: Any) -> None:
-            connection.exec_driver_sql(begin)
+            driver = connection.connection.driver_connection
+            try:
+                if isinstance(driver, sqlite3.Connection):  # a synchronous engine
+                    driver.execute(begin)
+                else:
+                    # aiosqlite: one hop to its thread, where a SQLAlchemy
+                    # statement takes three (cursor, execute, close), before
+                    # every write transaction.
+                    await_(driver._execute(driver._conn.execute, begin))
+            except sqlite3.Error as error:
+                raise exc.DBAPIError.instance(begin, (), error, sqlite3.Error) from error
+
+
+def runs_on_asyncpg(dialect: Dialect) -> bool:
+    """Whether the store's connections are asyncpg's (PostgreSQL), else
+    aiosqlite's (SQLite): the worker's driver-level statements
+    (store/worker_sql.py) are written for each."""
+    return dialect.name == POSTGRESQL
 
 
 # -- migrations ---------------------------------------------------------------

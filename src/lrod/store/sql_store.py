@@ -40,7 +40,7 @@ from lrod.domain.retry import LEASE_EXPIRED, JobPolicy
 from lrod.domain.states import State, check_move
 from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import Delivery, DeliveryState
-from lrod.store import pg_notify, presence
+from lrod.store import pg_notify, presence, worker_sql
 from lrod.store.changes import Changes
 from lrod.store.creates import create_many, create_one, refused_member
 from lrod.store.deliveries import (
@@ -73,7 +73,6 @@ from lrod.store.rows import error_from_json, error_to_json, to_operation
 from lrod.store.statements import (
     ATTEMPTS,
     CANCELLED_ERROR,
-    CLAIM,
     EXPIRED,
     GET_ANY_OPERATION,
     GET_ANY_TOMBSTONE,
@@ -180,6 +179,8 @@ class SqlStore:
         # Tells this process's notifications from others' (PostgreSQL).
         self.origin = secrets.token_hex(8)
         self._notify = database.notifies
+        # The claim and the finishing writes, at driver level (worker_sql.py).
+        self._worker_sql = worker_sql.for_dialect(database.writer.dialect)
 
     def subscribe(self, subscriber: TransitionSubscriber) -> None:
         """Be told, after each commit, of the moves through the seam where
@@ -458,33 +459,15 @@ class SqlStore:
         has handlers for: during a rolling deploy, old workers leave new types
         to new workers)."""
         token = secrets.token_hex(16)
-        params = {
-            "due_by": now,
-            "job_types": list(job_types),
-            "claim_limit": limit,
-            "worker": worker_id,
-            "token": token,
-            "expires": now + lease,
-            "started": now,
-            "claimed_at": now,
-        }
         async with self._write() as (conn, changes):
-            rows = (await conn.execute(CLAIM, params)).all()
-            if not rows:
-                return []
-            await conn.execute(
-                insert(ATTEMPTS),
-                [
-                    {
-                        "operation_id": r.id,
-                        "number": r.attempt,
-                        "worker_id": worker_id,
-                        "lease_token": token,
-                        "start_time": now,
-                        "outcome": "RUNNING",
-                    }
-                    for r in rows
-                ],
+            rows = await self._worker_sql.claim(
+                conn,
+                now=now,
+                expires=now + lease,
+                limit=limit,
+                job_types=job_types,
+                worker=worker_id,
+                token=token,
             )
             changes.operations.update(r.id for r in rows)
         claims = [Claim(to_operation(r), token) for r in rows]
@@ -614,7 +597,7 @@ class SqlStore:
         """Finishing writes of concurrent attempts share one transaction (one
         commit), like Submits; each stays fenced by its own lease token."""
         async with self._write() as (conn, changes):
-            return await finish_many(conn, changes, items)
+            return await finish_many(conn, changes, items, self._worker_sql)
 
     @_shielded
     async def operation_exists(self, op_id: str) -> bool:

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Integer, Select, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lrod.domain.errors import Code, NotFound, OperationExpired
@@ -15,7 +15,7 @@ from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Progress, PublicError
 from lrod.domain.paging import Cursor
 from lrod.domain.retry import LEASE_EXPIRED, JobPolicy, decide_retry
-from lrod.domain.states import State, check_move, sources_of
+from lrod.domain.states import State, check_move
 from lrod.store.filtering import after_cursor, filter_clauses
 from lrod.store.protocol import Claim
 from lrod.store.rows import error_to_json
@@ -140,41 +140,6 @@ def rescued_values(op: Operation, now: datetime, policy: JobPolicy) -> dict[str,
 
 def state_values(states: frozenset[State]) -> list[str]:
     return sorted(s.value for s in states)
-
-
-# The claim as one cached statement: WITH due AS MATERIALIZED (the due jobs,
-# in claim order, FOR UPDATE SKIP LOCKED) UPDATE ... WHERE id IN due
-# RETURNING the claimed rows.
-_DUE_IDS = (
-    select(T.id)
-    .where(
-        T.state == State.QUEUED.value,
-        T.run_after <= bindparam("due_by", type_=T.run_after.type),
-        T.job_type.in_(bindparam("job_types", expanding=True)),
-    )
-    .order_by(T.priority.desc(), T.run_after, T.create_time)
-    .limit(bindparam("claim_limit", type_=Integer))
-    .with_for_update(skip_locked=True)
-    # Evaluated once: inside `IN (...)` PostgreSQL may run a SKIP LOCKED
-    # subquery again per row and take more than the limit.
-    .cte("due")
-    .prefix_with("MATERIALIZED")
-)
-CLAIM = (
-    update(OPS)
-    .where(T.id.in_(select(_DUE_IDS.c.id)), T.state.in_(state_values(sources_of(State.RUNNING))))
-    .values(
-        state=State.RUNNING.value,
-        attempt=T.attempt + 1,
-        lease_owner=bindparam("worker"),
-        lease_token=bindparam("token"),
-        lease_expires_at=bindparam("expires", type_=T.lease_expires_at.type),
-        start_time=func.coalesce(T.start_time, bindparam("started", type_=T.start_time.type)),
-        update_time=bindparam("claimed_at", type_=T.update_time.type),
-        version=T.version + 1,
-    )
-    .returning(*T)
-)
 
 
 # One statement renews every lease a worker pool holds, each row fenced by

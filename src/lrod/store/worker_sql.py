@@ -1,0 +1,451 @@
+"""The worker's hot statements (the claim, the finishing write of a batch) as
+constant SQL per dialect, run at driver level inside the store's write
+transaction: no statement building, compiling, cache-key hashing or result
+machinery of SQLAlchemy per batch, and the fewest trips to the database.
+
+- PostgreSQL (asyncpg): the claim is one statement (the due rows, their
+  UPDATE and their attempts rows); a batch's finishing writes are one
+  statement too (UNNEST arrays, as PgQueuer does): the fenced UPDATE of the
+  operations and the closing of their attempts.
+- SQLite (aiosqlite): the statements of a claim, or of a finishing batch, run
+  in one hop to aiosqlite's thread on its plain sqlite3 connection (aiosqlite
+  hops once per DBAPI call otherwise).
+
+Values go in and come out through the column types' own bind and result
+processors (the same conversions SQLAlchemy applies), so the rows are what
+`rows.to_operation` reads elsewhere. Driver errors are wrapped as SQLAlchemy's
+DBAPIError, so `errors.translated_errors` sees them as it sees the rest.
+
+Which of the two runs is chosen once per store (`for_dialect`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import Column, exc
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from lrod.domain.states import State
+from lrod.store.dialect import runs_on_asyncpg
+from lrod.store.schema import UTCDateTime
+from lrod.store.statements import ATTEMPTS, T
+
+_R = TypeVar("_R")
+
+_COLUMNS: tuple[Column[Any], ...] = tuple(T)
+_NAMES = ", ".join(c.name for c in _COLUMNS)
+OperationRecord = namedtuple("OperationRecord", [c.name for c in _COLUMNS])  # type: ignore[misc]
+
+RUNNING = State.RUNNING.value
+QUEUED = State.QUEUED.value
+
+
+@dataclass(frozen=True)
+class FinishWrite:
+    """One attempt's finishing write as plain values (finishes.py makes it).
+    A column group not set keeps the row's value."""
+
+    op_id: str
+    token: str
+    now: datetime
+    state: str
+    # end_time, expire_time, error: a terminal move
+    ends: bool
+    end_time: datetime | None
+    expire_time: datetime | None
+    error: Any
+    # result_type, result_value: a success
+    has_result: bool
+    result_type: str | None
+    result_value: bytes | None
+    has_progress: bool
+    progress: tuple[int, int, str]
+    has_last_error: bool
+    last_attempt_error: Any
+    has_run_after: bool
+    run_after: datetime | None
+    # a release: the attempt does not count
+    releases: bool
+    # the attempt's row
+    outcome: str
+    attempt_error: Any
+    internal_error: str | None
+
+
+class WorkerSql(Protocol):
+    async def claim(
+        self,
+        conn: AsyncConnection,
+        *,
+        now: datetime,
+        expires: datetime,
+        limit: int,
+        job_types: Sequence[str],
+        worker: str,
+        token: str,
+    ) -> list[Any]:
+        """Claim up to `limit` due jobs; the claimed rows (as written)."""
+        ...
+
+    async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
+        """Each write fenced by its row's lease token (still RUNNING under
+        it); the written rows by id, only of the writes that held. Ids are
+        distinct."""
+        ...
+
+
+def for_dialect(dialect: Dialect) -> WorkerSql:
+    if runs_on_asyncpg(dialect):
+        return _Postgres(dialect)
+    return _Sqlite(dialect)
+
+
+class _Processors:
+    """The column types' own conversions for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        def bind(column: Column[Any]) -> Callable[[Any], Any]:
+            process = column.type.dialect_impl(dialect).bind_processor(dialect)
+            return process if process is not None else _same
+
+        def result(column: Column[Any]) -> Callable[[Any], Any] | None:
+            # asyncpg hands back native values (json decoded by the codec
+            # SQLAlchemy installs on its connections): only the UTC
+            # normalisation of datetimes is left to do.
+            if runs_on_asyncpg(dialect) and not isinstance(column.type, UTCDateTime):
+                return None
+            return column.type.dialect_impl(dialect).result_processor(dialect, None)
+
+        self.result = tuple(result(c) for c in _COLUMNS)
+        self.time = bind(T.update_time)
+        self.json = bind(T.error)
+        self.attempt_time = bind(ATTEMPTS.c.end_time)
+        self.attempt_json = bind(ATTEMPTS.c.error)
+
+    def record(self, raw: Sequence[Any]) -> Any:
+        return OperationRecord._make(
+            value if process is None or value is None else process(value)
+            for value, process in zip(raw, self.result, strict=True)
+        )
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+# -- PostgreSQL -----------------------------------------------------------
+
+PG_CLAIM = f"""
+WITH due AS MATERIALIZED (
+  SELECT id FROM operations
+   WHERE state = '{QUEUED}' AND run_after <= $1 AND job_type = ANY($2::text[])
+   ORDER BY priority DESC, run_after, create_time
+   LIMIT $3
+   FOR UPDATE SKIP LOCKED),
+claimed AS (
+  UPDATE operations SET state = '{RUNNING}', attempt = attempt + 1,
+         lease_owner = $4, lease_token = $5, lease_expires_at = $6,
+         start_time = coalesce(start_time, $1), update_time = $1, version = version + 1
+   WHERE id IN (SELECT id FROM due) AND state = '{QUEUED}'
+  RETURNING {_NAMES}),
+opened AS (
+  INSERT INTO attempts (operation_id, number, worker_id, lease_token, start_time, outcome)
+  SELECT id, attempt, $4, $5, $1, '{RUNNING}' FROM claimed)
+SELECT {_NAMES} FROM claimed
+"""
+
+PG_FINISH = f"""
+WITH i AS (
+  SELECT * FROM unnest(
+    $1::text[], $2::text[], $3::timestamptz[], $4::text[],
+    $5::bool[], $6::timestamptz[], $7::timestamptz[], $8::text[],
+    $9::bool[], $10::text[], $11::bytea[],
+    $12::bool[], $13::bigint[], $14::bigint[], $15::text[],
+    $16::bool[], $17::text[], $18::bool[], $19::timestamptz[], $20::bool[],
+    $21::text[], $22::text[], $23::text[])
+  AS i(id, token, now, state,
+       ends, end_time, expire_time, error,
+       has_result, result_type, result_value,
+       has_progress, p_completed, p_total, p_stage,
+       has_last_error, last_error, has_run_after, run_after, releases,
+       outcome, a_error, a_internal)),
+done AS (
+  UPDATE operations o SET
+    state = i.state,
+    end_time = CASE WHEN i.ends THEN i.end_time ELSE o.end_time END,
+    expire_time = CASE WHEN i.ends THEN i.expire_time ELSE o.expire_time END,
+    error = CASE WHEN i.ends THEN i.error::json ELSE o.error END,
+    result_type = CASE WHEN i.has_result THEN i.result_type ELSE o.result_type END,
+    result_value = CASE WHEN i.has_result THEN i.result_value ELSE o.result_value END,
+    progress_completed = CASE WHEN i.has_progress THEN i.p_completed ELSE o.progress_completed END,
+    progress_total = CASE WHEN i.has_progress THEN i.p_total ELSE o.progress_total END,
+    progress_stage = CASE WHEN i.has_progress THEN i.p_stage ELSE o.progress_stage END,
+    last_attempt_error = CASE WHEN i.has_last_error THEN i.last_error::json
+                              ELSE o.last_attempt_error END,
+    run_after = CASE WHEN i.has_run_after THEN i.run_after ELSE o.run_after END,
+    attempt = o.attempt - CASE WHEN i.releases THEN 1 ELSE 0 END,
+    lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+    update_time = i.now, version = o.version + 1
+  FROM i
+  WHERE o.id = i.id AND o.lease_token = i.token AND o.state = '{RUNNING}'
+  RETURNING {", ".join(f"o.{c.name}" for c in _COLUMNS)}),
+closed AS (
+  UPDATE attempts a SET end_time = i.now, outcome = i.outcome,
+         error = i.a_error::json, internal_error = i.a_internal
+    FROM done JOIN i ON i.id = done.id
+   WHERE a.operation_id = i.id AND a.lease_token = i.token)
+SELECT * FROM done
+"""
+
+
+class _Postgres:
+    def __init__(self, dialect: Dialect) -> None:
+        self._p = _Processors(dialect)
+
+    async def claim(
+        self,
+        conn: AsyncConnection,
+        *,
+        now: datetime,
+        expires: datetime,
+        limit: int,
+        job_types: Sequence[str],
+        worker: str,
+        token: str,
+    ) -> list[Any]:
+        time = self._p.time
+        args = (time(now), list(job_types), limit, worker, token, time(expires))
+        raws = await _asyncpg_fetch(conn, PG_CLAIM, args)
+        return [self._p.record(raw) for raw in raws]
+
+    async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
+        time, js, ajs = self._p.time, self._p.json, self._p.attempt_json
+        args = (
+            [w.op_id for w in writes],
+            [w.token for w in writes],
+            [time(w.now) for w in writes],
+            [w.state for w in writes],
+            [w.ends for w in writes],
+            [time(w.end_time) if w.ends else None for w in writes],
+            [time(w.expire_time) if w.ends else None for w in writes],
+            [js(w.error) if w.ends else None for w in writes],
+            [w.has_result for w in writes],
+            [w.result_type for w in writes],
+            [w.result_value for w in writes],
+            [w.has_progress for w in writes],
+            [w.progress[0] for w in writes],
+            [w.progress[1] for w in writes],
+            [w.progress[2] for w in writes],
+            [w.has_last_error for w in writes],
+            [js(w.last_attempt_error) if w.has_last_error else None for w in writes],
+            [w.has_run_after for w in writes],
+            [time(w.run_after) if w.has_run_after else None for w in writes],
+            [w.releases for w in writes],
+            [w.outcome for w in writes],
+            [ajs(w.attempt_error) for w in writes],
+            [w.internal_error for w in writes],
+        )
+        raws = await _asyncpg_fetch(conn, PG_FINISH, args)
+        records = [self._p.record(raw) for raw in raws]
+        return {r.id: r for r in records}
+
+
+async def _asyncpg_fetch(conn: AsyncConnection, sql: str, args: Sequence[Any]) -> list[Any]:
+    """One statement on the transaction's asyncpg connection (prepared once
+    per connection by asyncpg's statement cache)."""
+    raw = await conn.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    try:
+        # SQLAlchemy's adapter begins its transaction with the first statement.
+        if adapted._transaction is None:
+            await adapted._start_transaction()
+        return list(await adapted._connection.fetch(sql, *args))
+    except Exception as error:
+        try:
+            adapted._handle_exception(error)  # raises the adapter's DBAPI error
+        except Exception as translated:
+            await _failed(conn, sql, args, translated, adapted.dbapi.Error, adapted)
+        raise
+
+
+async def _failed(
+    conn: AsyncConnection,
+    sql: str,
+    args: Sequence[Any],
+    error: BaseException,
+    dbapi_error: type[Exception],
+    dbapi_connection: Any,
+) -> None:
+    """Raise `error` as SQLAlchemy would have: wrapped as its DBAPIError, and
+    the connection invalidated when it is broken (so that the pool replaces
+    it, as SQLAlchemy does for the statements it runs itself)."""
+    is_driver_error = isinstance(error, dbapi_error)
+    if is_driver_error:
+        broken = conn.dialect.is_disconnect(error, dbapi_connection, None)  # type: ignore[arg-type]
+    else:  # not from the database (a socket error, a closed connection)
+        broken = not isinstance(error, OverflowError)
+    if broken:
+        await conn.invalidate(error if isinstance(error, Exception) else None)
+    if not is_driver_error:
+        raise error
+    assert isinstance(error, Exception)
+    raise exc.DBAPIError.instance(
+        sql, list(args), error, dbapi_error, connection_invalidated=broken
+    ) from error
+
+
+# -- SQLite ----------------------------------------------------------------
+
+_SQLITE_ATTEMPT = (
+    "INSERT INTO attempts (operation_id, number, worker_id, lease_token, start_time, outcome) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_SQLITE_FINISH = f"""
+UPDATE operations SET
+  state = ?,
+  end_time = CASE WHEN ? THEN ? ELSE end_time END,
+  expire_time = CASE WHEN ? THEN ? ELSE expire_time END,
+  error = CASE WHEN ? THEN ? ELSE error END,
+  result_type = CASE WHEN ? THEN ? ELSE result_type END,
+  result_value = CASE WHEN ? THEN ? ELSE result_value END,
+  progress_completed = CASE WHEN ? THEN ? ELSE progress_completed END,
+  progress_total = CASE WHEN ? THEN ? ELSE progress_total END,
+  progress_stage = CASE WHEN ? THEN ? ELSE progress_stage END,
+  last_attempt_error = CASE WHEN ? THEN ? ELSE last_attempt_error END,
+  run_after = CASE WHEN ? THEN ? ELSE run_after END,
+  attempt = attempt - ?,
+  lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL,
+  update_time = ?, version = version + 1
+WHERE id = ? AND lease_token = ? AND state = '{RUNNING}'
+RETURNING {_NAMES}
+"""
+_SQLITE_CLOSE = (
+    "UPDATE attempts SET end_time = ?, outcome = ?, error = ?, internal_error = ? "
+    "WHERE operation_id = ? AND lease_token = ?"
+)
+
+
+def _sqlite_claim_sql(types: int) -> str:
+    marks = ", ".join("?" * types)
+    return f"""
+UPDATE operations SET state = '{RUNNING}', attempt = attempt + 1,
+       lease_owner = ?, lease_token = ?, lease_expires_at = ?,
+       start_time = coalesce(start_time, ?), update_time = ?, version = version + 1
+ WHERE id IN (
+   SELECT id FROM operations
+    WHERE state = '{QUEUED}' AND run_after <= ? AND job_type IN ({marks})
+    ORDER BY priority DESC, run_after, create_time
+    LIMIT ?)
+   AND state = '{QUEUED}'
+RETURNING {_NAMES}
+"""
+
+
+class _Sqlite:
+    def __init__(self, dialect: Dialect) -> None:
+        self._p = _Processors(dialect)
+        self._claims: dict[int, str] = {}
+        self._attempt_index = [c.name for c in _COLUMNS].index("attempt")
+
+    async def claim(
+        self,
+        conn: AsyncConnection,
+        *,
+        now: datetime,
+        expires: datetime,
+        limit: int,
+        job_types: Sequence[str],
+        worker: str,
+        token: str,
+    ) -> list[Any]:
+        sql = self._claims.get(len(job_types))
+        if sql is None:
+            sql = self._claims.setdefault(len(job_types), _sqlite_claim_sql(len(job_types)))
+        at = self._p.time(now)
+        args = (worker, token, self._p.time(expires), at, at, at, *job_types, limit)
+        started = self._p.attempt_time(now)
+        number = self._attempt_index
+
+        def run(db: sqlite3.Connection) -> list[Any]:
+            raws = db.execute(sql, args).fetchall()
+            db.executemany(
+                _SQLITE_ATTEMPT,
+                [(r[0], r[number], worker, token, started, RUNNING) for r in raws],
+            )
+            return raws
+
+        raws = await _in_sqlite_thread(conn, sql, run)
+        return [self._p.record(raw) for raw in raws]
+
+    async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
+        time, js, ajs = self._p.time, self._p.json, self._p.attempt_json
+        updates = []
+        closes = []
+        for w in writes:
+            completed, total, stage = w.progress
+            updates.append(
+                (
+                    w.state,
+                    w.ends, time(w.end_time) if w.ends else None,
+                    w.ends, time(w.expire_time) if w.ends else None,
+                    w.ends, js(w.error) if w.ends else None,
+                    w.has_result, w.result_type,
+                    w.has_result, w.result_value,
+                    w.has_progress, completed,
+                    w.has_progress, total,
+                    w.has_progress, stage,
+                    w.has_last_error, js(w.last_attempt_error) if w.has_last_error else None,
+                    w.has_run_after, time(w.run_after) if w.has_run_after else None,
+                    1 if w.releases else 0,
+                    time(w.now),
+                    w.op_id, w.token,
+                )
+            )  # fmt: skip
+            closes.append(
+                (
+                    self._p.attempt_time(w.now),
+                    w.outcome,
+                    ajs(w.attempt_error),
+                    w.internal_error,
+                    w.op_id,
+                    w.token,
+                )
+            )
+
+        def run(db: sqlite3.Connection) -> list[Any]:
+            written = []
+            held = []
+            for update, close in zip(updates, closes, strict=True):
+                raw = db.execute(_SQLITE_FINISH, update).fetchone()
+                if raw is not None:
+                    written.append(raw)
+                    held.append(close)
+            if held:
+                db.executemany(_SQLITE_CLOSE, held)
+            return written
+
+        raws = await _in_sqlite_thread(conn, _SQLITE_FINISH, run)
+        records = [self._p.record(raw) for raw in raws]
+        return {r.id: r for r in records}
+
+
+async def _in_sqlite_thread(
+    conn: AsyncConnection, sql: str, fn: Callable[[sqlite3.Connection], _R]
+) -> _R:
+    """`fn` on the transaction's sqlite3 connection, in aiosqlite's thread:
+    one hop for all its statements."""
+    raw = await conn.get_raw_connection()
+    aio: Any = raw.driver_connection
+    try:
+        result: _R = await aio._execute(fn, aio._conn)
+    except Exception as error:
+        await _failed(conn, sql, (), error, sqlite3.Error, None)
+        raise
+    return result
