@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections import namedtuple
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Select, create_engine, exc
@@ -27,13 +26,17 @@ from lrod.store.dialect import (
     sync_url,
     url_problem,
 )
+from lrod.store.direct_reads import AsyncpgReader
 from lrod.store.pg_notify import NotificationListener
+from lrod.store.prepared import PreparedRead, prepare
 from lrod.store.protocol import ChangeFeed, ChangeListener
 from lrod.store.sqlite_watch import SqliteChangeWatcher
 
 __all__ = [
+    "AsyncpgReader",
     "Database",
     "InlineReader",
+    "PreparedRead",
     "async_url",
     "configure_sqlite_connection",
     "open_database",
@@ -66,6 +69,8 @@ class Database:
     read_threads: ThreadPoolExecutor | None = field(default=None, compare=False)
     # SQLite: reads that cannot block, on the loop's thread.
     inline: InlineReader | None = field(default=None, compare=False)
+    # PostgreSQL: single-statement reads on raw asyncpg (direct_reads.py).
+    direct: AsyncpgReader | None = field(default=None, compare=False)
 
     @property
     def dialect(self) -> str:
@@ -110,6 +115,8 @@ class Database:
             self.read_threads.shutdown(wait=False)
         if self.inline is not None:
             self.inline.close()
+        if self.direct is not None:
+            await self.direct.close()
 
 
 def _read_with(engine: Engine, fn: Callable[[Connection], _T]) -> _T:
@@ -121,6 +128,12 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
     target = async_url(url)
     if _dialect.is_sqlite(target):
         return _sqlite(target)
+    server_settings = {
+        # A process frozen inside a transaction (SIGSTOP, a VM pause) would
+        # hold its row locks, and SKIP LOCKED would skip its job forever:
+        # the server ends such a session instead, so rescue can proceed.
+        "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
+    }
     engine = create_async_engine(
         target,
         pool_size=pool_size,
@@ -128,17 +141,14 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
         # No pre-ping (a round trip per checkout): a connection broken by a
         # restart fails once, is translated to UNAVAILABLE, and SQLAlchemy
         # then discards the whole pool's idle connections.
-        connect_args={
-            "server_settings": {
-                # A process frozen inside a transaction (SIGSTOP, a VM pause) would
-                # hold its row locks, and SKIP LOCKED would skip its job forever:
-                # the server ends such a session instead, so rescue can proceed.
-                "idle_in_transaction_session_timeout": str(IDLE_IN_TRANSACTION_MS),
-            }
-        },
+        connect_args={"server_settings": server_settings},
     )
     # Reads are single statements: autocommit spares them BEGIN and ROLLBACK.
-    return Database(target, engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
+    # The hottest ones (GetOperation) skip SQLAlchemy's execution altogether.
+    direct = AsyncpgReader(_dialect.libpq_dsn(target), pool_size, server_settings)
+    return Database(
+        target, engine, engine.execution_options(isolation_level="AUTOCOMMIT"), direct=direct
+    )
 
 
 def _sqlite(target: URL) -> Database:
@@ -175,16 +185,12 @@ class InlineReader:
         self._trace: Callable[[str], None] | None = None
 
     def prepare(self, statement: Select[Any]) -> PreparedRead:
-        compiled = statement.compile(dialect=self._dialect)
-        columns = list(statement.selected_columns)
-        keys = tuple(str(c.key) for c in columns)
-        return PreparedRead(
-            sql=str(compiled),
-            binds=tuple(compiled.positiontup or ()),
-            row=namedtuple("Row", keys),
+        read = prepare(statement, self._dialect)
+        return replace(
+            read,
             processors=tuple(
-                c.type.dialect_impl(self._dialect).result_processor(self._dialect, None)
-                for c in columns
+                t.dialect_impl(self._dialect).result_processor(self._dialect, None)
+                for t in read.types
             ),
         )
 
@@ -221,11 +227,3 @@ class InlineReader:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-
-
-@dataclass(frozen=True)
-class PreparedRead:
-    sql: str
-    binds: tuple[str, ...]
-    row: Any
-    processors: tuple[Callable[[Any], Any] | None, ...]

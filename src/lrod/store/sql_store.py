@@ -69,13 +69,14 @@ from lrod.store.protocol import (
     Usage,
     WorkerRecord,
 )
-from lrod.store.rows import error_from_json, error_to_json, to_operation
+from lrod.store.rows import error_from_json, error_to_json, to_delivery, to_operation
 from lrod.store.statements import (
     ATTEMPTS,
     CANCELLED_ERROR,
     EXPIRED,
     GET_ANY_OPERATION,
     GET_ANY_TOMBSTONE,
+    GET_DELIVERY,
     GET_OPERATION,
     GET_TOMBSTONE,
     OPS,
@@ -173,9 +174,20 @@ class SqlStore:
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
             self._create_batch, shared=_database_down
         )
-        if database.inline is not None:
-            self._get_inline = database.inline.prepare(GET_OPERATION)
-            self._tombstone_inline = database.inline.prepare(GET_TOMBSTONE)
+        # GetOperation's statements, compiled once for the reader that runs
+        # them on the driver (SQLite inline, PostgreSQL on asyncpg): by
+        # scope (an owner's, an admin's), the row, its tombstone, and a done
+        # row's webhook delivery.
+        reader = database.inline or database.direct
+        if reader is not None:
+            self._get_prepared = {
+                scoped: (
+                    reader.prepare(GET_OPERATION if scoped else GET_ANY_OPERATION),
+                    reader.prepare(GET_TOMBSTONE if scoped else GET_ANY_TOMBSTONE),
+                )
+                for scoped in (True, False)
+            }
+            self._delivery_prepared = reader.prepare(GET_DELIVERY)
         # Tells this process's notifications from others' (PostgreSQL).
         self.origin = secrets.token_hex(8)
         self._notify = database.notifies
@@ -295,17 +307,35 @@ class SqlStore:
     async def get(self, op_id: str, owner: str | None, now: datetime) -> Operation:
         params = {"id": op_id, "owner": owner} if owner is not None else {"id": op_id}
         inline = self._db.inline
-        if inline is not None and owner is not None:
-            # An owner's primary-key read on SQLite: on this thread, with
-            # nothing to cancel half-way, so no task and no shield either.
+        if inline is not None:
+            get_row, get_tombstone = self._get_prepared[owner is not None]
+            # A primary-key read on SQLite, on this thread, with nothing to
+            # cancel half-way: no task, no shield.
             with translated_errors():
-                row = inline.first(self._get_inline, params)
+                row = inline.first(get_row, params)
                 if row is None:
-                    found = inline.first(self._tombstone_inline, params) is not None
-                    return _found(found, op_id, now)
-            if row.notify_url is None or not State(row.state).terminal:
-                return _found((row, None), op_id, now)
-            # A done operation with a webhook: its delivery is read with it.
+                    return _found(inline.first(get_tombstone, params) is not None, op_id, now)
+                delivery = None
+                if row.notify_url is not None and State(row.state).terminal:
+                    found = inline.first(self._delivery_prepared, params)
+                    delivery = None if found is None else to_delivery(found)
+            return _found((row, delivery), op_id, now)
+        direct = self._db.direct
+        if direct is not None:
+            get_row, get_tombstone = self._get_prepared[owner is not None]
+            # PostgreSQL on raw asyncpg. A read left half-way by a caller
+            # that hangs up leaves nothing to undo (direct_reads.py): no task,
+            # no shield either.
+            with translated_errors():
+                row = await direct.first(get_row, params)
+                if row is None:
+                    found = await direct.first(get_tombstone, params)
+                    return _found(found is not None, op_id, now)
+                delivery = None
+                if row.notify_url is not None and State(row.state).terminal:
+                    found = await direct.first(self._delivery_prepared, params)
+                    delivery = None if found is None else to_delivery(found)
+            return _found((row, delivery), op_id, now)
         return _found(await self._get_read(params, op_id), op_id, now)
 
     @_shielded

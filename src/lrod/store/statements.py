@@ -162,6 +162,8 @@ GET_TOMBSTONE = select(EXPIRED.c.id).where(
 # An admin's reads: any owner.
 GET_ANY_OPERATION = select(OPS).where(T.id == bindparam("id"))
 GET_ANY_TOMBSTONE = select(EXPIRED.c.id).where(EXPIRED.c.id == bindparam("id"))
+# A done operation's webhook delivery, read with it.
+GET_DELIVERY = select(DELIVERIES).where(DELIVERIES.c.operation_id == bindparam("id"))
 
 
 def not_found(op_id: str) -> NotFound:
