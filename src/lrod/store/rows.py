@@ -64,39 +64,62 @@ def new_row(job: NewJob, fingerprint: str) -> dict[str, Any]:
     }
 
 
+# Every read, claim and create converts rows: the frozen dataclasses are built
+# by filling their __dict__ (what their __init__ does, one object.__setattr__
+# per field, at several times the cost). They have no __post_init__, and
+# tests/unit/test_rows.py checks that every field is filled.
+_STATES = {state.value: state for state in State}
+_new = object.__new__
+
+
+def _payload(type_url: str, value: Any) -> Payload:
+    payload = _new(Payload)
+    payload.__dict__.update(type_url=type_url, value=bytes(value))
+    return payload
+
+
 def to_operation(row: Any) -> Operation:
-    result = None
-    if row.result_type is not None:
-        result = Payload(row.result_type, bytes(row.result_value or b""))
-    return Operation(
+    progress = _new(Progress)
+    progress.__dict__.update(
+        completed=row.progress_completed, total=row.progress_total, stage=row.progress_stage
+    )
+    result_type = row.result_type
+    error = row.error
+    last_error = row.last_attempt_error
+    timeout = row.timeout_seconds
+    labels = row.labels
+    op = _new(Operation)
+    op.__dict__.update(
         id=row.id,
         owner=row.owner,
         job_type=row.job_type,
-        state=State(row.state),
-        input=Payload(row.input_type, bytes(row.input_value)),
+        state=_STATES[row.state],
+        input=_payload(row.input_type, row.input_value),
         create_time=row.create_time,
         update_time=row.update_time,
         run_after=row.run_after,
         priority=row.priority,
-        labels=dict(row.labels or {}),
+        labels=dict(labels) if labels else {},
         attempt=row.attempt,
         max_attempts=row.max_attempts,
         start_time=row.start_time,
         end_time=row.end_time,
         expire_time=row.expire_time,
         cancel_requested=bool(row.cancel_requested),
-        progress=Progress(row.progress_completed, row.progress_total, row.progress_stage),
-        result=result,
-        error=error_from_json(row.error),
-        last_attempt_error=error_from_json(row.last_attempt_error),
-        timeout=timedelta(seconds=row.timeout_seconds) if row.timeout_seconds is not None else None,
+        progress=progress,
+        result=None if result_type is None else _payload(result_type, row.result_value or b""),
+        error=None if error is None else error_from_json(error),
+        last_attempt_error=None if last_error is None else error_from_json(last_error),
+        timeout=None if timeout is None else timedelta(seconds=timeout),
         request_id=row.request_id,
         dedupe_key=row.dedupe_key,
         lease_owner=row.lease_owner,
         lease_expires_at=row.lease_expires_at,
         version=row.version,
         notify_url=row.notify_url,
+        delivery=None,
     )
+    return op
 
 
 def to_delivery(row: Any) -> Delivery:
