@@ -96,7 +96,8 @@ async def test_wait_wakes_on_the_change_without_polling(
         if "operations.owner =" in statement:
             reads.append(time.monotonic())
 
-    inline = service.store._db.inline  # SQLite's primary-key reads bypass the engine
+    # GetOperation's reads bypass the engine (SQLite inline, asyncpg directly).
+    inline = service.store._db.inline or service.store._db.direct
     event.listen(engine, "before_cursor_execute", count)
     if inline is not None:
         inline.trace(lambda statement: count(None, None, statement))

@@ -63,6 +63,12 @@ class AsyncpgReader:
         self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
         self._shapes: dict[str, _Processed] = {}
         self._closed = False
+        self._trace: Callable[[str], None] | None = None
+
+    def trace(self, callback: Callable[[str], None] | None) -> None:
+        """Call `callback` with each statement's SQL before it runs (None:
+        stop). What the read engine's events are to the other reads."""
+        self._trace = callback
 
     def prepare(self, statement: Select[Any]) -> PreparedRead:
         return prepare(statement, self._dialect)
@@ -70,6 +76,8 @@ class AsyncpgReader:
     async def first(self, read: PreparedRead, params: Mapping[str, Any]) -> Any:
         """The first row of `read` (None if none), processed."""
         args = [params[name] for name in read.binds]
+        if self._trace is not None:
+            self._trace(read.sql)
         try:
             conn = await self._take()
         except Exception as error:
