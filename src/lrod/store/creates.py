@@ -1,11 +1,16 @@
 """Creating operations inside a write transaction: a repeat of a stored
 request_id or active dedupe key returns what is there; the rest go in with one
-cached multi-row INSERT ... RETURNING. `create_all` is BatchSubmit's: all of
-them or none."""
+cached INSERT, executed once for all their rows. `create_all` is
+BatchSubmit's: all of them or none.
+
+A new operation's answer is built from the job itself (`created`): every
+column of its row is known before the insert (the store sets nothing the
+job does not give), so nothing is read back or converted from a row."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select
@@ -16,12 +21,86 @@ from lrod.domain.operation import Operation
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.changes import Changes
-from lrod.store.rows import new_row, to_operation
-from lrod.store.statements import INSERT_OPERATIONS, LABELS, OPS, T
+from lrod.store.rows import to_operation
+from lrod.store.statements import LABELS, OPS, T
 
 STORED_REQUEST_IDS = select(OPS).where(
     T.owner == bindparam("owner"), T.request_id.in_(bindparam("ids", expanding=True))
 )
+STORED_REQUEST_ID = select(OPS).where(
+    T.owner == bindparam("owner"), T.request_id == bindparam("request_id")
+)
+ACTIVE_DEDUPE_KEY = select(OPS).where(
+    T.owner == bindparam("owner"),
+    T.job_type == bindparam("job_type"),
+    T.dedupe_key == bindparam("dedupe_key"),
+    T.state.in_([State.QUEUED.value, State.RUNNING.value]),
+)
+# Without RETURNING: one statement text, executed for every row at once
+# (the driver's executemany: one prepared statement on asyncpg, sqlite3's
+# own loop on SQLite), whatever the number of rows.
+INSERT_NEW = insert(OPS)
+INSERT_LABELS = insert(LABELS)
+_QUEUED = State.QUEUED.value
+
+
+def new_row(job: NewJob, fingerprint: str) -> dict[str, Any]:
+    """The row of a new operation: every column the store sets on create
+    (the others start NULL). `created` is the same row as an Operation."""
+    timeout = job.timeout
+    return {
+        "id": job.id,
+        "owner": job.owner,
+        "job_type": job.job_type,
+        "state": _QUEUED,
+        "priority": job.priority,
+        "input_type": job.input.type_url,
+        "input_value": job.input.value,
+        "labels": dict(job.labels),
+        "request_id": job.request_id,
+        "request_fingerprint": fingerprint if job.request_id else None,
+        "dedupe_key": job.dedupe_key,
+        "attempt": 0,
+        "max_attempts": job.max_attempts,
+        "timeout_seconds": timeout.total_seconds() if timeout is not None else None,
+        "create_time": job.create_time,
+        "update_time": job.create_time,
+        "run_after": job.run_after,
+        "cancel_requested": False,
+        "progress_completed": 0,
+        "progress_total": 0,
+        "progress_stage": "",
+        "version": 1,
+        "notify_url": job.notify_url,
+    }
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
+
+
+def created(job: NewJob) -> Operation:
+    """The operation `new_row(job)` stores, as a read of that row returns it
+    (times in UTC, the timeout as its stored seconds)."""
+    timeout = job.timeout
+    create_time = _utc(job.create_time)
+    return Operation(
+        id=job.id,
+        owner=job.owner,
+        job_type=job.job_type,
+        state=State.QUEUED,
+        input=job.input,
+        create_time=create_time,
+        update_time=create_time,
+        run_after=_utc(job.run_after),
+        priority=job.priority,
+        labels=job.labels,
+        max_attempts=job.max_attempts,
+        timeout=timedelta(seconds=timeout.total_seconds()) if timeout is not None else None,
+        request_id=job.request_id,
+        dedupe_key=job.dedupe_key,
+        notify_url=job.notify_url,
+    )
 
 
 async def create_many(
@@ -30,8 +109,9 @@ async def create_many(
     """The request_ids of the batch are looked up in one SELECT: a stored one
     returns what is there (or is refused, if its request differs), a repeat
     inside the batch returns its first. Jobs with a dedupe key are checked
-    and inserted one at a time. The rest cannot conflict and go in with one
-    cached multi-row INSERT."""
+    and inserted one at a time. The rest cannot conflict (within this
+    transaction; a concurrent writer's conflict raises IntegrityError for
+    the caller to handle) and go in with one cached INSERT for all rows."""
     results: dict[int, tuple[Operation, bool] | BaseException] = {}
     stored = await _stored_request_ids(conn, items)
     fresh: dict[str, int] = {}
@@ -53,22 +133,19 @@ async def create_many(
             first_of[key] = index
         fresh[job.id] = index
     if fresh:
-        # executemany with RETURNING: SQLAlchemy batches it into multi-row
-        # INSERTs ("insertmanyvalues") from one cached statement.
-        rows = (
-            await conn.execute(INSERT_OPERATIONS, [new_row(*items[i]) for i in fresh.values()])
-        ).all()
-        for row in rows:
-            results[fresh[row.id]] = (to_operation(row), True)
+        new = [items[i] for i in fresh.values()]
+        await conn.execute(INSERT_NEW, [new_row(job, fingerprint) for job, fingerprint in new])
+        for index, (job, _) in zip(fresh.values(), new, strict=True):
+            results[index] = (created(job), True)
         labels = [
             {"operation_id": job.id, "key": k, "value": v}
-            for job, _ in (items[i] for i in fresh.values())
+            for job, _ in new
             for k, v in job.labels.items()
         ]
         if labels:
-            await conn.execute(insert(LABELS), labels)
+            await conn.execute(INSERT_LABELS, labels)
         changes.operations.update(fresh)
-        due = min(items[i][0].run_after for i in fresh.values())
+        due = min(job.run_after for job, _ in new)
         if changes.work_due is not None:
             due = min(due, changes.work_due)
         changes.work, changes.work_due = True, due
@@ -121,23 +198,23 @@ async def create_one(
         return refused
     if existing is not None:
         return existing, False
-    row = (await conn.execute(INSERT_OPERATIONS, [new_row(job, fingerprint)])).one()
+    await conn.execute(INSERT_NEW, [new_row(job, fingerprint)])
     if job.labels:
         await conn.execute(
-            insert(LABELS),
+            INSERT_LABELS,
             [{"operation_id": job.id, "key": k, "value": v} for k, v in job.labels.items()],
         )
     changes.operations.add(job.id)
     due = job.run_after if changes.work_due is None else min(changes.work_due, job.run_after)
     changes.work, changes.work_due = True, due
-    return to_operation(row), True
+    return created(job), True
 
 
 async def duplicate_of(conn: AsyncConnection, job: NewJob, fingerprint: str) -> Operation | None:
     if job.request_id:
         row = (
             await conn.execute(
-                select(OPS).where(T.owner == job.owner, T.request_id == job.request_id)
+                STORED_REQUEST_ID, {"owner": job.owner, "request_id": job.request_id}
             )
         ).first()
         if row is not None:
@@ -147,12 +224,8 @@ async def duplicate_of(conn: AsyncConnection, job: NewJob, fingerprint: str) -> 
     if job.dedupe_key:
         row = (
             await conn.execute(
-                select(OPS).where(
-                    T.owner == job.owner,
-                    T.job_type == job.job_type,
-                    T.dedupe_key == job.dedupe_key,
-                    T.state.in_([State.QUEUED.value, State.RUNNING.value]),
-                )
+                ACTIVE_DEDUPE_KEY,
+                {"owner": job.owner, "job_type": job.job_type, "dedupe_key": job.dedupe_key},
             )
         ).first()
         if row is not None:

@@ -251,10 +251,11 @@ class SqlStore:
                     log.exception("a transition subscriber failed")
 
     # -- the API side -----------------------------------------------------
-    @_shielded
     async def create(self, job: NewJob, fingerprint: str) -> tuple[Operation, bool]:
         """Concurrent creates share a transaction (group commit): one commit
-        acknowledges them all, and each is durable before its caller returns."""
+        acknowledges them all, and each is durable before its caller returns.
+        Not `_shielded`: the group commit's own task runs the transaction, so
+        a caller that leaves cannot cut it short (and `close` waits for it)."""
         return await self._creates.submit((job, fingerprint))
 
     async def _create_batch(
@@ -882,4 +883,5 @@ class SqlStore:
     async def close(self) -> None:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=5)
+        await asyncio.wait_for(self._creates.wait_idle(), timeout=5)
         await self._db.dispose()
