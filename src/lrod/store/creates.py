@@ -1,6 +1,6 @@
 """Creating operations inside a write transaction: a repeat of a stored
 request_id or active dedupe key returns what is there; the rest go in with one
-cached INSERT, executed once for all their rows. `create_all` is
+constant INSERT for all their rows (create_sql.py). `create_all` is
 BatchSubmit's: all of them or none.
 
 A new operation's answer is built from the job itself (`created`): every
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lrod.domain.errors import AlreadyExists, LrodError
@@ -21,8 +21,9 @@ from lrod.domain.operation import Operation
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.changes import Changes
+from lrod.store.create_sql import CreateSql
 from lrod.store.rows import to_operation
-from lrod.store.statements import LABELS, OPS, T
+from lrod.store.statements import OPS, T
 
 STORED_REQUEST_IDS = select(OPS).where(
     T.owner == bindparam("owner"), T.request_id.in_(bindparam("ids", expanding=True))
@@ -36,43 +37,6 @@ ACTIVE_DEDUPE_KEY = select(OPS).where(
     T.dedupe_key == bindparam("dedupe_key"),
     T.state.in_([State.QUEUED.value, State.RUNNING.value]),
 )
-# Without RETURNING: one statement text, executed for every row at once
-# (the driver's executemany: one prepared statement on asyncpg, sqlite3's
-# own loop on SQLite), whatever the number of rows.
-INSERT_NEW = insert(OPS)
-INSERT_LABELS = insert(LABELS)
-_QUEUED = State.QUEUED.value
-
-
-def new_row(job: NewJob, fingerprint: str) -> dict[str, Any]:
-    """The row of a new operation: every column the store sets on create
-    (the others start NULL). `created` is the same row as an Operation."""
-    timeout = job.timeout
-    return {
-        "id": job.id,
-        "owner": job.owner,
-        "job_type": job.job_type,
-        "state": _QUEUED,
-        "priority": job.priority,
-        "input_type": job.input.type_url,
-        "input_value": job.input.value,
-        "labels": dict(job.labels),
-        "request_id": job.request_id,
-        "request_fingerprint": fingerprint if job.request_id else None,
-        "dedupe_key": job.dedupe_key,
-        "attempt": 0,
-        "max_attempts": job.max_attempts,
-        "timeout_seconds": timeout.total_seconds() if timeout is not None else None,
-        "create_time": job.create_time,
-        "update_time": job.create_time,
-        "run_after": job.run_after,
-        "cancel_requested": False,
-        "progress_completed": 0,
-        "progress_total": 0,
-        "progress_stage": "",
-        "version": 1,
-        "notify_url": job.notify_url,
-    }
 
 
 def _utc(moment: datetime) -> datetime:
@@ -80,8 +44,8 @@ def _utc(moment: datetime) -> datetime:
 
 
 def created(job: NewJob) -> Operation:
-    """The operation `new_row(job)` stores, as a read of that row returns it
-    (times in UTC, the timeout as its stored seconds)."""
+    """The operation the INSERT of `job` stores (create_sql.py), as a read of
+    that row returns it (times in UTC, the timeout as its stored seconds)."""
     timeout = job.timeout
     create_time = _utc(job.create_time)
     return Operation(
@@ -104,14 +68,17 @@ def created(job: NewJob) -> Operation:
 
 
 async def create_many(
-    conn: AsyncConnection, changes: Changes, items: Sequence[tuple[NewJob, str]]
+    conn: AsyncConnection,
+    changes: Changes,
+    items: Sequence[tuple[NewJob, str]],
+    sql: CreateSql,
 ) -> list[tuple[Operation, bool] | BaseException]:
     """The request_ids of the batch are looked up in one SELECT: a stored one
     returns what is there (or is refused, if its request differs), a repeat
     inside the batch returns its first. Jobs with a dedupe key are checked
     and inserted one at a time. The rest cannot conflict (within this
     transaction; a concurrent writer's conflict raises IntegrityError for
-    the caller to handle) and go in with one cached INSERT for all rows."""
+    the caller to handle) and go in with one constant INSERT for all rows."""
     results: dict[int, tuple[Operation, bool] | BaseException] = {}
     stored = await _stored_request_ids(conn, items)
     fresh: dict[str, int] = {}
@@ -119,7 +86,7 @@ async def create_many(
     repeats: list[tuple[int, int]] = []
     for index, (job, fingerprint) in enumerate(items):
         if job.dedupe_key:
-            results[index] = await create_one(conn, changes, job, fingerprint)
+            results[index] = await create_one(conn, changes, job, fingerprint, sql)
             continue
         if job.request_id:
             key = (job.owner, job.request_id)
@@ -134,16 +101,9 @@ async def create_many(
         fresh[job.id] = index
     if fresh:
         new = [items[i] for i in fresh.values()]
-        await conn.execute(INSERT_NEW, [new_row(job, fingerprint) for job, fingerprint in new])
+        await sql.insert(conn, new)
         for index, (job, _) in zip(fresh.values(), new, strict=True):
             results[index] = (created(job), True)
-        labels = [
-            {"operation_id": job.id, "key": k, "value": v}
-            for job, _ in new
-            for k, v in job.labels.items()
-        ]
-        if labels:
-            await conn.execute(INSERT_LABELS, labels)
         changes.operations.update(fresh)
         due = min(job.run_after for job, _ in new)
         if changes.work_due is not None:
@@ -190,7 +150,7 @@ def _reused(job: NewJob) -> AlreadyExists:
 
 
 async def create_one(
-    conn: AsyncConnection, changes: Changes, job: NewJob, fingerprint: str
+    conn: AsyncConnection, changes: Changes, job: NewJob, fingerprint: str, sql: CreateSql
 ) -> tuple[Operation, bool] | BaseException:
     try:
         existing = await duplicate_of(conn, job, fingerprint)
@@ -198,12 +158,7 @@ async def create_one(
         return refused
     if existing is not None:
         return existing, False
-    await conn.execute(INSERT_NEW, [new_row(job, fingerprint)])
-    if job.labels:
-        await conn.execute(
-            INSERT_LABELS,
-            [{"operation_id": job.id, "key": k, "value": v} for k, v in job.labels.items()],
-        )
+    await sql.insert(conn, [(job, fingerprint)])
     changes.operations.add(job.id)
     due = job.run_after if changes.work_due is None else min(changes.work_due, job.run_after)
     changes.work, changes.work_due = True, due

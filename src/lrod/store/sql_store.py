@@ -40,7 +40,7 @@ from lrod.domain.retry import LEASE_EXPIRED, JobPolicy
 from lrod.domain.states import State, check_move
 from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import Delivery, DeliveryState
-from lrod.store import pg_notify, presence, worker_sql
+from lrod.store import create_sql, pg_notify, presence, worker_sql
 from lrod.store.changes import Changes
 from lrod.store.creates import create_many, create_one, refused_member
 from lrod.store.deliveries import (
@@ -193,6 +193,8 @@ class SqlStore:
         self._notify = database.notifies
         # The claim and the finishing writes, at driver level (worker_sql.py).
         self._worker_sql = worker_sql.for_dialect(database.writer.dialect)
+        # Submit's INSERT, at driver level too (create_sql.py).
+        self._create_sql = create_sql.for_dialect(database.writer.dialect)
 
     def subscribe(self, subscriber: TransitionSubscriber) -> None:
         """Be told, after each commit, of the moves through the seam where
@@ -263,7 +265,7 @@ class SqlStore:
     ) -> list[tuple[Operation, bool] | BaseException]:
         try:
             async with self._write() as (conn, changes):
-                return await create_many(conn, changes, items)
+                return await create_many(conn, changes, items, self._create_sql)
         except IntegrityError:
             # A concurrent Submit in another process won an insert (same
             # request_id or dedupe key): redo them one at a time, so that
@@ -280,7 +282,7 @@ class SqlStore:
         for _ in range(3):
             try:
                 async with self._write() as (conn, changes):
-                    results = await create_many(conn, changes, items)
+                    results = await create_many(conn, changes, items, self._create_sql)
                     stored: list[tuple[Operation, bool]] = []
                     for index, result in enumerate(results):
                         if isinstance(result, BaseException):
@@ -298,7 +300,7 @@ class SqlStore:
         for _ in range(3):
             try:
                 async with self._write() as (conn, changes):
-                    return await create_one(conn, changes, job, fingerprint)
+                    return await create_one(conn, changes, job, fingerprint, self._create_sql)
             except IntegrityError:
                 log.debug("create of %s lost a race; reading the winner", job.id)
             except Exception as error:
