@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from lrod.auth import audit
 from lrod.auth.principal import Principal
 from lrod.clock import Clock, utcnow
-from lrod.domain.errors import Unavailable
+from lrod.domain.errors import ResourceExhausted, Unavailable
 from lrod.domain.filters import parse_filter
 from lrod.domain.names import parse_operation_name
 from lrod.domain.operation import Operation
@@ -77,8 +77,19 @@ class OperationManager:
         # Only a request_id is checked against the fingerprint: skip the hash
         # (JSON + SHA-256) on the hot path otherwise.
         fingerprint = job.fingerprint() if job.request_id else ""
-        self.quotas.take_submits(job.owner)
-        reservation = await self.quotas.reserve((job,))
+        try:
+            self.quotas.take_submits(job.owner)
+            reservation = await self.quotas.reserve((job,))
+        except ResourceExhausted:
+            # AIP-155: a retry gets its original operation, even at its limit
+            # (a repeat stores nothing); a reused request_id is still refused.
+            (repeat,) = await self.store.find_repeats([(job, fingerprint)])
+            if repeat is None:
+                raise
+            if isinstance(repeat, BaseException):
+                raise repeat from None
+            self.metrics.submitted(repeat.job_type, False)
+            return repeat
         created = False
         try:
             operation, created = await self.store.create(job, fingerprint)
@@ -91,12 +102,23 @@ class OperationManager:
         """Store all the jobs or none, in one transaction; one operation per
         job, in order. `request_id` makes the whole batch idempotent."""
         self._check_accepting()
-        if jobs:
-            self.quotas.take_submits(jobs[0].owner, len(jobs))
-        reservation = await self.quotas.reserve(jobs)
+        members = batch_members(jobs, request_id)
+        try:
+            if jobs:
+                self.quotas.take_submits(jobs[0].owner, len(jobs))
+            reservation = await self.quotas.reserve(jobs)
+        except ResourceExhausted:
+            # A retried batch whose every member is stored gets them back.
+            repeats = await self.store.find_repeats(members)
+            if not all(isinstance(r, Operation) for r in repeats):
+                raise
+            for repeat in repeats:
+                assert isinstance(repeat, Operation)
+                self.metrics.submitted(repeat.job_type, False)
+            return [r for r in repeats if isinstance(r, Operation)]
         results: Sequence[tuple[Operation, bool]] = ()
         try:
-            results = await self.store.create_all(batch_members(jobs, request_id))
+            results = await self.store.create_all(members)
         finally:
             self.quotas.stored(reservation, sum(created for _, created in results))
         for operation, created in results:

@@ -5,6 +5,7 @@ refused Submit, and what was stored before is all there."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any
 
 import aiohttp
@@ -141,6 +142,43 @@ async def test_active_operations_per_principal_and_a_batch_judged_whole(
         )
         await jobs.Submit(_sleep_request(), metadata=alice.metadata)
         assert len(await _names(ops, alice)) == 3
+
+
+async def test_a_retry_at_the_limit_gets_its_original_operation(
+    start_service: ServiceFactory, principals: Principals
+) -> None:
+    """AIP-155: a Submit retried with its request_id returns the operation it
+    created, even when its principal is at a quota (rate or active
+    operations) that a new Submit would exceed; nothing more is stored, and
+    a reused request_id is still refused as such. A retried BatchSubmit too."""
+    service = await _start(
+        start_service, principals, active_operations=4, submit_rate=0.01, submit_burst=5
+    )
+    alice = principals.alice
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        jobs, ops = _stubs(channel)
+        request = _sleep_request(request_id=str(uuid.uuid4()))
+        original = await jobs.Submit(request, metadata=alice.metadata)
+        batch = job_service_pb2.BatchSubmitRequest(
+            requests=[_sleep_request(), _sleep_request()], request_id=str(uuid.uuid4())
+        )
+        batched = await jobs.BatchSubmit(batch, metadata=alice.metadata)
+        await jobs.Submit(_sleep_request(), metadata=alice.metadata)
+        # 4 active: a new Submit is refused by the active limit...
+        reason, _, _ = await _refused(jobs.Submit(_sleep_request(), metadata=alice.metadata))
+        assert reason == "ACTIVE_OPERATIONS_EXCEEDED"
+        assert await jobs.Submit(request, metadata=alice.metadata) == original
+        assert await jobs.BatchSubmit(batch, metadata=alice.metadata) == batched
+        # ...and, the burst spent, by the rate: the retries still get theirs.
+        reason, _, _ = await _refused(jobs.Submit(_sleep_request(), metadata=alice.metadata))
+        assert reason == "SUBMIT_RATE_EXCEEDED"
+        assert await jobs.Submit(request, metadata=alice.metadata) == original
+        assert await jobs.BatchSubmit(batch, metadata=alice.metadata) == batched
+        reused = _sleep_request(request_id=request.request_id, priority=3)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await jobs.Submit(reused, metadata=alice.metadata)
+        assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert len(await _names(ops, alice)) == 4
 
 
 async def test_server_wide_bounds_on_queued_operations_and_their_input(

@@ -302,6 +302,28 @@ async def test_a_batch_with_one_refused_member_stores_nothing(store: OperationSt
     assert [op.id for op in await store.list(None, parse_filter(""), None, 50, NOW)] == [taken.id]
 
 
+@covers("OperationStore.find_repeats")
+async def test_find_repeats_answers_as_create_would_and_stores_nothing(
+    store: OperationStore,
+) -> None:
+    by_id = await add(store, request_id="r-1")
+    by_key = await add(store, dedupe_key="k-1")
+    again = new_job(request_id="r-1")
+    reused = new_job(request_id="r-1", priority=5)
+    joins = new_job(dedupe_key="k-1")
+    fresh = new_job(request_id="r-2")
+    other_owner = new_job(owner="bob", request_id="r-1")
+    jobs = [again, reused, joins, fresh, other_owner, new_job()]
+    found = await store.find_repeats([(j, j.fingerprint()) for j in jobs])
+    assert found[0] == by_id
+    assert found[2] == by_key
+    assert isinstance(found[1], AlreadyExists)
+    assert found[1].reason == "REQUEST_ID_REUSED"
+    assert found[3:] == [None, None, None]
+    listed = await store.list(None, parse_filter(""), None, 50, NOW)
+    assert sorted(op.id for op in listed) == sorted([by_id.id, by_key.id])
+
+
 # -- reading: owners' scope and the admin's ---------------------------------
 @covers("OperationStore.get", "OperationStore.list")
 async def test_an_owner_sees_only_its_own_and_the_admin_sees_all(store: OperationStore) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lrod.domain.errors import AlreadyExists, LrodError
@@ -186,6 +186,27 @@ async def duplicate_of(conn: AsyncConnection, job: NewJob, fingerprint: str) -> 
         if row is not None:
             return to_operation(row)
     return None
+
+
+def stored_repeats(
+    conn: Connection, items: Sequence[tuple[NewJob, str]]
+) -> list[Operation | BaseException | None]:
+    """As `duplicate_of` for each item, in one read (a synchronous
+    connection), writing nothing."""
+    found: list[Operation | BaseException | None] = []
+    for job, fingerprint in items:
+        row = None
+        if job.request_id:
+            params = {"owner": job.owner, "request_id": job.request_id}
+            row = conn.execute(STORED_REQUEST_ID, params).first()
+            if row is not None and row.request_fingerprint != fingerprint:
+                found.append(_reused(job))
+                continue
+        if row is None and job.dedupe_key:
+            params = {"owner": job.owner, "job_type": job.job_type, "dedupe_key": job.dedupe_key}
+            row = conn.execute(ACTIVE_DEDUPE_KEY, params).first()
+        found.append(None if row is None else to_operation(row))
+    return found
 
 
 def refused_member(index: int, error: BaseException) -> BaseException:

@@ -191,6 +191,16 @@ class OperationStore(Protocol):
         refused member is raised with its index in the error's metadata."""
         ...
 
+    async def find_repeats(
+        self, items: Sequence[tuple[NewJob, str]]
+    ) -> Sequence[Operation | BaseException | None]:
+        """What `create` would answer for each (job, fingerprint) that repeats
+        a stored one, storing nothing: the operation its request_id or active
+        dedupe key names (AlreadyExists for a request_id used for another
+        request), or None where a create would store a new operation. For
+        a Submit refused by a quota: a retry still gets its operation."""
+        ...
+
     # `owner` None: any owner (an admin's reads and cancels).
     async def get(self, op_id: str, owner: str | None, now: datetime) -> Operation: ...
 

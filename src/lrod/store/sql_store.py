@@ -42,7 +42,7 @@ from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import Delivery, DeliveryState
 from lrod.store import create_sql, pg_notify, presence, worker_sql
 from lrod.store.changes import Changes
-from lrod.store.creates import create_many, create_one, refused_member
+from lrod.store.creates import create_many, create_one, refused_member, stored_repeats
 from lrod.store.deliveries import (
     claim_due,
     list_deliveries,
@@ -293,6 +293,13 @@ class SqlStore:
                 # A concurrent Submit won an insert: again, reading the winner.
                 log.debug("a batch of %d lost a race; trying again", len(items))
         raise database_unavailable()
+
+    async def find_repeats(
+        self, items: Sequence[tuple[NewJob, str]]
+    ) -> Sequence[Operation | BaseException | None]:
+        if not any(job.request_id or job.dedupe_key for job, _ in items):
+            return [None] * len(items)
+        return await self._read(functools.partial(stored_repeats, items=items))
 
     async def _create_alone(
         self, job: NewJob, fingerprint: str
