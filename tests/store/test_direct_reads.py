@@ -17,7 +17,7 @@ from lrod.domain.operation import Payload, Progress, PublicError
 from lrod.store.engine import Database, PreparedRead, open_database
 from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
-from lrod.store.statements import GET_ANY_OPERATION, GET_DELIVERY
+from lrod.store.statements import GET_ANY_OPERATION, GET_DELIVERY, GET_OPERATIONS_IN_ARRAY
 from lrod.testing.postgres import ThrowawayCluster
 from tests.store.test_contract import HOOK, KEEP, LEASE, NOW, add, claim_one
 
@@ -74,12 +74,18 @@ async def test_direct_rows_equal_the_sqlalchemy_rows(opened: tuple[Database, Sql
     ids += [failed.operation.id, hooked.operation.id]
 
     read = _prepare(database, GET_ANY_OPERATION)
+    olds = {}
     for op_id in ids:
         params = {"id": op_id}
         old = await database.read(lambda conn, p=params: conn.execute(GET_ANY_OPERATION, p).first())
         new = await _direct(database, read, params)
         assert new._fields == tuple(old._fields)
         assert _typed(new) == _typed(old)
+        olds[op_id] = old
+    if database.direct is not None:  # get_many's one statement for any number of ids
+        many = database.direct.prepare(GET_OPERATIONS_IN_ARRAY)
+        rows = await database.direct.all(many, {"ids": [*ids, "nothing"]})
+        assert sorted(_typed(r) for r in rows) == sorted(_typed(o) for o in olds.values())
     delivery = _prepare(database, GET_DELIVERY)
     params = {"id": hooked.operation.id}
     old = await database.read(lambda conn: conn.execute(GET_DELIVERY, params).first())
@@ -94,6 +100,7 @@ async def test_direct_rows_equal_the_sqlalchemy_rows(opened: tuple[Database, Sql
     for op_id in ids:
         assert await store.get(op_id, "alice", NOW) == listed[op_id]
         assert await store.get(op_id, None, NOW) == listed[op_id]
+    assert await store.get_many([*ids, "nothing"], NOW) == {i: listed[i] for i in ids}
     assert (await store.get(hooked.operation.id, "alice", NOW)).delivery is not None
 
 

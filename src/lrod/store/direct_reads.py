@@ -75,6 +75,24 @@ class AsyncpgReader:
 
     async def first(self, read: PreparedRead, params: Mapping[str, Any]) -> Any:
         """The first row of `read` (None if none), processed."""
+        shape, raws = await self._run(read, params, many=False)
+        return None if not raws else self._processed(shape, raws[0])
+
+    async def all(self, read: PreparedRead, params: Mapping[str, Any]) -> list[Any]:
+        """Every row of `read`, processed."""
+        shape, raws = await self._run(read, params, many=True)
+        return [self._processed(shape, raw) for raw in raws]
+
+    @staticmethod
+    def _processed(shape: _Processed, raw: Any) -> Any:
+        values = list(raw.values())
+        for index, process in shape.processors:
+            values[index] = process(values[index])
+        return shape.row._make(values)
+
+    async def _run(
+        self, read: PreparedRead, params: Mapping[str, Any], *, many: bool
+    ) -> tuple[_Processed, list[Any]]:
         args = [params[name] for name in read.binds]
         if self._trace is not None:
             self._trace(read.sql)
@@ -85,23 +103,20 @@ class AsyncpgReader:
         try:
             shape = self._shapes.get(read.sql)
             if shape is None:
-                shape, raw = await self._first_run(conn, read, args)
-            else:
-                raw = await conn.fetchrow(read.sql, *args)
+                shape, raws = await self._first_run(conn, read, args)
+                return shape, raws if many else raws[:1]
+            if many:
+                return shape, await conn.fetch(read.sql, *args)
+            raw = await conn.fetchrow(read.sql, *args)
+            return shape, [] if raw is None else [raw]
         except Exception as error:
             raise self._translated(read, params, error) from error
         finally:
             self._give(conn)
-        if raw is None:
-            return None
-        values = list(raw.values())
-        for index, process in shape.processors:
-            values[index] = process(values[index])
-        return shape.row._make(values)
 
     async def _first_run(
         self, conn: asyncpg.Connection, read: PreparedRead, args: list[Any]
-    ) -> tuple[_Processed, Any]:
+    ) -> tuple[_Processed, list[Any]]:
         """The statement's first run in this process: its column types as the
         server describes them give the result processors (as SQLAlchemy finds
         them from the cursor's description)."""
@@ -109,7 +124,7 @@ class AsyncpgReader:
             statement = await conn.prepare(read.sql)
             # A prepared statement alone leaves the server's implicit
             # transaction open (asyncpg sends no Sync): run it at once.
-            raw = await statement.fetchrow(*args)
+            raws = await statement.fetch(*args)
         except BaseException:
             # Never pool a connection that may hold that transaction.
             conn.terminate()
@@ -125,7 +140,7 @@ class AsyncpgReader:
                 processors.append((index, process))
         shape = _Processed(read.row, tuple(processors))
         self._shapes[read.sql] = shape
-        return shape, raw
+        return shape, raws
 
     def _translated(self, read: PreparedRead, params: Mapping[str, Any], error: Exception) -> Any:
         """asyncpg's errors as the SQLAlchemy path raises them (its asyncpg

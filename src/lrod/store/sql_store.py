@@ -76,8 +76,10 @@ from lrod.store.statements import (
     EXPIRED,
     GET_ANY_OPERATION,
     GET_ANY_TOMBSTONE,
+    GET_DELIVERIES_IN_ARRAY,
     GET_DELIVERY,
     GET_OPERATION,
+    GET_OPERATIONS_IN_ARRAY,
     GET_TOMBSTONE,
     OPS,
     RENEW_LEASES,
@@ -188,6 +190,12 @@ class SqlStore:
                 for scoped in (True, False)
             }
             self._delivery_prepared = reader.prepare(GET_DELIVERY)
+        if database.direct is not None:
+            # The wake-up read (get_many), any number of ids in one statement.
+            self._many_prepared = (
+                database.direct.prepare(GET_OPERATIONS_IN_ARRAY),
+                database.direct.prepare(GET_DELIVERIES_IN_ARRAY),
+            )
         # Tells this process's notifications from others' (PostgreSQL).
         self.origin = secrets.token_hex(8)
         self._notify = database.notifies
@@ -381,7 +389,20 @@ class SqlStore:
             notified = [r.id for r in rows if r.notify_url is not None and State(r.state).terminal]
             return rows, read_deliveries(conn, notified) if notified else {}
 
-        rows, deliveries = await self._read(read)
+        direct = self._db.direct
+        if direct is not None:
+            many_rows, many_deliveries = self._many_prepared
+            with translated_errors():
+                rows = await direct.all(many_rows, {"ids": wanted})
+                notified = [
+                    r.id for r in rows if r.notify_url is not None and State(r.state).terminal
+                ]
+                deliveries = {}
+                if notified:
+                    for d in await direct.all(many_deliveries, {"ids": notified}):
+                        deliveries[d.operation_id] = to_delivery(d)
+        else:
+            rows, deliveries = await self._read(read)
         found: dict[str, Operation] = {}
         for row in rows:
             op = to_operation(row)

@@ -7,7 +7,18 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    ARRAY,
+    Select,
+    String,
+    Table,
+    any_,
+    bindparam,
+    delete,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lrod.domain.errors import Code, NotFound, OperationExpired
@@ -164,6 +175,12 @@ GET_ANY_OPERATION = select(OPS).where(T.id == bindparam("id"))
 GET_ANY_TOMBSTONE = select(EXPIRED.c.id).where(EXPIRED.c.id == bindparam("id"))
 # A done operation's webhook delivery, read with it.
 GET_DELIVERY = select(DELIVERIES).where(DELIVERIES.c.operation_id == bindparam("id"))
+# Many by id in one constant statement, for the reader on asyncpg (direct_reads.py),
+# which binds a list as an array: any number of ids, one prepared statement.
+GET_OPERATIONS_IN_ARRAY = select(OPS).where(T.id == any_(bindparam("ids", type_=ARRAY(String))))
+GET_DELIVERIES_IN_ARRAY = select(DELIVERIES).where(
+    DELIVERIES.c.operation_id == any_(bindparam("ids", type_=ARRAY(String)))
+)
 
 
 def not_found(op_id: str) -> NotFound:
