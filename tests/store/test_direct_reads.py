@@ -5,13 +5,18 @@ path gives them, a caller that leaves mid-read, a database that goes away."""
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
+import grpc
 import pytest
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import empty_pb2
 
+from lrod.app import Service
 from lrod.domain.errors import Code, NotFound, OperationExpired, Unavailable
 from lrod.domain.operation import Payload, Progress, PublicError
 from lrod.store.engine import Database, PreparedRead, open_database
@@ -19,6 +24,8 @@ from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
 from lrod.store.statements import GET_ANY_OPERATION, GET_DELIVERY, GET_OPERATIONS_IN_ARRAY
 from lrod.testing.postgres import ThrowawayCluster
+from lrod.v1 import job_service_pb2_grpc
+from tests.helpers import submit
 from tests.store.test_contract import HOOK, KEEP, LEASE, NOW, add, claim_one
 
 
@@ -142,12 +149,13 @@ async def _lock_operations(url: str) -> asyncpg.Connection:
 
 
 async def _until_blocked(url: str) -> None:
-    """Until a read waits on the lock (the server's own view)."""
+    """Until a GetOperation's read waits on the lock (the server's own view)."""
     conn = await asyncpg.connect(url)
     try:
         async with asyncio.timeout(30):
             while not await conn.fetchval(
                 "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query LIKE '%operations.owner = $%'"
             ):
                 await asyncio.sleep(0.02)
     finally:
@@ -209,3 +217,36 @@ async def test_a_database_that_goes_away_is_unavailable(own_cluster: ThrowawayCl
     finally:
         await store.close()
         await database.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_clients_that_hang_up_mid_get_leave_the_server_whole(
+    service: Service,
+    jobs: job_service_pb2_grpc.JobServiceStub,
+    operations: operations_pb2_grpc.OperationsStub,
+    database_url: str,
+) -> None:
+    op = await submit(jobs, "test.noop", empty_pb2.Empty())
+    request = operations_pb2.GetOperationRequest(name=op.name)
+    await operations.GetOperation(request)
+    reader = service.store._db.direct
+    assert reader is not None
+    lock = await _lock_operations(database_url)
+    try:
+        # Their deadlines pass while their reads wait on the lock: grpc
+        # cancels the server's handlers mid-read.
+        calls = [
+            asyncio.ensure_future(operations.GetOperation(request, timeout=2)) for _ in range(3)
+        ]
+        await _until_blocked(database_url)
+        for call in calls:
+            with pytest.raises(grpc.RpcError) as caught:
+                await call
+            assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    finally:
+        await lock.execute("ROLLBACK")
+        await lock.close()
+    answers = await asyncio.gather(*(operations.GetOperation(request) for _ in range(20)))
+    assert {a.name for a in answers} == {op.name}
+    assert reader._waiters == deque()
+    assert len(reader._idle) == reader._open <= reader._size
