@@ -56,18 +56,26 @@ class GroupCommit(Generic[_T, _R]):
         flush: Flush[_T, _R],
         max_batch: int = 256,
         shared: Callable[[BaseException], bool] = _never_shared,
+        track: Callable[[asyncio.Task[None]], None] | None = None,
     ) -> None:
         self._flush = flush
+        # Told of each flushing task (the store's close waits for them).
+        self._track = track
         self._max_batch = max_batch
         self._shared = shared
         self._queue: list[tuple[_T, asyncio.Future[_R]]] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def submit(self, item: _T) -> _R:
+        """The item's result once its batch is flushed. A caller that is
+        cancelled meanwhile leaves the item to its flush: the flush runs in
+        a task of its own, so no transaction is abandoned half-way."""
         future: asyncio.Future[_R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._drain(), name="lrod-group-commit")
+            if self._track is not None:
+                self._track(self._flusher)
         return await future
 
     async def _drain(self) -> None:

@@ -115,9 +115,7 @@ def _shielded(
     @functools.wraps(method)
     async def wrapper(store: SqlStore, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
         call = asyncio.ensure_future(method(store, *args, **kwargs))
-        store._inflight.add(call)
-        call.add_done_callback(_settled)
-        call.add_done_callback(store._inflight.discard)
+        store._track(call)
         return await asyncio.shield(call)
 
     return wrapper
@@ -171,7 +169,7 @@ class SqlStore:
         # A batch whose database is down fails whole; any other failure is
         # split until it reaches the one member that causes it.
         self._finishes: GroupCommit[Finish, Operation | None] = GroupCommit(
-            self._finish_batch, shared=_database_down
+            self._finish_batch, shared=_database_down, track=self._track
         )
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
             self._create_batch, shared=_database_down
@@ -203,6 +201,13 @@ class SqlStore:
         self._worker_sql = worker_sql.for_dialect(database.writer.dialect)
         # Submit's INSERT, at driver level too (create_sql.py).
         self._create_sql = create_sql.for_dialect(database.writer.dialect)
+
+    def _track(self, call: asyncio.Future[Any]) -> None:
+        """A call that runs to its end whoever waits for it; `close` waits
+        for it too."""
+        self._inflight.add(call)
+        call.add_done_callback(_settled)
+        call.add_done_callback(self._inflight.discard)
 
     def subscribe(self, subscriber: TransitionSubscriber) -> None:
         """Be told, after each commit, of the moves through the seam where
@@ -577,7 +582,6 @@ class SqlStore:
             beats.append(Heartbeat(held=cancel is not None, cancel_requested=bool(cancel)))
         return beats
 
-    @_shielded
     async def succeed(
         self,
         claim: Claim,
@@ -592,7 +596,6 @@ class SqlStore:
         values |= progress_values(progress)
         return await self._finish(claim, now, State.SUCCEEDED, values, None, None)
 
-    @_shielded
     async def fail(
         self,
         claim: Claim,
@@ -619,7 +622,6 @@ class SqlStore:
             target = State.FAILED
         return await self._finish(claim, now, target, values, error, internal_error)
 
-    @_shielded
     async def cancel_running(
         self,
         claim: Claim,
@@ -633,7 +635,6 @@ class SqlStore:
         ) | progress_values(progress)
         return await self._finish(claim, now, State.CANCELLED, values, CANCELLED_ERROR, None)
 
-    @_shielded
     async def release(self, claim: Claim, now: datetime) -> Operation | None:
         """Hand a running job back at once (graceful drain): the attempt does
         not count, and any worker may claim it now."""
@@ -650,6 +651,10 @@ class SqlStore:
         internal_error: str | None,
         outcome: str | None = None,
     ) -> Operation | None:
+        """Not shielded per call (succeed, fail, cancel_running, release):
+        the group commit's flush runs in a task of its own, which `close`
+        waits for, so a caller that leaves abandons no transaction; one task
+        per batch instead of one per job."""
         check_move(State.RUNNING, target)
         finish = Finish(claim, now, target, values, error, internal_error, outcome)
         return await self._finishes.submit(finish)
