@@ -172,7 +172,7 @@ class SqlStore:
             self._finish_batch, shared=_database_down, track=self._track
         )
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
-            self._create_batch, shared=_database_down
+            self._create_batch, shared=_database_down, track=self._track
         )
         # GetOperation's statements, compiled once for the reader that runs
         # them on the driver (SQLite inline, PostgreSQL on asyncpg): by
@@ -270,7 +270,8 @@ class SqlStore:
         """Concurrent creates share a transaction (group commit): one commit
         acknowledges them all, and each is durable before its caller returns.
         Not `_shielded`: the group commit's own task runs the transaction, so
-        a caller that leaves cannot cut it short (and `close` waits for it)."""
+        a caller that leaves cannot cut it short (and `close` waits for it:
+        the flush is tracked)."""
         return await self._creates.submit((job, fingerprint))
 
     async def _create_batch(
@@ -918,5 +919,4 @@ class SqlStore:
     async def close(self) -> None:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=5)
-        await asyncio.wait_for(self._creates.wait_idle(), timeout=5)
         await self._db.dispose()
