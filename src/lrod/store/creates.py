@@ -17,7 +17,7 @@ from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lrod.domain.errors import AlreadyExists, LrodError
-from lrod.domain.operation import Operation
+from lrod.domain.operation import Operation, Progress
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.changes import Changes
@@ -43,12 +43,20 @@ def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is UTC else moment.astimezone(UTC)
 
 
+_DEFAULT_PROGRESS = Progress()
+_new = object.__new__
+
+
 def created(job: NewJob) -> Operation:
     """The operation the INSERT of `job` stores (create_sql.py), as a read of
-    that row returns it (times in UTC, the timeout as its stored seconds)."""
+    that row returns it (times in UTC, the timeout as its stored seconds).
+    Built by filling its __dict__, as rows.to_operation does (its frozen
+    __init__ costs several times more); every field is set here, and
+    tests/api/test_submit_answer.py holds the result to a read's."""
     timeout = job.timeout
     create_time = _utc(job.create_time)
-    return Operation(
+    op = _new(Operation)
+    op.__dict__.update(
         id=job.id,
         owner=job.owner,
         job_type=job.job_type,
@@ -59,12 +67,26 @@ def created(job: NewJob) -> Operation:
         run_after=_utc(job.run_after),
         priority=job.priority,
         labels=job.labels,
+        attempt=0,
         max_attempts=job.max_attempts,
+        start_time=None,
+        end_time=None,
+        expire_time=None,
+        cancel_requested=False,
+        progress=_DEFAULT_PROGRESS,
+        result=None,
+        error=None,
+        last_attempt_error=None,
         timeout=timedelta(seconds=timeout.total_seconds()) if timeout is not None else None,
         request_id=job.request_id,
         dedupe_key=job.dedupe_key,
+        lease_owner=None,
+        lease_expires_at=None,
+        version=1,
         notify_url=job.notify_url,
+        delivery=None,
     )
+    return op
 
 
 async def create_many(

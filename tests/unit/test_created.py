@@ -1,0 +1,52 @@
+"""creates.created builds a new job's Operation by filling its __dict__:
+every field must be set, to what the row the INSERT stores reads back as."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+
+from lrod.domain.operation import Operation, Payload, Progress
+from lrod.domain.states import State
+from lrod.domain.submission import NewJob
+from lrod.store.creates import created
+
+
+def test_every_field_is_set_as_a_read_would_give_it() -> None:
+    east = timezone(timedelta(hours=2))
+    job = NewJob(
+        id="abc",
+        owner="alice",
+        job_type="t",
+        input=Payload("type.googleapis.com/x", b"in"),
+        max_attempts=3,
+        create_time=datetime(2026, 1, 2, 5, 4, 5, 123456, tzinfo=east),
+        run_after=datetime(2026, 1, 2, 6, 0, tzinfo=east),
+        priority=-4,
+        labels={"team": "data"},
+        timeout=timedelta(seconds=3, microseconds=123456),
+        request_id="r",
+        dedupe_key="k",
+        notify_url="https://hooks.example.com/x",
+    )
+    op = created(job)
+    assert set(op.__dict__) == {f.name for f in dataclasses.fields(Operation)}
+    assert op == Operation(
+        id="abc",
+        owner="alice",
+        job_type="t",
+        state=State.QUEUED,
+        input=Payload("type.googleapis.com/x", b"in"),
+        create_time=datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+        update_time=datetime(2026, 1, 2, 3, 4, 5, 123456, tzinfo=UTC),
+        run_after=datetime(2026, 1, 2, 4, 0, tzinfo=UTC),
+        priority=-4,
+        labels={"team": "data"},
+        max_attempts=3,
+        progress=Progress(),
+        timeout=timedelta(seconds=3, microseconds=123456),
+        request_id="r",
+        dedupe_key="k",
+        notify_url="https://hooks.example.com/x",
+    )
+    assert op.create_time.tzinfo is UTC
