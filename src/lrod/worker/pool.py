@@ -127,10 +127,10 @@ class WorkerPool:
             return False
         for claim in claims:
             self._metrics.moved(claim.operation.job_type, State.QUEUED, State.RUNNING)
-        if self._stopping.is_set():
-            # Claimed while stopping: hand them back at once.
-            await self._release_all(list(claims))
-            return False
+        # Claimed as a drain began, these jobs are RUNNING already for anyone
+        # who reads them: they start like the others and get the drain's
+        # grace (`stop` gathers the running attempts once this loop ended,
+        # and hands back what is still queued).
         self._queued.extend(claims)
         if len(claims) != len(self._queued):
             ordered = sorted(self._queued, key=_claim_order)
