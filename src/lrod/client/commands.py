@@ -4,11 +4,14 @@ with the status on stderr, never a traceback."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any, TextIO, TypeVar
 
@@ -80,7 +83,7 @@ def rpc_command(func: Callable[..., Exit]) -> Callable[..., None]:
         except (OSError, ValueError) as error:
             raise click.UsageError(str(error)) from None
         try:
-            with Client(address, credentials) as client:
+            with Client(address, credentials) as client, _interrupts_to(client):
                 code = func(client, **kwargs)
         except grpc.RpcError as error:
             for line in render.rpc_error(error):
@@ -104,6 +107,20 @@ def rpc_command(func: Callable[..., Exit]) -> Callable[..., None]:
         ctx.exit(code)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _interrupts_to(client: Client) -> Iterator[None]:
+    """Ctrl-C during the command goes to `client.interrupt` (it cancels a
+    wait or a watch under way) instead of raising inside grpc."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: client.interrupt())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _console() -> Console | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -149,6 +150,35 @@ class Client:
         self._channel = open_channel(address, credentials)
         self.jobs = job_service_pb2_grpc.JobServiceStub(self._channel)  # type: ignore[no-untyped-call]
         self.operations = operations_pb2_grpc.OperationsStub(self._channel)
+        # Calls that block until the server answers (wait, watch): Ctrl-C cancels them.
+        self._blocking: set[grpc.Future] = set()
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """Ctrl-C (the CLI's SIGINT handler): cancel the blocking calls under
+        way, grpc's own way out of them, so that KeyboardInterrupt is raised in
+        `_cancellable`, never at some point inside grpc's code, where it can
+        leave the channel half-way and its close waiting for ever. With no
+        such call under way it is raised at once."""
+        self._interrupted = True
+        if not self._blocking:
+            raise KeyboardInterrupt
+        for call in list(self._blocking):
+            call.cancel()
+
+    @contextmanager
+    def _cancellable(self, call: Any) -> Iterator[Any]:
+        self._blocking.add(call)
+        try:
+            yield call
+        except grpc.RpcError as error:
+            if self._interrupted and error.code() == grpc.StatusCode.CANCELLED:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            self._blocking.discard(call)
+        if self._interrupted:  # it came after the call had ended
+            raise KeyboardInterrupt
 
     def __enter__(self) -> Client:
         return self
@@ -231,9 +261,9 @@ class Client:
                 chunk = min(chunk, max(deadline - time.monotonic(), 0.0))
             request = operations_pb2.WaitOperationRequest(name=name)
             request.timeout.FromTimedelta(timedelta(seconds=chunk))
-            op: operations_pb2.Operation = self.operations.WaitOperation(
-                request, timeout=chunk + SLACK
-            )
+            call = self.operations.WaitOperation.future(request, timeout=chunk + SLACK)
+            with self._cancellable(call):
+                op: operations_pb2.Operation = call.result()
             if op.done or (deadline is not None and time.monotonic() >= deadline):
                 return op
 
@@ -244,11 +274,12 @@ class Client:
         failures = 0
         while True:
             try:
-                for response in self.jobs.WatchOperation(request):
-                    failures = 0
-                    yield response.operation
-                    if response.operation.done:
-                        return
+                with self._cancellable(self.jobs.WatchOperation(request)) as stream:
+                    for response in stream:
+                        failures = 0
+                        yield response.operation
+                        if response.operation.done:
+                            return
             except grpc.RpcError as error:
                 failures += 1
                 if error.code() != grpc.StatusCode.UNAVAILABLE or failures > STREAM_RETRIES:
