@@ -15,6 +15,7 @@ import gc
 import os
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from lrod import logs
 from lrod.api.server import MAX_MESSAGE_BYTES
 from lrod.app import Service, Settings, tune_garbage_collection
 from lrod.manager import ManagerSettings
+from lrod.settings import QuotaSettings
 from lrod.v1 import job_service_pb2
 from lrod.worker import WorkerSettings
 
@@ -141,6 +143,9 @@ async def serve_lrod(database_url: str, workers: int, lease: float, claim_ahead:
             else None
         ),
         manager=ManagerSettings(max_wait=60.0),
+        # Figure 9 queues 100,000 jobs at once, as many as the default ceiling
+        # on QUEUED operations (the peers have none); every other quota stays.
+        quotas=replace(QuotaSettings(), queued_operations=0),
     )
     service = Service(settings, registry)
     await service.start()
