@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.dialect import runs_on_asyncpg
+from lrod.store.driver import asyncpg_fetch, in_sqlite_thread
 from lrod.store.statements import T
-from lrod.store.worker_sql import _asyncpg_fetch, _in_sqlite_thread
 
 QUEUED = State.QUEUED.value
 
@@ -113,11 +113,11 @@ class _Postgres:
             [time(j.run_after) for j in jobs],
             [j.notify_url for j in jobs],
         )
-        await _asyncpg_fetch(conn, PG_INSERT, args)
+        await asyncpg_fetch(conn, PG_INSERT, args)
         labels = _labels(items)
         if labels:
             ids, keys, values = (list(column) for column in zip(*labels, strict=True))
-            await _asyncpg_fetch(conn, PG_LABELS, (ids, keys, values))
+            await asyncpg_fetch(conn, PG_LABELS, (ids, keys, values))
 
 
 class _Sqlite:
@@ -147,4 +147,4 @@ class _Sqlite:
             if labels:
                 db.executemany(SQLITE_LABELS, labels)
 
-        await _in_sqlite_thread(conn, SQLITE_INSERT, run)
+        await in_sqlite_thread(conn, SQLITE_INSERT, run)

@@ -26,18 +26,17 @@ from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from sqlalchemy import Column, exc
+from sqlalchemy import Column
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lrod.domain.states import State
 from lrod.store.dialect import runs_on_asyncpg
+from lrod.store.driver import asyncpg_fetch, in_sqlite_thread
 from lrod.store.schema import UTCDateTime
 from lrod.store.statements import ATTEMPTS, T
-
-_R = TypeVar("_R")
 
 _COLUMNS: tuple[Column[Any], ...] = tuple(T)
 _NAMES = ", ".join(c.name for c in _COLUMNS)
@@ -222,7 +221,7 @@ class _Postgres:
     ) -> list[Any]:
         time = self._p.time
         args = (time(now), list(job_types), limit, worker, token, time(expires))
-        raws = await _asyncpg_fetch(conn, PG_CLAIM, args)
+        raws = await asyncpg_fetch(conn, PG_CLAIM, args)
         return [self._p.record(raw) for raw in raws]
 
     async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
@@ -252,53 +251,9 @@ class _Postgres:
             [ajs(w.attempt_error) for w in writes],
             [w.internal_error for w in writes],
         )
-        raws = await _asyncpg_fetch(conn, PG_FINISH, args)
+        raws = await asyncpg_fetch(conn, PG_FINISH, args)
         records = [self._p.record(raw) for raw in raws]
         return {r.id: r for r in records}
-
-
-async def _asyncpg_fetch(conn: AsyncConnection, sql: str, args: Sequence[Any]) -> list[Any]:
-    """One statement on the transaction's asyncpg connection (prepared once
-    per connection by asyncpg's statement cache)."""
-    raw = await conn.get_raw_connection()
-    adapted: Any = raw.dbapi_connection
-    try:
-        # SQLAlchemy's adapter begins its transaction with the first statement.
-        if adapted._transaction is None:
-            await adapted._start_transaction()
-        return list(await adapted._connection.fetch(sql, *args))
-    except Exception as error:
-        try:
-            adapted._handle_exception(error)  # raises the adapter's DBAPI error
-        except Exception as translated:
-            await _failed(conn, sql, args, translated, adapted.dbapi.Error, adapted)
-        raise
-
-
-async def _failed(
-    conn: AsyncConnection,
-    sql: str,
-    args: Sequence[Any],
-    error: BaseException,
-    dbapi_error: type[Exception],
-    dbapi_connection: Any,
-) -> None:
-    """Raise `error` as SQLAlchemy would have: wrapped as its DBAPIError, and
-    the connection invalidated when it is broken (so that the pool replaces
-    it, as SQLAlchemy does for the statements it runs itself)."""
-    is_driver_error = isinstance(error, dbapi_error)
-    if is_driver_error:
-        broken = conn.dialect.is_disconnect(error, dbapi_connection, None)  # type: ignore[arg-type]
-    else:  # not from the database (a socket error, a closed connection)
-        broken = not isinstance(error, OverflowError)
-    if broken:
-        await conn.invalidate(error if isinstance(error, Exception) else None)
-    if not is_driver_error:
-        raise error
-    assert isinstance(error, Exception)
-    raise exc.DBAPIError.instance(
-        sql, list(args), error, dbapi_error, connection_invalidated=broken
-    ) from error
 
 
 # -- SQLite ----------------------------------------------------------------
@@ -381,7 +336,7 @@ class _Sqlite:
             )
             return raws
 
-        raws = await _in_sqlite_thread(conn, sql, run)
+        raws = await in_sqlite_thread(conn, sql, run)
         return [self._p.record(raw) for raw in raws]
 
     async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
@@ -431,21 +386,6 @@ class _Sqlite:
                 db.executemany(_SQLITE_CLOSE, held)
             return written
 
-        raws = await _in_sqlite_thread(conn, _SQLITE_FINISH, run)
+        raws = await in_sqlite_thread(conn, _SQLITE_FINISH, run)
         records = [self._p.record(raw) for raw in raws]
         return {r.id: r for r in records}
-
-
-async def _in_sqlite_thread(
-    conn: AsyncConnection, sql: str, fn: Callable[[sqlite3.Connection], _R]
-) -> _R:
-    """`fn` on the transaction's sqlite3 connection, in aiosqlite's thread:
-    one hop for all its statements."""
-    raw = await conn.get_raw_connection()
-    aio: Any = raw.driver_connection
-    try:
-        result: _R = await aio._execute(fn, aio._conn)
-    except Exception as error:
-        await _failed(conn, sql, (), error, sqlite3.Error, None)
-        raise
-    return result

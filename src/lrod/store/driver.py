@@ -1,0 +1,80 @@
+"""Statements run at driver level inside the store's write transaction
+(SQLAlchemy's AsyncConnection from `SqlStore._write`): the worker's claim and
+finishing writes (worker_sql.py) and Submit's INSERT (create_sql.py). Errors
+come out as SQLAlchemy would raise them: wrapped as its DBAPIError, and a
+broken connection invalidated so that the pool replaces it.
+
+Both reach past SQLAlchemy's and aiosqlite's public API (the adapted asyncpg
+connection's transaction, aiosqlite's `_execute`): the versions are pinned in
+pyproject.toml, and tests/store runs every statement on both databases.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import exc
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+_R = TypeVar("_R")
+
+
+async def asyncpg_fetch(conn: AsyncConnection, sql: str, args: Sequence[Any]) -> list[Any]:
+    """One statement on the transaction's asyncpg connection (prepared once
+    per connection by asyncpg's statement cache)."""
+    raw = await conn.get_raw_connection()
+    adapted: Any = raw.dbapi_connection
+    try:
+        # SQLAlchemy's adapter begins its transaction with the first statement.
+        if adapted._transaction is None:
+            await adapted._start_transaction()
+        return list(await adapted._connection.fetch(sql, *args))
+    except Exception as error:
+        try:
+            adapted._handle_exception(error)  # raises the adapter's DBAPI error
+        except Exception as translated:
+            await _failed(conn, sql, args, translated, adapted.dbapi.Error, adapted)
+        raise
+
+
+async def _failed(
+    conn: AsyncConnection,
+    sql: str,
+    args: Sequence[Any],
+    error: BaseException,
+    dbapi_error: type[Exception],
+    dbapi_connection: Any,
+) -> None:
+    """Raise `error` as SQLAlchemy would have: wrapped as its DBAPIError, and
+    the connection invalidated when it is broken (so that the pool replaces
+    it, as SQLAlchemy does for the statements it runs itself)."""
+    is_driver_error = isinstance(error, dbapi_error)
+    if is_driver_error:
+        broken = conn.dialect.is_disconnect(error, dbapi_connection, None)  # type: ignore[arg-type]
+    else:  # not from the database (a socket error, a closed connection)
+        broken = not isinstance(error, OverflowError)
+    if broken:
+        await conn.invalidate(error if isinstance(error, Exception) else None)
+    if not is_driver_error:
+        raise error
+    assert isinstance(error, Exception)
+    raise exc.DBAPIError.instance(
+        sql, list(args), error, dbapi_error, connection_invalidated=broken
+    ) from error
+
+
+async def in_sqlite_thread(
+    conn: AsyncConnection, sql: str, fn: Callable[[sqlite3.Connection], _R]
+) -> _R:
+    """`fn` on the transaction's sqlite3 connection, in aiosqlite's thread:
+    one hop for all its statements."""
+    raw = await conn.get_raw_connection()
+    aio: Any = raw.driver_connection
+    try:
+        result: _R = await aio._execute(fn, aio._conn)
+    except Exception as error:
+        await _failed(conn, sql, (), error, sqlite3.Error, None)
+        raise
+    return result
