@@ -110,12 +110,12 @@ class OperationManager:
         except ResourceExhausted:
             # A retried batch whose every member is stored gets them back.
             repeats = await self.store.find_repeats(members)
-            if not all(isinstance(r, Operation) for r in repeats):
+            stored = [r for r in repeats if isinstance(r, Operation)]
+            if len(stored) != len(repeats):
                 raise
-            for repeat in repeats:
-                assert isinstance(repeat, Operation)
+            for repeat in stored:
                 self.metrics.submitted(repeat.job_type, False)
-            return [r for r in repeats if isinstance(r, Operation)]
+            return stored
         results: Sequence[tuple[Operation, bool]] = ()
         try:
             results = await self.store.create_all(members)
