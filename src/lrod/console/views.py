@@ -6,6 +6,7 @@ a POST with a CSRF token."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -361,26 +362,25 @@ async def events(request: web.Request) -> web.StreamResponse:
     viewer = await _viewer(request)
     manager = request.app[MANAGER]
     stopping = request.app[STOPPING]
-    changes = manager.watch(viewer.caller, _name(request))
-    first = await anext(changes)  # not found, malformed: an error page, not a stream
-    response = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
-    )
-    _secure(response)
-    await response.prepare(request)
-    await response.write(_event(first))
-    if first.done:
-        return response
-    stop = asyncio.ensure_future(stopping.wait())
-    try:
-        await _stream(response, changes, stop)
-    except ConnectionResetError:
-        pass  # the page was closed
-    finally:
-        stop.cancel()
-        close = getattr(changes, "aclose", None)
-        if close is not None:
-            await close()
+    # Closed on every way out, so that the subscription and the viewer's
+    # concurrent-wait quota are given back at once.
+    async with contextlib.aclosing(manager.watch(viewer.caller, _name(request))) as changes:
+        first = await anext(changes)  # not found, malformed: an error page, not a stream
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"}
+        )
+        _secure(response)
+        await response.prepare(request)
+        await response.write(_event(first))
+        if first.done:
+            return response
+        stop = asyncio.ensure_future(stopping.wait())
+        try:
+            await _stream(response, changes, stop)
+        except ConnectionResetError:
+            pass  # the page was closed
+        finally:
+            stop.cancel()
     return response
 
 

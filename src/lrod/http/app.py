@@ -9,6 +9,7 @@ Idempotency-Key header is the request_id, and errors are AIP-193 JSON.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -351,13 +352,16 @@ async def watch(request: web.Request) -> web.StreamResponse:
     """The operation as newline-delimited JSON, one line per change, ending
     after the done operation."""
     manager = request.app[_MANAGER]
-    changes = manager.watch(principal_of(request), _name(request))
-    first = await anext(changes)  # errors (not found, malformed) before any byte
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
-    await response.write(_line(convert.operation(first, manager.clock())))
-    async for op in changes:
-        await response.write(_line(convert.operation(op, manager.clock())))
+    # Closed on every way out (a client hanging up included), so that the
+    # subscription and the caller's concurrent-wait quota are given back at
+    # once, not when the generator is collected.
+    async with contextlib.aclosing(manager.watch(principal_of(request), _name(request))) as changes:
+        first = await anext(changes)  # errors (not found, malformed) before any byte
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        await response.write(_line(convert.operation(first, manager.clock())))
+        async for op in changes:
+            await response.write(_line(convert.operation(op, manager.clock())))
     await response.write_eof()
     return response
 
