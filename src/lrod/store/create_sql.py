@@ -7,7 +7,8 @@ processing by SQLAlchemy per row, and one trip for any number of rows.
   prepared statement whatever the batch size); the labels, when there are
   any, in a second one.
 - SQLite (aiosqlite): sqlite3's executemany of the operations and of their
-  labels, in one hop to aiosqlite's thread.
+  labels, in one hop to aiosqlite's thread; `alone` runs it as a whole
+  transaction in that one hop (BEGIN IMMEDIATE and COMMIT included).
 
 Values go through the column types' own bind processors (the conversions
 SQLAlchemy applies), so the rows are those SQLAlchemy's INSERT would write.
@@ -22,12 +23,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.dialect import runs_on_asyncpg
-from lrod.store.driver import asyncpg_fetch, in_sqlite_thread
+from lrod.store.driver import Hop, asyncpg_fetch, at_once, within
 from lrod.store.statements import T
 
 QUEUED = State.QUEUED.value
@@ -71,10 +72,25 @@ class CreateSql(Protocol):
         ...
 
 
+class CreateSqlAlone(Protocol):
+    async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
+        """The same INSERT as a whole transaction of its own (its COMMIT
+        returned when this does)."""
+        ...
+
+
 def for_dialect(dialect: Dialect) -> CreateSql:
     if runs_on_asyncpg(dialect):
         return _Postgres(dialect)
     return _Sqlite(dialect)
+
+
+def alone(writer: AsyncEngine) -> CreateSqlAlone | None:
+    """As worker_sql.alone: the INSERT as a transaction of its own where the
+    driver runs one in a single trip (SQLite), else None."""
+    if runs_on_asyncpg(writer.dialect):
+        return None
+    return _SqliteAlone(_Sqlite(writer.dialect), at_once(writer))
 
 
 def _bind(column: Any, dialect: Dialect) -> Callable[[Any], Any]:
@@ -126,6 +142,9 @@ class _Sqlite:
         self._json = _bind(T.labels, dialect)
 
     async def insert(self, conn: AsyncConnection, items: Sequence[tuple[NewJob, str]]) -> None:
+        await self.insert_by(within(conn), items)
+
+    async def insert_by(self, hop: Hop, items: Sequence[tuple[NewJob, str]]) -> None:
         time, js = self._time, self._json
         rows = []
         for job, fingerprint in items:
@@ -147,4 +166,13 @@ class _Sqlite:
             if labels:
                 db.executemany(SQLITE_LABELS, labels)
 
-        await in_sqlite_thread(conn, SQLITE_INSERT, run)
+        await hop(SQLITE_INSERT, run)
+
+
+class _SqliteAlone:
+    def __init__(self, statements: _Sqlite, hop: Hop) -> None:
+        self._statements = statements
+        self._hop = hop
+
+    async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
+        await self._statements.insert_by(self._hop, items)

@@ -124,13 +124,8 @@ async def create_many(
     if fresh:
         new = [items[i] for i in fresh.values()]
         await sql.insert(conn, new)
-        for index, (job, _) in zip(fresh.values(), new, strict=True):
-            results[index] = (created(job), True)
-        changes.operations.update(fresh)
-        due = min(job.run_after for job, _ in new)
-        if changes.work_due is not None:
-            due = min(due, changes.work_due)
-        changes.work, changes.work_due = True, due
+        for index, answer in zip(fresh.values(), inserted(changes, new), strict=True):
+            results[index] = answer
     for index, first in repeats:
         job, fingerprint = items[index]
         earlier = results[first]
@@ -139,6 +134,22 @@ async def create_many(
         else:
             results[index] = _repeat(job, fingerprint, items[first][1], earlier[0])
     return [results[i] for i in range(len(items))]
+
+
+def cannot_repeat(items: Sequence[tuple[NewJob, str]]) -> bool:
+    """Whether none of `items` can be a repeat (no request_id, no dedupe
+    key): they all go in as they are, with one INSERT and nothing read."""
+    return not any(job.request_id or job.dedupe_key for job, _ in items)
+
+
+def inserted(changes: Changes, items: Sequence[tuple[NewJob, str]]) -> list[tuple[Operation, bool]]:
+    """The answers for `items` just inserted, and what their insert changed."""
+    changes.operations.update(job.id for job, _ in items)
+    due = min(job.run_after for job, _ in items)
+    if changes.work_due is not None:
+        due = min(due, changes.work_due)
+    changes.work, changes.work_due = True, due
+    return [(created(job), True) for job, _ in items]
 
 
 async def _stored_request_ids(

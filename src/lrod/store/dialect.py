@@ -153,6 +153,24 @@ def configure_sqlite_engine(engine: Engine, *, begin: str | None = SQLITE_BEGIN)
                 raise exc.DBAPIError.instance(begin, (), error, sqlite3.Error) from error
 
 
+def reset_open_transactions_only(engine: Engine) -> None:
+    """For an engine made with `pool_reset_on_return=None`: a connection
+    checked in inside a transaction is rolled back; one checked in clean
+    costs nothing. (SQLAlchemy's own reset rolls back every connection its
+    Connection did not commit itself: on aiosqlite one more hop after each
+    of the one-hop transactions of driver.sqlite_transaction, which commit
+    on the driver.)"""
+
+    @event.listens_for(engine, "reset")
+    def _reset(dbapi_connection: Any, record: Any, state: Any) -> None:
+        if state.transaction_was_reset or not state.asyncio_safe:
+            return
+        driver = record.driver_connection  # sqlite3's, or aiosqlite's around it
+        raw = driver if isinstance(driver, sqlite3.Connection) else driver._connection
+        if raw is not None and raw.in_transaction:
+            dbapi_connection.rollback()
+
+
 def runs_on_asyncpg(dialect: Dialect) -> bool:
     """Whether the store's connections are asyncpg's (PostgreSQL), else
     aiosqlite's (SQLite): the worker's driver-level statements

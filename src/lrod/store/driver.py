@@ -1,8 +1,10 @@
 """Statements run at driver level inside the store's write transaction
 (SQLAlchemy's AsyncConnection from `SqlStore._write`): the worker's claim and
-finishing writes (worker_sql.py) and Submit's INSERT (create_sql.py). Errors
-come out as SQLAlchemy would raise them: wrapped as its DBAPIError, and a
-broken connection invalidated so that the pool replaces it.
+finishing writes (worker_sql.py) and Submit's INSERT (create_sql.py). On
+SQLite such a write can also be a whole transaction in one hop to aiosqlite's
+thread (`sqlite_transaction`). Errors come out as SQLAlchemy would raise
+them: wrapped as its DBAPIError, and a broken connection invalidated so that
+the pool replaces it.
 
 Both reach past SQLAlchemy's and aiosqlite's public API (the adapted asyncpg
 connection's transaction, aiosqlite's `_execute`): the versions are pinned in
@@ -13,10 +15,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import exc
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from lrod.store.dialect import SQLITE_BEGIN
 
 _R = TypeVar("_R")
 
@@ -65,6 +69,15 @@ async def _failed(
     ) from error
 
 
+class Hop(Protocol):
+    """Runs `fn` on the writer's sqlite3 connection in aiosqlite's thread:
+    inside the caller's transaction (`in_sqlite_thread` bound to its
+    connection) or as a transaction of its own (`sqlite_transaction` bound
+    to the writer engine)."""
+
+    async def __call__(self, sql: str, fn: Callable[[sqlite3.Connection], _R]) -> _R: ...
+
+
 async def in_sqlite_thread(
     conn: AsyncConnection, sql: str, fn: Callable[[sqlite3.Connection], _R]
 ) -> _R:
@@ -78,3 +91,56 @@ async def in_sqlite_thread(
         await _failed(conn, sql, (), error, sqlite3.Error, None)
         raise
     return result
+
+
+def _atomically(db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _R]) -> _R:
+    """BEGIN IMMEDIATE, `fn`, COMMIT; on any error a ROLLBACK, so that a
+    write that raises has written nothing (the group commit's splitting of
+    a failing batch relies on it)."""
+    db.execute(SQLITE_BEGIN)
+    try:
+        result = fn(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return result
+
+
+async def sqlite_transaction(
+    engine: AsyncEngine, sql: str, fn: Callable[[sqlite3.Connection], _R]
+) -> _R:
+    """A whole write transaction in ONE hop to aiosqlite's thread, on the
+    writer's one pooled connection (so it queues behind every other write of
+    this process, as `engine.begin()` would): BEGIN IMMEDIATE, `fn`'s
+    statements and COMMIT, where SQLAlchemy's begin/execute/commit take a
+    hop each. Returns once COMMIT has returned, so what `fn` wrote is
+    durable by then. `sql` names the write in a wrapped error."""
+    async with engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        aio: Any = raw.driver_connection
+        try:
+            result: _R = await aio._execute(_atomically, aio._conn, fn)
+        except Exception as error:
+            await _failed(conn, sql, (), error, sqlite3.Error, None)
+            raise
+    return result
+
+
+def within(conn: AsyncConnection) -> Hop:
+    """Hops inside `conn`'s transaction."""
+
+    async def hop(sql: str, fn: Callable[[sqlite3.Connection], _R]) -> _R:
+        return await in_sqlite_thread(conn, sql, fn)
+
+    return hop
+
+
+def at_once(engine: AsyncEngine) -> Hop:
+    """Hops that are whole transactions (BEGIN IMMEDIATE ... COMMIT) each."""
+
+    async def hop(sql: str, fn: Callable[[sqlite3.Connection], _R]) -> _R:
+        return await sqlite_transaction(engine, sql, fn)
+
+    return hop

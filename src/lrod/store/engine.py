@@ -22,6 +22,7 @@ from lrod.store.dialect import (
     async_url,
     configure_sqlite_connection,
     configure_sqlite_engine,
+    reset_open_transactions_only,
     sqlite_path,
     sync_url,
     url_problem,
@@ -152,7 +153,9 @@ def open_database(url: str, *, pool_size: int = 10) -> Database:
 
 
 def _sqlite(target: URL) -> Database:
-    writer = create_async_engine(target, pool_size=1, max_overflow=0)
+    # No rollback at every check-in: only of a transaction left open
+    # (reset_open_transactions_only below).
+    writer = create_async_engine(target, pool_size=1, max_overflow=0, pool_reset_on_return=None)
     # Readers run each SELECT on its own (no BEGIN): in WAL mode a single
     # statement reads one consistent snapshot.
     sync_reader = create_engine(
@@ -164,6 +167,7 @@ def _sqlite(target: URL) -> Database:
 
     configure_sqlite_engine(sync_reader, begin=None)
     configure_sqlite_engine(writer.sync_engine, begin=SQLITE_BEGIN)
+    reset_open_transactions_only(writer.sync_engine)
     threads = ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="lrod-read")
     path = target.database or ""
     inline = InlineReader(path) if path and path != ":memory:" else None

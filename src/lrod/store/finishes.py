@@ -1,6 +1,7 @@
 """The finishing writes of attempts inside one write transaction, as one
 statement for the whole batch (worker_sql.py), each row fenced by its claim's
-lease token."""
+lease token: in the store's transaction (`finish_many`), or as a transaction
+of its own where the driver runs one in a single trip (`finish_alone`)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from lrod.domain.operation import Operation, PublicError
 from lrod.domain.states import State
 from lrod.store.changes import Changes
-from lrod.store.endings import record_transitions
+from lrod.store.endings import record_transitions, record_transitions_committed
 from lrod.store.protocol import Claim, EndedBy, Transition
 from lrod.store.rows import error_to_json, to_operation
-from lrod.store.worker_sql import FinishWrite, WorkerSql
+from lrod.store.worker_sql import FinishWrite, WorkerSql, WorkerSqlAlone
 
 log = logging.getLogger("lrod.store")
+
+# A claim: (operation id, lease token).
+Key = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -80,21 +84,18 @@ def _write(item: Finish) -> FinishWrite:
     )
 
 
-async def finish_many(
-    conn: AsyncConnection, changes: Changes, items: Sequence[Finish], sql: WorkerSql
-) -> list[Operation | None]:
-    """Each item's finishing write, fenced per row by its lease token: a row
-    no longer RUNNING under that token is left alone and its item gets None.
-    The whole batch is one constant statement on PostgreSQL, one hop to the
-    driver's thread on SQLite (worker_sql.py). Every move goes through the
-    seam (record_transitions)."""
-    if not items:
-        return []
-    # One write per claim (a repeat of the same claim is refused like any
-    # stale write); claims of one operation (at most one can hold) go to
-    # separate statements, each statement's ids distinct.
+def writes_outbox(items: Sequence[Finish]) -> bool:
+    """Whether a batch may end an operation that has a webhook target (its
+    outbox row is written in the same transaction, endings.py)."""
+    return any(i.target.terminal and i.claim.operation.notify_url is not None for i in items)
+
+
+def _rounds(items: Sequence[Finish]) -> tuple[list[dict[str, Finish]], dict[Key, Finish]]:
+    """One write per claim (a repeat of the same claim is refused like any
+    stale write); claims of one operation (at most one can hold) go to
+    separate rounds, each round's ids distinct."""
     rounds: list[dict[str, Finish]] = []
-    chosen: dict[tuple[str, str], Finish] = {}
+    chosen: dict[Key, Finish] = {}
     for item in items:
         key = (item.claim.operation.id, item.claim.lease_token)
         if key in chosen:
@@ -105,10 +106,20 @@ async def finish_many(
             free = {}
             rounds.append(free)
         free[key[0]] = item
-    written: dict[tuple[str, str], Operation] = {}
-    for batch in rounds:
-        rows = await sql.finish(conn, [_write(item) for item in batch.values()])
-        for op_id, row in rows.items():
+    return rounds, chosen
+
+
+def _settle(
+    items: Sequence[Finish],
+    chosen: dict[Key, Finish],
+    rounds: list[dict[str, Finish]],
+    rows: Sequence[dict[str, Any]],
+    changes: Changes,
+) -> tuple[list[Operation | None], list[Transition]]:
+    """Each item's written operation (None: refused) and the moves made."""
+    written: dict[Key, Operation] = {}
+    for batch, round_rows in zip(rounds, rows, strict=True):
+        for op_id, row in round_rows.items():
             written[(op_id, batch[op_id].claim.lease_token)] = to_operation(row)
     moves: list[Transition] = []
     results: list[Operation | None] = []
@@ -129,5 +140,39 @@ async def finish_many(
             due = op.run_after if changes.work_due is None else min(changes.work_due, op.run_after)
             changes.work, changes.work_due = True, due
         moves.append(Transition(op, State.RUNNING, EndedBy.WORKER, claim.operation.lease_owner))
+    return results, moves
+
+
+async def finish_many(
+    conn: AsyncConnection, changes: Changes, items: Sequence[Finish], sql: WorkerSql
+) -> list[Operation | None]:
+    """Each item's finishing write, fenced per row by its lease token: a row
+    no longer RUNNING under that token is left alone and its item gets None.
+    The whole batch is one constant statement on PostgreSQL, one hop to the
+    driver's thread on SQLite (worker_sql.py). Every move goes through the
+    seam (record_transitions)."""
+    if not items:
+        return []
+    rounds, chosen = _rounds(items)
+    rows = [await sql.finish(conn, [_write(i) for i in batch.values()]) for batch in rounds]
+    results, moves = _settle(items, chosen, rounds, rows, changes)
     await record_transitions(conn, changes, moves)
+    return results
+
+
+async def finish_alone(
+    changes: Changes, items: Sequence[Finish], sql: WorkerSqlAlone
+) -> list[Operation | None]:
+    """As `finish_many`, the batch a transaction of its own (SQLite: BEGIN,
+    the statements and COMMIT in one hop). Only for a batch that writes no
+    outbox row (`writes_outbox`): its moves then need no statement of the
+    seam's."""
+    if not items:
+        return []
+    if writes_outbox(items):
+        raise ValueError("a batch with webhook targets finishes in the store's transaction")
+    rounds, chosen = _rounds(items)
+    rows = await sql.finish([[_write(i) for i in batch.values()] for batch in rounds])
+    results, moves = _settle(items, chosen, rounds, rows, changes)
+    record_transitions_committed(changes, moves)
     return results

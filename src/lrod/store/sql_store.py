@@ -42,7 +42,14 @@ from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import Delivery, DeliveryState
 from lrod.store import create_sql, pg_notify, presence, worker_sql
 from lrod.store.changes import Changes
-from lrod.store.creates import create_many, create_one, refused_member, stored_repeats
+from lrod.store.creates import (
+    cannot_repeat,
+    create_many,
+    create_one,
+    inserted,
+    refused_member,
+    stored_repeats,
+)
 from lrod.store.deliveries import (
     claim_due,
     list_deliveries,
@@ -52,7 +59,7 @@ from lrod.store.deliveries import (
 from lrod.store.endings import record_transitions
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
-from lrod.store.finishes import Finish, finish_many
+from lrod.store.finishes import Finish, finish_alone, finish_many, writes_outbox
 from lrod.store.group_commit import GroupCommit
 from lrod.store.protocol import (
     AttemptRecord,
@@ -199,8 +206,11 @@ class SqlStore:
         self._notify = database.notifies
         # The claim and the finishing writes, at driver level (worker_sql.py).
         self._worker_sql = worker_sql.for_dialect(database.writer.dialect)
+        # The same as whole transactions in one trip (SQLite; None: PostgreSQL).
+        self._worker_alone = worker_sql.alone(database.writer)
         # Submit's INSERT, at driver level too (create_sql.py).
         self._create_sql = create_sql.for_dialect(database.writer.dialect)
+        self._insert_alone = create_sql.alone(database.writer)
 
     def _track(self, call: asyncio.Future[Any]) -> None:
         """A call that runs to its end whoever waits for it; `close` waits
@@ -235,6 +245,17 @@ class SqlStore:
                         changes.work_due,
                     )
                     await conn.execute(select(func.pg_notify(pg_notify.CHANNEL, payload)))
+        self._announce(changes)
+
+    @asynccontextmanager
+    async def _write_alone(self) -> AsyncIterator[Changes]:
+        """For a write that runs whole at driver level, its own transaction
+        (worker_sql.alone, create_sql.alone: one hop on SQLite): its errors
+        translated as `_write`'s, its changes announced once it returned
+        (after its COMMIT)."""
+        changes = Changes()
+        with translated_errors():
+            yield changes
         self._announce(changes)
 
     async def _read(self, fn: Callable[[Connection], _R]) -> _R:
@@ -276,8 +297,13 @@ class SqlStore:
 
     async def _create_batch(
         self, items: list[tuple[NewJob, str]]
-    ) -> list[tuple[Operation, bool] | BaseException]:
+    ) -> Sequence[tuple[Operation, bool] | BaseException]:
         try:
+            if self._insert_alone is not None and cannot_repeat(items):
+                # SQLite: the INSERT is the whole transaction, in one hop.
+                async with self._write_alone() as changes:
+                    await self._insert_alone.insert(items)
+                    return inserted(changes, items)
             async with self._write() as (conn, changes):
                 return await create_many(conn, changes, items, self._create_sql)
         except IntegrityError:
@@ -526,17 +552,22 @@ class SqlStore:
         has handlers for: during a rolling deploy, old workers leave new types
         to new workers)."""
         token = secrets.token_hex(16)
-        async with self._write() as (conn, changes):
-            rows = await self._worker_sql.claim(
-                conn,
-                now=now,
-                expires=now + lease,
-                limit=limit,
-                job_types=job_types,
-                worker=worker_id,
-                token=token,
-            )
-            changes.operations.update(r.id for r in rows)
+        args: dict[str, Any] = {
+            "now": now,
+            "expires": now + lease,
+            "limit": limit,
+            "job_types": job_types,
+            "worker": worker_id,
+            "token": token,
+        }
+        if self._worker_alone is not None:
+            async with self._write_alone() as changes:
+                rows = await self._worker_alone.claim(**args)
+                changes.operations.update(r.id for r in rows)
+        else:
+            async with self._write() as (conn, changes):
+                rows = await self._worker_sql.claim(conn, **args)
+                changes.operations.update(r.id for r in rows)
         claims = [Claim(to_operation(r), token) for r in rows]
         claims.sort(key=lambda c: (-c.operation.priority, c.operation.run_after))
         return claims
@@ -662,7 +693,12 @@ class SqlStore:
 
     async def _finish_batch(self, items: Sequence[Finish]) -> Sequence[Operation | None]:
         """Finishing writes of concurrent attempts share one transaction (one
-        commit), like Submits; each stays fenced by its own lease token."""
+        commit), like Submits; each stays fenced by its own lease token. On
+        SQLite the whole transaction is one hop to the driver's thread,
+        unless a webhook's outbox row may be written with it."""
+        if self._worker_alone is not None and not writes_outbox(items):
+            async with self._write_alone() as changes:
+                return await finish_alone(changes, items, self._worker_alone)
         async with self._write() as (conn, changes):
             return await finish_many(conn, changes, items, self._worker_sql)
 

@@ -9,7 +9,8 @@ machinery of SQLAlchemy per batch, and the fewest trips to the database.
   operations and the closing of their attempts.
 - SQLite (aiosqlite): the statements of a claim, or of a finishing batch, run
   in one hop to aiosqlite's thread on its plain sqlite3 connection (aiosqlite
-  hops once per DBAPI call otherwise).
+  hops once per DBAPI call otherwise); `alone` runs each as a whole
+  transaction in that one hop (BEGIN IMMEDIATE and COMMIT included).
 
 Values go in and come out through the column types' own bind and result
 processors (the same conversions SQLAlchemy applies), so the rows are what
@@ -30,11 +31,11 @@ from typing import Any, Protocol
 
 from sqlalchemy import Column
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lrod.domain.states import State
 from lrod.store.dialect import runs_on_asyncpg
-from lrod.store.driver import asyncpg_fetch, in_sqlite_thread
+from lrod.store.driver import Hop, asyncpg_fetch, at_once, within
 from lrod.store.schema import UTCDateTime
 from lrod.store.statements import ATTEMPTS, T
 
@@ -100,10 +101,39 @@ class WorkerSql(Protocol):
         ...
 
 
+class WorkerSqlAlone(Protocol):
+    """The same writes, each a whole transaction of its own."""
+
+    async def claim(
+        self,
+        *,
+        now: datetime,
+        expires: datetime,
+        limit: int,
+        job_types: Sequence[str],
+        worker: str,
+        token: str,
+    ) -> list[Any]: ...
+
+    async def finish(self, rounds: Sequence[Sequence[FinishWrite]]) -> list[dict[str, Any]]:
+        """Each round's writes as `WorkerSql.finish`, all in one transaction."""
+        ...
+
+
 def for_dialect(dialect: Dialect) -> WorkerSql:
     if runs_on_asyncpg(dialect):
         return _Postgres(dialect)
     return _Sqlite(dialect)
+
+
+def alone(writer: AsyncEngine) -> WorkerSqlAlone | None:
+    """Where the driver runs a whole write transaction in one trip (SQLite:
+    one hop to aiosqlite's thread), the writes as transactions of their own;
+    None where the store's `_write` transaction serves as well (PostgreSQL:
+    one statement each already, BEGIN and COMMIT on the same socket)."""
+    if runs_on_asyncpg(writer.dialect):
+        return None
+    return _SqliteAlone(_Sqlite(writer.dialect), at_once(writer))
 
 
 class _Processors:
@@ -320,6 +350,27 @@ class _Sqlite:
         worker: str,
         token: str,
     ) -> list[Any]:
+        return await self.claim_by(
+            within(conn),
+            now=now,
+            expires=expires,
+            limit=limit,
+            job_types=job_types,
+            worker=worker,
+            token=token,
+        )
+
+    async def claim_by(
+        self,
+        hop: Hop,
+        *,
+        now: datetime,
+        expires: datetime,
+        limit: int,
+        job_types: Sequence[str],
+        worker: str,
+        token: str,
+    ) -> list[Any]:
         sql = self._claims.get(len(job_types))
         if sql is None:
             sql = self._claims.setdefault(len(job_types), _sqlite_claim_sql(len(job_types)))
@@ -336,13 +387,44 @@ class _Sqlite:
             )
             return raws
 
-        raws = await in_sqlite_thread(conn, sql, run)
+        raws = await hop(sql, run)
         return [self._p.record(raw) for raw in raws]
 
     async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
+        [written] = await self.finish_by(within(conn), [writes])
+        return written
+
+    async def finish_by(
+        self, hop: Hop, rounds: Sequence[Sequence[FinishWrite]]
+    ) -> list[dict[str, Any]]:
+        """Every round's writes in one hop, a round's ids distinct."""
+        prepared = [self._finish_params(writes) for writes in rounds]
+
+        def run(db: sqlite3.Connection) -> list[list[Any]]:
+            written_by_round = []
+            for updates, closes in prepared:
+                written = []
+                held = []
+                for update, close in zip(updates, closes, strict=True):
+                    raw = db.execute(_SQLITE_FINISH, update).fetchone()
+                    if raw is not None:
+                        written.append(raw)
+                        held.append(close)
+                if held:
+                    db.executemany(_SQLITE_CLOSE, held)
+                written_by_round.append(written)
+            return written_by_round
+
+        raws_by_round = await hop(_SQLITE_FINISH, run)
+        record = self._p.record
+        return [{r.id: r for r in map(record, raws)} for raws in raws_by_round]
+
+    def _finish_params(
+        self, writes: Sequence[FinishWrite]
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
         time, js, ajs = self._p.time, self._p.json, self._p.attempt_json
-        updates = []
-        closes = []
+        updates: list[tuple[Any, ...]] = []
+        closes: list[tuple[Any, ...]] = []
         for w in writes:
             completed, total, stage = w.progress
             updates.append(
@@ -373,19 +455,33 @@ class _Sqlite:
                     w.token,
                 )
             )
+        return updates, closes
 
-        def run(db: sqlite3.Connection) -> list[Any]:
-            written = []
-            held = []
-            for update, close in zip(updates, closes, strict=True):
-                raw = db.execute(_SQLITE_FINISH, update).fetchone()
-                if raw is not None:
-                    written.append(raw)
-                    held.append(close)
-            if held:
-                db.executemany(_SQLITE_CLOSE, held)
-            return written
 
-        raws = await in_sqlite_thread(conn, _SQLITE_FINISH, run)
-        records = [self._p.record(raw) for raw in raws]
-        return {r.id: r for r in records}
+class _SqliteAlone:
+    def __init__(self, statements: _Sqlite, hop: Hop) -> None:
+        self._statements = statements
+        self._hop = hop
+
+    async def claim(
+        self,
+        *,
+        now: datetime,
+        expires: datetime,
+        limit: int,
+        job_types: Sequence[str],
+        worker: str,
+        token: str,
+    ) -> list[Any]:
+        return await self._statements.claim_by(
+            self._hop,
+            now=now,
+            expires=expires,
+            limit=limit,
+            job_types=job_types,
+            worker=worker,
+            token=token,
+        )
+
+    async def finish(self, rounds: Sequence[Sequence[FinishWrite]]) -> list[dict[str, Any]]:
+        return await self._statements.finish_by(self._hop, rounds)

@@ -1,0 +1,229 @@
+"""The store's hot writes as whole transactions in one trip to the database
+driver (SQLite: BEGIN IMMEDIATE, the statements and COMMIT in one hop to
+aiosqlite's thread; driver.sqlite_transaction), with the guarantees of the
+transaction they replace: a failing member of a batch fails alone, a write
+that raises has written nothing, and what was acknowledged survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+from sqlalchemy import exc
+
+from lrod.domain.errors import InvalidArgument
+from lrod.domain.names import new_operation_id
+from lrod.domain.operation import Operation, Payload, Progress
+from lrod.domain.retry import Backoff, JobPolicy
+from lrod.domain.states import State
+from lrod.domain.submission import NewJob
+from lrod.store.driver import sqlite_transaction
+from lrod.store.engine import open_database
+from lrod.store.finishes import Finish
+from lrod.store.migrate import upgrade
+from lrod.store.sql_store import SqlStore
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+RETENTION = timedelta(days=1)
+RESULT = Payload("type.googleapis.com/y", b"out")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[SqlStore]:
+    upgrade(database_url)
+    opened = SqlStore(open_database(database_url))
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
+    url = f"sqlite:///{tmp_path / 'lrod.db'}"
+    upgrade(url)
+    opened = SqlStore(open_database(url))
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+def _job() -> NewJob:
+    return NewJob(
+        id=new_operation_id(),
+        owner="o",
+        job_type="t",
+        input=Payload("x", b"in"),
+        max_attempts=3,
+        create_time=NOW,
+        run_after=NOW,
+    )
+
+
+async def _add(store: SqlStore, count: int) -> list[Operation]:
+    jobs = [_job() for _ in range(count)]
+    created = await asyncio.gather(*(store.create(job, job.fingerprint()) for job in jobs))
+    return [op for op, _ in created]
+
+
+async def test_one_unstorable_finish_in_a_batch_fails_alone(store: SqlStore) -> None:
+    await _add(store, 10)
+    claims = await store.claim("w", NOW, LEASE, 10, ["t"])
+    assert len(claims) == 10
+    flushes: list[int] = []
+    flush = store._finishes._flush
+
+    async def recording(items: list[Finish]) -> Any:
+        flushes.append(len(items))
+        return await flush(items)
+
+    store._finishes._flush = recording  # type: ignore[assignment]
+    bad = claims[4]
+
+    def progress(claim: object) -> Progress | None:
+        # Wider than any integer column: refused by the database itself.
+        return Progress(completed=2**70) if claim is bad else None
+
+    outcomes = await asyncio.gather(
+        *(store.succeed(c, NOW, RESULT, RETENTION, progress=progress(c)) for c in claims),
+        return_exceptions=True,
+    )
+    refused = outcomes.pop(4)
+    assert isinstance(refused, InvalidArgument)
+    assert refused.reason == "UNSTORABLE_VALUE"
+    assert all(isinstance(o, Operation) and o.state is State.SUCCEEDED for o in outcomes)
+    # It shared a flush with the others before it was split out.
+    assert flushes[0] > 1
+    # Its write rolled back whole: still running under its lease, which
+    # still fences, so it can finish now.
+    assert (await store.get(bad.operation.id, "o", NOW)).state is State.RUNNING
+    again = await store.succeed(bad, NOW, RESULT, RETENTION)
+    assert again is not None and again.state is State.SUCCEEDED
+    for claim in claims:
+        assert (await store.get(claim.operation.id, "o", NOW)).state is State.SUCCEEDED
+
+
+async def test_a_late_finish_is_still_refused_by_its_lease_token(store: SqlStore) -> None:
+    [op] = await _add(store, 1)
+    [first] = await store.claim("w", NOW, LEASE, 1, ["t"])
+    # The lease ran out and another worker took the job.
+    later = NOW + LEASE * 2
+    assert await store.rescue(later, 10, _policy) == 1
+    [second] = await store.claim("w2", later, LEASE, 1, ["t"])
+    late, current = await asyncio.gather(
+        store.succeed(first, later, RESULT, RETENTION),
+        store.succeed(second, later, RESULT, RETENTION),
+    )
+    assert late is None
+    assert current is not None and current.attempt == 2
+    assert (await store.get(op.id, "o", later)).attempt == 2
+
+
+def _policy(_job_type: str) -> JobPolicy:
+    return JobPolicy(Backoff(timedelta(0), timedelta(0)), RETENTION)
+
+
+def _count_hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of each function handed to aiosqlite's thread."""
+    hops: list[str] = []
+    execute = aiosqlite.Connection._execute
+
+    async def counted(self: aiosqlite.Connection, fn: Callable[..., Any], *args: Any) -> Any:
+        hops.append(getattr(fn, "__name__", repr(fn)))
+        return await execute(self, fn, *args)
+
+    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
+    return hops
+
+
+async def test_each_hot_sqlite_write_is_one_hop(
+    sqlite_store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = sqlite_store
+    await _add(store, 1)  # the writer connection is open, statements cached
+    hops = _count_hops(monkeypatch)
+    await _add(store, 8)
+    assert len(hops) <= 8 and hops == ["_atomically"] * len(hops)
+    hops.clear()
+    claims = await store.claim("w", NOW, LEASE, 9, ["t"])
+    assert len(claims) == 9 and hops == ["_atomically"]
+    hops.clear()
+    written = await asyncio.gather(*(store.succeed(c, NOW, RESULT, RETENTION) for c in claims))
+    assert all(op is not None for op in written)
+    assert 1 <= len(hops) <= 9 and hops == ["_atomically"] * len(hops)
+
+
+async def test_a_one_hop_write_that_raises_writes_nothing(sqlite_store: SqlStore) -> None:
+    writer = sqlite_store._db.writer
+
+    def two_inserts(db: sqlite3.Connection) -> None:
+        db.execute("INSERT INTO server_keys (name, value) VALUES ('a', x'00')")
+        db.execute("INSERT INTO server_keys (name, value) VALUES ('a', x'01')")
+
+    with pytest.raises(exc.IntegrityError):
+        await sqlite_transaction(writer, "two inserts", two_inserts)
+
+    def keys(db: sqlite3.Connection) -> list[Any]:
+        return db.execute("SELECT name FROM server_keys").fetchall()
+
+    # Its BEGIN would fail had the first left its transaction open.
+    assert await sqlite_transaction(writer, "read", keys) == []
+    # The writer goes on: the next write commits.
+    key = await sqlite_store.server_key("next")
+    assert len(key) == 32
+
+
+async def test_what_was_acknowledged_survives_a_kill(database_url: str) -> None:
+    """A writer process killed (SIGKILL) mid-stream: every create and every
+    finish it was told had committed is stored as told."""
+    upgrade(database_url)
+    created: set[str] = set()
+    done: set[str] = set()
+
+    def note(line: str) -> None:
+        kind, _, op_id = line.strip().partition(" ")
+        if kind == "created":
+            created.add(op_id)
+        elif kind == "done":
+            done.add(op_id)
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "tests.store.acknowledging_writer", database_url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    ) as child:
+        assert child.stdout is not None
+        try:
+            for line in child.stdout:
+                note(line)
+                if len(done) >= 200:
+                    break
+        finally:
+            child.send_signal(signal.SIGKILL)
+            child.wait()
+        for line in child.stdout:  # what it said before the kill, read now
+            note(line)
+    assert len(done) >= 200
+    store = SqlStore(open_database(database_url))
+    try:
+        stored = await store.get_many(created, datetime.now(UTC))
+        assert stored.keys() == created
+        assert {op_id for op_id in done if stored[op_id].state is State.SUCCEEDED} == done
+    finally:
+        await store.close()
