@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from datetime import timedelta
 
@@ -69,6 +70,26 @@ def build_registry(gates: Gates) -> Registry:
     async def stubborn(ctx: JobContext, _: empty_pb2.Empty) -> empty_pb2.Empty:
         """Ignores cancellation."""
         await asyncio.sleep(30)
+        return empty_pb2.Empty()
+
+    @registry.job(
+        "test.obstinate",
+        input=empty_pb2.Empty,
+        output=empty_pb2.Empty,
+        max_attempts=1,
+        default_timeout=timedelta(seconds=0.3),
+    )
+    async def obstinate(ctx: JobContext, _: empty_pb2.Empty) -> empty_pb2.Empty:
+        """Swallows the stop at its time limit and returns as if done."""
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return empty_pb2.Empty()
+
+    @registry.job("test.halfway", input=wrappers_pb2.StringValue, output=empty_pb2.Empty)
+    async def halfway(ctx: JobContext, key: wrappers_pb2.StringValue) -> empty_pb2.Empty:
+        """Reports half its progress, then waits for its gate."""
+        ctx.report_progress(1, 2, "half")
+        await gates.gate(key.value).wait()
         return empty_pb2.Empty()
 
     @registry.job("test.chatty", input=wrappers_pb2.Int32Value, output=empty_pb2.Empty)

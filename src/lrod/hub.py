@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Container, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -88,8 +88,12 @@ class ChangeHub:
     def __init__(self) -> None:
         self._subscribers: defaultdict[str, set[Subscription]] = defaultdict(set)
         self._generations: defaultdict[str, int] = defaultdict(int)
-        self._cancel_handlers: dict[str, asyncio.Event] = {}
-        self._work = asyncio.Event()
+        # Running jobs of this process: called when a cancel reaches them.
+        self._cancel_handlers: dict[str, Callable[[], None]] = {}
+        # Work arrived since the last wait ended (as an Event's flag), and the
+        # futures of the claim loops waiting for it.
+        self._work = False
+        self._work_waiters: list[asyncio.Future[None]] = []
         # Changed operations whose subscribers wait for the reader's row.
         self._unread: set[str] = set()
         self.reader: RowReader | None = None
@@ -155,17 +159,24 @@ class ChangeHub:
 
     def cancel_requested(self, ids: Iterable[str]) -> None:
         for op_id in ids:
-            event = self._cancel_handlers.get(op_id)
-            if event is not None:
-                event.set()
+            handler = self._cancel_handlers.get(op_id)
+            if handler is not None:
+                handler()
 
     def work_available(self, due: datetime | None = None) -> None:
         delay = 0.0 if due is None else (due - datetime.now(UTC)).total_seconds()
         if delay <= 0:
-            self._work.set()
+            self._work_arrived()
         elif delay < _MAX_TIMER:
             # Far-off work is found by the workers' periodic poll instead.
-            asyncio.get_running_loop().call_later(delay, self._work.set)
+            asyncio.get_running_loop().call_later(delay, self._work_arrived)
+
+    def _work_arrived(self) -> None:
+        self._work = True
+        waiters, self._work_waiters = self._work_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def everything_changed(self) -> None:
         """After a lost notification channel: wake everyone to re-read."""
@@ -191,24 +202,43 @@ class ChangeHub:
         a read started at generation g reflects every one of them."""
         return self._generations[op_id]
 
-    @contextmanager
-    def cancellation(self, op_id: str) -> Iterator[asyncio.Event]:
-        """An event set when CancelOperation reaches the running job `op_id`."""
-        event = asyncio.Event()
-        self._cancel_handlers[op_id] = event
-        try:
-            yield event
-        finally:
-            self._cancel_handlers.pop(op_id, None)
+    def on_cancel(self, op_id: str, handler: Callable[[], None]) -> None:
+        """Call `handler` (on the loop, at once) when CancelOperation reaches
+        the running job `op_id`, until `forget_cancel(op_id)`: a callback, so
+        that no task per running job waits for a cancel that rarely comes."""
+        self._cancel_handlers[op_id] = handler
+
+    def forget_cancel(self, op_id: str) -> None:
+        self._cancel_handlers.pop(op_id, None)
+
+    def wake_on_work(self, waiter: asyncio.Future[None]) -> None:
+        """Resolve `waiter` when work arrives, at once if some arrived since
+        the last `work_wait_ended`: the claim loop waits on one future for
+        work, a freed slot, its poll timer or a stop, with no task per wait."""
+        if self._work:
+            if not waiter.done():
+                waiter.set_result(None)
+            return
+        self._work_waiters.append(waiter)
+
+    def work_wait_ended(self, waiter: asyncio.Future[None]) -> None:
+        """The wait on `waiter` is over, whatever ended it: the work seen so
+        far is the waiter's to claim (as an Event cleared after its wait)."""
+        self._work = False
+        with suppress(ValueError):
+            self._work_waiters.remove(waiter)
 
     async def wait_for_work(self, timeout: float) -> None:
+        """Until work arrives or `timeout` seconds pass."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(timeout, _expire, waiter)
+        self.wake_on_work(waiter)
         try:
-            async with asyncio.timeout(timeout):
-                await self._work.wait()
-        except TimeoutError:
-            return
+            await waiter
         finally:
-            self._work.clear()
+            timer.cancel()
+            self.work_wait_ended(waiter)
 
     @property
     def subscriber_count(self) -> int:

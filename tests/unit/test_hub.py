@@ -4,6 +4,7 @@ subscriber once each, and rows never go back to an older version."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 from lrod.domain.operation import Operation, Payload
@@ -84,3 +85,44 @@ async def test_a_wait_ends_at_its_timeout_without_a_change() -> None:
         assert not await subscription.wait(0.01)
         hub.operations_changed(["op"])
         assert await subscription.wait(None)
+
+
+async def test_work_that_arrived_before_the_wait_resolves_it_at_once() -> None:
+    hub = ChangeHub()
+    hub.work_available()
+    loop = asyncio.get_running_loop()
+    early = loop.create_future()
+    hub.wake_on_work(early)
+    assert early.done()
+    hub.work_wait_ended(early)
+    # The wait ended: the work seen is taken, the next waiter waits.
+    later = loop.create_future()
+    hub.wake_on_work(later)
+    assert not later.done()
+    hub.work_available()
+    assert later.done()
+    hub.work_wait_ended(later)
+
+
+async def test_a_wait_ended_otherwise_is_not_woken_by_later_work() -> None:
+    hub = ChangeHub()
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+    hub.wake_on_work(waiter)
+    waiter.set_result(None)  # a freed slot, the timer or a stop woke it
+    hub.work_wait_ended(waiter)
+    hub.work_available()  # no waiter left: kept for the next wait
+    following = loop.create_future()
+    hub.wake_on_work(following)
+    assert following.done()
+
+
+async def test_a_cancel_reaches_the_callback_of_its_running_job_only() -> None:
+    hub = ChangeHub()
+    heard: list[str] = []
+    hub.on_cancel("a", lambda: heard.append("a"))
+    hub.on_cancel("b", lambda: heard.append("b"))
+    hub.cancel_requested(["a", "unknown"])
+    hub.forget_cancel("b")
+    hub.cancel_requested(["b"])
+    assert heard == ["a"]

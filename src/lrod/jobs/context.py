@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from lrod.domain.operation import Progress
@@ -34,8 +34,11 @@ class JobContext:
         self._progress = Progress()
         self._unsent = False
         self._dirty = asyncio.Event()
-        self._cancel_flag = threading.Event()
-        self._cancelled = asyncio.Event()
+        # A plain flag (set once, on the loop; read from any thread) and an
+        # Event made only for a handler that awaits `cancelled()`.
+        self._cancel_asked = False
+        self._cancelled: asyncio.Event | None = None
+        self._on_report: Callable[[], None] | None = None
         self.stopped = threading.Event()  # the attempt's time ran out or was abandoned
 
     # -- for handlers -------------------------------------------------------
@@ -50,7 +53,7 @@ class JobContext:
                 total=old.total if total is None else total,
                 stage=old.stage if stage is None else stage,
             )
-        self._call_soon(self._dirty.set)
+        self._call_soon(self._reported)
 
     def heartbeat(self) -> None:
         """Say the job is alive without new progress; the lease is renewed
@@ -59,20 +62,36 @@ class JobContext:
 
     @property
     def cancel_requested(self) -> bool:
-        return self._cancel_flag.is_set()
+        return self._cancel_asked
 
     async def cancelled(self) -> None:
         """Wait until a cancel is requested."""
+        if self._cancel_asked:
+            return
+        if self._cancelled is None:
+            self._cancelled = asyncio.Event()
         await self._cancelled.wait()
 
     def raise_if_cancelled(self) -> None:
-        if self._cancel_flag.is_set() or self.stopped.is_set():
+        if self._cancel_asked or self.stopped.is_set():
             raise JobCancelled()
 
     # -- for the worker -----------------------------------------------------
     def request_cancel(self) -> None:
-        self._cancel_flag.set()
-        self._cancelled.set()
+        """On the event loop."""
+        self._cancel_asked = True
+        if self._cancelled is not None:
+            self._cancelled.set()
+
+    def when_reported(self, callback: Callable[[], None] | None) -> None:
+        """Call `callback` on the event loop after each progress report
+        (the worker starts its progress writer at the first one only)."""
+        self._on_report = callback
+
+    def _reported(self) -> None:
+        self._dirty.set()
+        if self._on_report is not None:
+            self._on_report()
 
     def latest_progress(self) -> Progress | None:
         """The last progress reported, sent or not; None if none was."""

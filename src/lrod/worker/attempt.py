@@ -9,7 +9,6 @@ import functools
 import logging
 from concurrent.futures import Executor
 
-from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError, Message
 
 from lrod.clock import Clock
@@ -18,8 +17,8 @@ from lrod.domain.operation import Operation, Payload, PublicError
 from lrod.domain.retry import decide_retry
 from lrod.hub import ChangeHub
 from lrod.jobs.context import JobCancelled, JobContext, JobInfo
-from lrod.jobs.registry import JobType, Registry
-from lrod.logs import with_fields
+from lrod.jobs.registry import TYPE_URL_PREFIX, JobType, Registry
+from lrod.logs import EventLogger, with_fields
 from lrod.metrics import Metrics
 from lrod.settings import WorkerSettings
 from lrod.store.protocol import Claim, Heartbeat, OperationStore
@@ -29,6 +28,11 @@ log = logging.getLogger("lrod.worker")
 
 
 class Attempt:
+    """Per attempt, nothing runs beside the handler unless needed: the
+    handler runs in the pool's task for the job, under one timer for its time
+    limit; a cancel reaches it by a callback from the hub; the progress
+    writer starts only once the handler reports progress."""
+
     def __init__(
         self,
         claim: Claim,
@@ -49,24 +53,37 @@ class Attempt:
         self._executor = executor
         self._metrics = metrics or Metrics()
         op = claim.operation
-        loop = asyncio.get_running_loop()
+        self._loop = loop = asyncio.get_running_loop()
         self.ctx = JobContext(
             JobInfo(op.name, op.job_type, op.attempt, op.max_attempts, op.labels), loop
         )
-        # Every line about this attempt carries the same fields.
-        self.log = with_fields(
-            log,
-            operation=op.name,
-            job_type=op.job_type,
-            attempt=op.attempt,
-            worker=settings.worker_id,
-        )
+        self._log: EventLogger | None = None
         self._started = loop.time()
-        self._handler: asyncio.Future[Message] | None = None
+        # The task the handler runs in, while it runs (None before and after).
+        self._runner: asyncio.Task[None] | None = None
+        self._stop_sent = False  # the runner was cancelled to stop the handler
+        self._timed_out = False
+        self._grace: asyncio.TimerHandle | None = None
+        self._keeper: asyncio.Task[None] | None = None
         self._releasing = False
         self._lease_lost = False
         self._beat: asyncio.Future[Heartbeat] | None = None
         self._recording = False
+
+    @property
+    def log(self) -> EventLogger:
+        """Every line about this attempt carries the same fields; made at
+        the first line (most attempts log nothing above INFO)."""
+        if self._log is None:
+            op = self.claim.operation
+            self._log = with_fields(
+                log,
+                operation=op.name,
+                job_type=op.job_type,
+                attempt=op.attempt,
+                worker=self._settings.worker_id,
+            )
+        return self._log
 
     @property
     def operation_id(self) -> str:
@@ -81,8 +98,11 @@ class Attempt:
         await self.record(*await self.execute())
 
     async def execute(self) -> tuple[oc.Outcome, JobType | None]:
-        """Run the handler to its outcome (nothing written yet)."""
-        self.log.info("attempt started")
+        """Run the handler to its outcome (nothing written yet), in the
+        calling task: stopping the handler cancels that task while the
+        handler runs in it."""
+        if log.isEnabledFor(logging.INFO):
+            self.log.info("attempt started")
         job_type = self._registry.get(self.claim.operation.job_type)
         if job_type is None:
             error = PublicError(
@@ -103,83 +123,99 @@ class Attempt:
         except DecodeError as error:
             return oc.from_exception(error, job_type)
         timeout = (self.claim.operation.timeout or job_type.default_timeout).total_seconds()
-        with self._hub.cancellation(self.operation_id) as cancel_event:
+        op_id = self.operation_id
+        self._hub.on_cancel(op_id, self._cancel_requested)
+        timer = self._loop.call_later(timeout, self._time_up)
+        self.ctx.when_reported(self._progress_reported)
+        try:
             if self.claim.operation.cancel_requested:
-                cancel_event.set()
-            self._handler = asyncio.ensure_future(self._invoke(job_type, message))
-            helpers = [
-                asyncio.create_task(self._keep_lease()),
-                asyncio.create_task(self._relay_cancel(cancel_event)),
-            ]
-            try:
-                return await self._await_handler(job_type, timeout)
-            finally:
-                for helper in helpers:
-                    helper.cancel()
-                await asyncio.gather(*helpers, return_exceptions=True)
-                # A heartbeat under way must land before the finishing write.
-                if self._beat is not None:
-                    await asyncio.gather(self._beat, return_exceptions=True)
+                self._cancel_requested()
+            return await self._run_handler(job_type, message, timeout)
+        finally:
+            timer.cancel()
+            self._hub.forget_cancel(op_id)
+            self.ctx.when_reported(None)
+            if self._grace is not None:
+                self._grace.cancel()
+            if self._keeper is not None:
+                self._keeper.cancel()
+                await asyncio.gather(self._keeper, return_exceptions=True)
+            # A heartbeat under way must land before the finishing write.
+            if self._beat is not None:
+                await asyncio.gather(self._beat, return_exceptions=True)
 
-    async def _invoke(self, job_type: JobType, message: Message) -> Message:
-        if job_type.is_async:
-            result = job_type.handler(self.ctx, message)
-            assert asyncio.iscoroutine(result)
-            return await result  # type: ignore[no-any-return]
-        loop = asyncio.get_running_loop()
-        call = functools.partial(job_type.handler, self.ctx, message)
-        return await loop.run_in_executor(self._executor, call)  # type: ignore[arg-type]
-
-    async def _await_handler(self, job_type: JobType, timeout: float) -> oc.Outcome:
-        assert self._handler is not None
-        done, _ = await asyncio.wait({self._handler}, timeout=timeout)
-        if not done:
-            self.ctx.stopped.set()
-            self._stop_handler()
-            await asyncio.gather(self._handler, return_exceptions=True)
-            if self._interrupted() is None:
-                return oc.Failed(
-                    oc.DEADLINE_ERROR, f"timed out after {timeout:g}s", job_type.retry_timeouts
-                )
-        interrupted = self._interrupted()
+    async def _run_handler(self, job_type: JobType, message: Message, timeout: float) -> oc.Outcome:
+        runner = asyncio.current_task()
+        assert runner is not None
+        result: object = None
+        error: BaseException | None = None
+        cancelled = False
+        self._runner = runner
+        try:
+            if job_type.is_async:
+                coroutine = job_type.handler(self.ctx, message)
+                assert asyncio.iscoroutine(coroutine)
+                result = await coroutine
+            else:
+                call = functools.partial(job_type.handler, self.ctx, message)
+                result = await self._loop.run_in_executor(self._executor, call)
+        except asyncio.CancelledError as raised:
+            # Ours (a stop) is taken back below; anyone else's goes on.
+            if runner.cancelling() > self._stop_sent:
+                raise
+            cancelled, error = True, raised
+        except Exception as raised:
+            error = raised
+        finally:
+            self._runner = None
+            if self._stop_sent:
+                runner.uncancel()
+        interrupted = self._interrupted(cancelled or error is not None)
         if interrupted is not None:
             return interrupted
-        if self._handler.cancelled():
+        if self._timed_out:
+            return oc.Failed(
+                oc.DEADLINE_ERROR, f"timed out after {timeout:g}s", job_type.retry_timeouts
+            )
+        if cancelled:
             return oc.Cancelled()
-        error = self._handler.exception()
         if error is not None:
             if isinstance(error, JobCancelled) and self.ctx.cancel_requested:
                 return oc.Cancelled()
             return oc.from_exception(error, job_type)
-        result = self._handler.result()
         if not isinstance(result, job_type.output_type):
             return oc.wrong_output(result, job_type)
         return oc.Succeeded(result)
 
-    def _interrupted(self) -> oc.Outcome | None:
+    def _interrupted(self, handler_stopped: bool) -> oc.Outcome | None:
         if self._lease_lost:
             return oc.LeaseLost()
         if self._releasing:
             return oc.Released()
-        if (
-            self.ctx.cancel_requested
-            and self._handler is not None
-            and (self._handler.cancelled() or self._handler.exception() is not None)
-        ):
+        if self.ctx.cancel_requested and handler_stopped:
             return oc.Cancelled()
         return None
 
+    def _time_up(self) -> None:
+        self._timed_out = True
+        self._stop_handler()
+
     def _stop_handler(self) -> None:
         self.ctx.stopped.set()
-        if self._handler is not None and not self._handler.done():
-            self._handler.cancel()
+        runner = self._runner
+        if runner is not None and not self._stop_sent:
+            self._stop_sent = True
+            runner.cancel()
 
-    async def _relay_cancel(self, cancel_event: asyncio.Event) -> None:
-        await cancel_event.wait()
-        self.log.info("cancel requested")
+    def _cancel_requested(self) -> None:
+        """CancelOperation reached this job: tell the handler, and stop it
+        once the cancel grace has passed."""
+        if self.ctx.cancel_requested:
+            return
+        if log.isEnabledFor(logging.INFO):
+            self.log.info("cancel requested")
         self.ctx.request_cancel()
-        await asyncio.sleep(self._settings.cancel_grace)
-        self._stop_handler()
+        self._grace = self._loop.call_later(self._settings.cancel_grace, self._stop_handler)
 
     def lease_lost(self) -> None:
         """The pool's heartbeat found the lease gone: stop, write nothing.
@@ -190,13 +226,19 @@ class Attempt:
         self._lease_lost = True
         self._stop_handler()
 
+    def _progress_reported(self) -> None:
+        """The handler reported progress: start the writer, once."""
+        if self._keeper is None and self._runner is not None:
+            self._keeper = asyncio.create_task(self._keep_lease())
+
     async def _keep_lease(self) -> None:
         """Write reported progress (coalesced, at most every progress
-        interval). The lease itself is renewed by the pool's one heartbeat
-        loop for all its claims; a progress write renews it too."""
+        interval from the attempt's start). The lease itself is renewed by
+        the pool's one heartbeat loop for all its claims; a progress write
+        renews it too."""
         lease = self._settings.lease
-        loop = asyncio.get_running_loop()
-        last_write = loop.time()
+        loop = self._loop
+        last_write = self._started
         while True:
             # No timer: nothing is due here until the handler reports.
             await self.ctx.wait_for_report(None)
@@ -231,11 +273,12 @@ class Attempt:
         if isinstance(outcome, oc.LeaseLost):
             pass
         elif isinstance(outcome, oc.Succeeded):
-            packed = any_pb2.Any()
-            packed.Pack(outcome.result)
-            written = await store.succeed(
-                claim, now, Payload(packed.type_url, packed.value), retention, progress=progress
+            # What Any.Pack makes, without the Any: the type's URL and the bytes.
+            result = outcome.result
+            payload = Payload(
+                TYPE_URL_PREFIX + result.DESCRIPTOR.full_name, result.SerializeToString()
             )
+            written = await store.succeed(claim, now, payload, retention, progress=progress)
         elif isinstance(outcome, oc.Cancelled):
             written = await store.cancel_running(claim, now, retention, progress=progress)
         elif isinstance(outcome, oc.Released):
@@ -297,7 +340,7 @@ class Attempt:
                 self.log.warning("the attempt's outcome was refused: it no longer held its lease")
             return
         # The move itself is counted by the store's transition subscribers.
-        if not isinstance(outcome, oc.Failed):
+        if not isinstance(outcome, oc.Failed) and log.isEnabledFor(logging.INFO):
             self.log.info(
                 "attempt ended: %s",
                 label,

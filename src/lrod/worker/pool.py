@@ -61,7 +61,11 @@ class WorkerPool:
         self._stopping = asyncio.Event()
         self._closed = asyncio.Event()
         self._hurry = asyncio.Event()
-        self._slot_freed = asyncio.Event()
+        # The claim loop's wait: one future, resolved by whichever comes first
+        # (work, a freed slot, the poll timer, a stop); `_poked` keeps a wake
+        # that came while the loop was busy, as an Event's flag would.
+        self._wake: asyncio.Future[None] | None = None
+        self._poked = False
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
         self._metrics.running_jobs.set_function(lambda: len(self._busy))
@@ -171,7 +175,7 @@ class WorkerPool:
             self._busy.discard(task)
             if not self._stopping.is_set():
                 self._start_queued()
-            self._slot_freed.set()
+            self._poke()
         try:
             if outcome is not None:
                 await attempt.record(*outcome)
@@ -182,7 +186,7 @@ class WorkerPool:
             )
         finally:
             self._running.pop(task, None)  # type: ignore[arg-type]
-            self._slot_freed.set()
+            self._poke()
 
     async def _renew_loop(self) -> None:
         """The pool's one heartbeat: every third of the lease, renew every
@@ -246,17 +250,30 @@ class WorkerPool:
                     extra={"operation": claim.operation.name, "error": repr(result)},
                 )
 
+    def _poke(self) -> None:
+        """Wake the claim loop (a slot freed, or a stop)."""
+        self._poked = True
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
     async def _idle(self) -> None:
-        waiters = {
-            asyncio.create_task(self._hub.wait_for_work(self.settings.poll_interval)),
-            asyncio.create_task(self._slot_freed.wait()),
-            asyncio.create_task(self._stopping.wait()),
-        }
-        _, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-        for waiter in pending:
-            waiter.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        self._slot_freed.clear()
+        """Until work arrives, a slot frees, the poll interval passes or the
+        pool stops: one future and one timer, no task per wait."""
+        if self._poked or self._stopping.is_set():
+            self._poked = False
+            return
+        loop = asyncio.get_running_loop()
+        wake = self._wake = loop.create_future()
+        timer = loop.call_later(self.settings.poll_interval, _wake_up, wake)
+        self._hub.wake_on_work(wake)
+        try:
+            await wake
+        finally:
+            timer.cancel()
+            self._hub.work_wait_ended(wake)
+            self._wake = None
+            self._poked = False
 
     def hurry(self) -> None:
         """Cut a drain under way short: hand the running jobs back now."""
@@ -282,6 +299,7 @@ class WorkerPool:
         """Stop claiming; give running jobs `grace` seconds to finish; release
         the rest so another worker takes them at once."""
         self._stopping.set()
+        self._poke()
         if self._loop_task is not None:
             await self._loop_task
         queued, self._queued = list(self._queued), deque()
@@ -301,6 +319,11 @@ class WorkerPool:
         if self._renew_task is not None:
             await self._renew_task
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _wake_up(wake: asyncio.Future[None]) -> None:
+    if not wake.done():
+        wake.set_result(None)
 
 
 def _claim_order(claim: Claim) -> tuple[int, object]:
