@@ -144,20 +144,23 @@ class WorkerPool:
 
     def _start_queued(self) -> None:
         while self._queued and self._free_slots() > 0:
-            claim = self._queued.popleft()
-            attempt = Attempt(
-                claim,
-                self._registry,
-                self._store,
-                self._hub,
-                self.settings,
-                self._clock,
-                self._executor,
-                self._metrics,
-            )
-            task = asyncio.create_task(self._run(attempt), name=f"lrod-job-{claim.operation.id}")
-            self._running[task] = attempt
-            self._busy.add(task)
+            self._start(self._queued.popleft())
+
+    def _start(self, claim: Claim) -> None:
+        """Start one attempt now, in a task of its own (its slot's)."""
+        attempt = Attempt(
+            claim,
+            self._registry,
+            self._store,
+            self._hub,
+            self.settings,
+            self._clock,
+            self._executor,
+            self._metrics,
+        )
+        task = asyncio.create_task(self._run(attempt), name=f"lrod-job-{claim.operation.id}")
+        self._running[task] = attempt
+        self._busy.add(task)
 
     async def _run(self, attempt: Attempt) -> None:
         task: asyncio.Task[None] | None = asyncio.current_task()
