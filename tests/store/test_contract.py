@@ -341,6 +341,51 @@ async def test_an_owner_sees_only_its_own_and_the_admin_sees_all(store: Operatio
     ]
 
 
+@covers("OperationStore.get_or_kept")
+async def test_get_or_kept_answers_what_is_kept_for_the_stored_version(
+    store: OperationStore,
+) -> None:
+    op = await add(store, "alice")
+    asked: list[tuple[str, int]] = []
+
+    def kept_for(version: int) -> Callable[[str, int], str | None]:
+        def kept(op_id: str, stored: int) -> str | None:
+            asked.append((op_id, stored))
+            return "kept" if stored == version else None
+
+        return kept
+
+    # Kept for the stored version: that, for the owner and for an admin.
+    assert await store.get_or_kept(op.id, "alice", NOW, kept_for(op.version)) == "kept"
+    assert await store.get_or_kept(op.id, None, NOW, kept_for(op.version)) == "kept"
+    assert asked == [(op.id, op.version)] * 2
+    # Kept for another version, or nothing kept: the operation, as get reads it.
+    assert await store.get_or_kept(op.id, "alice", NOW, kept_for(op.version + 1)) == op
+    assert await store.get_or_kept(op.id, "alice", NOW, None) == op
+    # The scope holds before anything kept is asked for.
+    asked.clear()
+    with pytest.raises(NotFound) as hidden:
+        await store.get_or_kept(op.id, "bob", NOW, kept_for(op.version))
+    assert not isinstance(hidden.value, OperationExpired)
+    with pytest.raises(NotFound):
+        await store.get_or_kept(new_operation_id(), "alice", NOW, kept_for(op.version))
+    assert asked == []
+    # A new version is not the kept one.
+    claim = await claim_one(store)
+    await store.succeed(claim, NOW, Payload("y", b""), timedelta(hours=1))
+    done = await store.get(op.id, "alice", NOW)
+    assert done.version > op.version
+    assert await store.get_or_kept(op.id, "alice", NOW, kept_for(op.version)) == done
+    # Expired: expired, even when its version is kept.
+    later = NOW + timedelta(hours=2)
+    for owner in ("alice", None):
+        with pytest.raises(OperationExpired):
+            await store.get_or_kept(op.id, owner, later, kept_for(done.version))
+    with pytest.raises(NotFound) as hidden:
+        await store.get_or_kept(op.id, "bob", later, kept_for(done.version))
+    assert not isinstance(hidden.value, OperationExpired)
+
+
 @covers("OperationStore.list")
 async def test_list_pages_newest_first_and_filters(store: OperationStore) -> None:
     ops = [

@@ -68,3 +68,15 @@ def test_a_done_operation_with_a_webhook_is_converted_at_each_read() -> None:
     first = kept.operation(op, NOW)
     assert kept.operation(op, NOW) is not first
     assert first == convert.operation(op, NOW).SerializeToString()
+
+
+def test_known_gives_the_bytes_kept_for_a_version_only() -> None:
+    kept = convert.OperationBytes()
+    assert kept.known("A" * 22, 3) is None
+    first = kept.operation(_op(), NOW)
+    assert kept.known("A" * 22, 3) is first
+    assert kept.known("A" * 22, 4) is None
+    assert kept.known("B" * 22, 3) is None
+    later = replace(_op(), state=State.QUEUED, run_after=NOW + timedelta(minutes=1))
+    kept.operation(replace(later, version=9), NOW)
+    assert kept.known("A" * 22, 9) is None  # never kept: it moves with the clock

@@ -154,6 +154,15 @@ class OperationBytes:
         self._size = size
         self._kept: OrderedDict[tuple[str, int], bytes] = OrderedDict()
 
+    def known(self, op_id: str, version: int) -> bytes | None:
+        """The bytes kept for this version of an operation, if any (the
+        `kept` of OperationStore.get_or_kept)."""
+        key = (op_id, version)
+        kept = self._kept.get(key)
+        if kept is not None:
+            self._kept.move_to_end(key)
+        return kept
+
     def operation(self, op: Operation, now: datetime) -> bytes:
         key = (op.id, op.version)
         kept = self._kept.get(key)

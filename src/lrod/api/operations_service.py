@@ -42,8 +42,12 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
     async def GetOperation(
         self, request: operations_pb2.GetOperationRequest, context: grpc.aio.ServicerContext
     ) -> bytes:
-        op = await self._manager.get(caller(context), request.name)
-        return self._kept.operation(op, self._manager.clock())
+        # An unchanged version is answered from its kept bytes, without
+        # building or converting the operation.
+        found = await self._manager.get_or_kept(caller(context), request.name, self._kept.known)
+        if isinstance(found, bytes):
+            return found
+        return self._kept.operation(found, self._manager.clock())
 
     async def DeleteOperation(
         self, request: operations_pb2.DeleteOperationRequest, context: grpc.aio.ServicerContext

@@ -83,6 +83,27 @@ class AsyncpgReader:
         shape, raws = await self._run(read, params, many=True)
         return [self._processed(shape, raw) for raw in raws]
 
+    async def first_raw(self, read: PreparedRead, params: Mapping[str, Any]) -> Any:
+        """The first row of `read` as asyncpg gives it (a Record, in the
+        statement's column order; None if none): for a caller that may need
+        only a column or two of it. `processed` makes it a row."""
+        _, raws = await self._run(read, params, many=False)
+        return raws[0] if raws else None
+
+    def processed(self, read: PreparedRead, raw: Any) -> Any:
+        """A raw row of `read` (from `first_raw`), processed."""
+        return self._processed(self._shapes[read.sql], raw)
+
+    def column(self, read: PreparedRead, raw: Any, index: int) -> Any:
+        """Column `index` of a raw row of `read`, processed."""
+        value = raw[index]
+        if value is None:
+            return None
+        for at, process in self._shapes[read.sql].processors:
+            if at == index:
+                return process(value)
+        return value
+
     @staticmethod
     def _processed(shape: _Processed, raw: Any) -> Any:
         values = list(raw.values())

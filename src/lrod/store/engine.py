@@ -200,19 +200,34 @@ class InlineReader:
 
     def first(self, read: PreparedRead, params: Mapping[str, Any]) -> Any:
         """The first row of `read` (None if none), processed."""
+        raw = self.first_raw(read, params)
+        return None if raw is None else self.processed(read, raw)
+
+    def first_raw(self, read: PreparedRead, params: Mapping[str, Any]) -> Any:
+        """The first row of `read` as the driver gives it (a tuple, in the
+        statement's column order; None if none): for a caller that may need
+        only a column or two of it. `processed` makes it a row."""
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            raw = self._conn.execute(read.sql, [params[name] for name in read.binds]).fetchone()
+            return self._conn.execute(read.sql, [params[name] for name in read.binds]).fetchone()
         except sqlite3.Error as error:
             self.close()
             raise exc.DBAPIError.instance(read.sql, params, error, sqlite3.Error) from error
-        if raw is None:
-            return None
+
+    @staticmethod
+    def processed(read: PreparedRead, raw: Any) -> Any:
         return read.row._make(
             value if process is None else process(value)
             for value, process in zip(raw, read.processors, strict=True)
         )
+
+    @staticmethod
+    def column(read: PreparedRead, raw: Any, index: int) -> Any:
+        """Column `index` of a raw row, processed."""
+        process = read.processors[index]
+        value = raw[index]
+        return value if process is None or value is None else process(value)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._path, check_same_thread=False)

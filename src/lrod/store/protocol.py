@@ -6,7 +6,7 @@ from collections.abc import Callable, Collection, Container, Iterable, Mapping, 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from lrod.domain.filters import Filter
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
@@ -15,6 +15,9 @@ from lrod.domain.retry import JobPolicy
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import Delivery, DeliveryState
+
+# What a caller of OperationStore.get_or_kept keeps per operation version.
+K = TypeVar("K")
 
 
 class ChangeListener(Protocol):
@@ -203,6 +206,20 @@ class OperationStore(Protocol):
 
     # `owner` None: any owner (an admin's reads and cancels).
     async def get(self, op_id: str, owner: str | None, now: datetime) -> Operation: ...
+
+    async def get_or_kept(
+        self,
+        op_id: str,
+        owner: str | None,
+        now: datetime,
+        kept: Callable[[str, int], K | None] | None,
+    ) -> Operation | K:
+        """As `get` (the same scope, NOT_FOUND and expiry), except that when
+        `kept(op_id, version)` has something for the stored row's version,
+        that is the answer, without building the Operation: a caller that
+        keeps its answer per version (the api's serialized Operation) skips
+        the conversion of an unchanged row. Every write bumps the version."""
+        ...
 
     async def get_many(self, ids: Collection[str], now: datetime) -> dict[str, Operation]:
         """The stored, unexpired operations among `ids`, whoever owns them, in

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequ
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 from sqlalchemy import (
     Connection,
@@ -109,6 +109,7 @@ log = logging.getLogger("lrod.store")
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
+_K = TypeVar("_K")
 
 
 def _shielded(
@@ -195,6 +196,9 @@ class SqlStore:
                 for scoped in (True, False)
             }
             self._delivery_prepared = reader.prepare(GET_DELIVERY)
+            columns = self._get_prepared[True][0].row._fields
+            self._version_at = columns.index("version")
+            self._expire_at = columns.index("expire_time")
         if database.direct is not None:
             # The wake-up read (get_many), any number of ids in one statement.
             self._many_prepared = (
@@ -355,38 +359,56 @@ class SqlStore:
         return database_unavailable()
 
     async def get(self, op_id: str, owner: str | None, now: datetime) -> Operation:
+        return cast(Operation, await self.get_or_kept(op_id, owner, now, None))
+
+    async def get_or_kept(
+        self,
+        op_id: str,
+        owner: str | None,
+        now: datetime,
+        kept: Callable[[str, int], _K | None] | None,
+    ) -> Operation | _K:
         params = {"id": op_id, "owner": owner} if owner is not None else {"id": op_id}
-        inline = self._db.inline
-        if inline is not None:
-            get_row, get_tombstone = self._get_prepared[owner is not None]
-            # A primary-key read on SQLite, on this thread, with nothing to
-            # cancel half-way: no task, no shield.
-            with translated_errors():
-                row = inline.first(get_row, params)
-                if row is None:
-                    return _found(inline.first(get_tombstone, params) is not None, op_id, now)
-                delivery = None
-                if row.notify_url is not None and State(row.state).terminal:
-                    found = inline.first(self._delivery_prepared, params)
-                    delivery = None if found is None else to_delivery(found)
-            return _found((row, delivery), op_id, now)
-        direct = self._db.direct
-        if direct is not None:
-            get_row, get_tombstone = self._get_prepared[owner is not None]
-            # PostgreSQL on raw asyncpg. A read left half-way by a caller
-            # that hangs up leaves nothing to undo (direct_reads.py): no task,
-            # no shield either.
-            with translated_errors():
-                row = await direct.first(get_row, params)
-                if row is None:
-                    found = await direct.first(get_tombstone, params)
-                    return _found(found is not None, op_id, now)
-                delivery = None
-                if row.notify_url is not None and State(row.state).terminal:
-                    found = await direct.first(self._delivery_prepared, params)
-                    delivery = None if found is None else to_delivery(found)
-            return _found((row, delivery), op_id, now)
-        return _found(await self._get_read(params, op_id), op_id, now)
+        inline, direct = self._db.inline, self._db.direct
+        if inline is None and direct is None:
+            return _found(await self._get_read(params, op_id), op_id, now)
+        get_row, get_tombstone = self._get_prepared[owner is not None]
+        reader = inline or direct
+        assert reader is not None
+        # A primary-key read: on SQLite on this thread, on PostgreSQL on raw
+        # asyncpg. Nothing to cancel or undo half-way: no task, no shield.
+        with translated_errors():
+            raw = (
+                inline.first_raw(get_row, params)
+                if inline is not None
+                else await reader.first_raw(get_row, params)
+            )
+            if raw is None:
+                tombstone = (
+                    inline.first_raw(get_tombstone, params)
+                    if inline is not None
+                    else await reader.first_raw(get_tombstone, params)
+                )
+                return _found(tombstone is not None, op_id, now)
+            if kept is not None:
+                # The caller's answer for this version, if it keeps one: the
+                # row's other columns are not even processed.
+                answer = kept(op_id, raw[self._version_at])
+                if answer is not None:
+                    expire_time = reader.column(get_row, raw, self._expire_at)
+                    if expire_time is not None and expire_time <= now:
+                        raise expired(op_id)
+                    return answer
+            row = reader.processed(get_row, raw)
+            delivery = None
+            if row.notify_url is not None and State(row.state).terminal:
+                found = (
+                    inline.first(self._delivery_prepared, params)
+                    if inline is not None
+                    else await reader.first(self._delivery_prepared, params)
+                )
+                delivery = None if found is None else to_delivery(found)
+        return _found((row, delivery), op_id, now)
 
     @_shielded
     async def _get_read(self, params: dict[str, str], op_id: str) -> Any:
