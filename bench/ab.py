@@ -6,6 +6,15 @@ the same closed-loop calls against each, alternating round by round, so that
 both see the same load on a shared machine. Prints each side's rate per
 round, server CPU, p99 and the median ratio after/before. A tool for
 measuring one change; `make bench` does not run it.
+
+`--call job` times a Submit and a WaitOperation until the job is done
+(with `--workers` embedded workers): a job's round trip, per client.
+`--call e2e` measures figure 4's shape instead: each round submits `--jobs`
+no-op jobs from the clients to a server with `--workers` embedded workers
+until all are done (rate in jobs/s, server CPU per job). Without `--before`
+both sides run this tree; `--before-args` / `--after-args` pass server
+options to one side (e.g. `--after-args=--hand-off`), so that one setting is
+measured on and off.
 """
 
 from __future__ import annotations
@@ -14,11 +23,15 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sqlite3
 import tempfile
 from pathlib import Path
 
+import psycopg
+
 from bench.client import Lrod, submit_request
-from bench.infra import pg_database, postgres_cluster, sqlite_database
+from bench.drive import drive
+from bench.infra import pg_database, pg_dsn, postgres_cluster, sqlite_database
 from bench.load import channel, closed_loop
 from bench.procs import ROOT, CpuMeter, child
 from bench.stats import median, percentile
@@ -34,6 +47,8 @@ def _tree_env(tree: Path | None) -> dict[str, str] | None:
 async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="lrod-ab-"))
     sides = {"before": args.before, "after": None}
+    extra = {"before": args.before_args.split(), "after": args.after_args.split()}
+    workers = ["--workers", str(args.workers)] if args.call in ("e2e", "job") else []
     async with contextlib.AsyncExitStack() as stack:
         urls: dict[str, str] = {}
         if args.db == "postgresql":
@@ -50,7 +65,9 @@ async def run(args: argparse.Namespace) -> None:
         for side, tree in sides.items():
             server = await stack.enter_async_context(
                 child(
-                    ["-m", "bench.servers", "lrod", "--database-url", urls[side]],
+                    ["-m", "bench.servers", "lrod", "--database-url", urls[side]]
+                    + workers
+                    + extra[side],
                     work / f"{side}.log",
                     env=_tree_env(tree),
                     cwd=tree or ROOT,
@@ -75,8 +92,23 @@ async def run(args: argparse.Namespace) -> None:
                 async def call(index: int, lrod: Lrod = lrod, pool: list[str] = pool) -> object:
                     if args.call == "submit":
                         return await lrod.submit(request)
+                    if args.call == "job":
+                        return await lrod.wait_done((await lrod.submit(request)).name)
                     return await lrod.get(pool[index % len(pool)])
 
+                if args.call == "e2e":
+                    meters[side].start()
+                    rate = await _e2e(lrod, urls[side], args)
+                    cpu = meters[side].stop()
+                    rates[side].append(rate)
+                    cost = cpu / rate * 1e6 if rate else 0.0
+                    costs[side].append(cost)
+                    print(
+                        f"round {round_} {side:6} e2e {args.db}: {rate:7.0f} jobs/s,"
+                        f" server CPU {cpu:.0%} ({cost:.0f} us/job)",
+                        flush=True,
+                    )
+                    continue
                 meters[side].start()
                 result = await closed_loop(
                     call, clients=args.clients, warmup=args.warmup, window=args.window
@@ -101,10 +133,48 @@ async def run(args: argparse.Namespace) -> None:
             )
 
 
+async def _e2e(lrod: Lrod, url: str, args: argparse.Namespace) -> float:
+    """One round of figure 4's shape: jobs/s from the first Submit until all
+    of this round's jobs are done."""
+    request = submit_request()
+    base = await _succeeded(url)
+
+    async def done() -> int:
+        return await _succeeded(url) - base
+
+    result = await drive(
+        lambda: lrod.jobs.Submit(request),
+        done,
+        jobs=args.jobs,
+        clients=args.clients,
+        timeout=max(60.0, args.jobs / 50),
+    )
+    return result.rate
+
+
+async def _succeeded(url: str) -> int:
+    sql = "SELECT count(*) FROM operations WHERE state = 'SUCCEEDED'"
+    if url.startswith("sqlite"):
+        path = url.removeprefix("sqlite:///")
+
+        def count() -> int:
+            with contextlib.closing(sqlite3.connect(path, timeout=10)) as conn:
+                return int(conn.execute(sql).fetchone()[0])
+
+        return await asyncio.to_thread(count)
+    async with await psycopg.AsyncConnection.connect(pg_dsn(url), autocommit=True) as conn:
+        row = await (await conn.execute(sql)).fetchone()
+        return int(row[0]) if row else 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.ab", description=__doc__)
-    parser.add_argument("--before", type=Path, required=True, help="the other source tree")
-    parser.add_argument("--call", choices=("get", "submit"), default="get")
+    parser.add_argument("--before", type=Path, help="the other source tree (default: this one)")
+    parser.add_argument("--before-args", default="", help="server options of the before side")
+    parser.add_argument("--after-args", default="", help="server options of the after side")
+    parser.add_argument("--call", choices=("get", "submit", "job", "e2e"), default="get")
+    parser.add_argument("--jobs", type=int, default=3000, help="e2e: jobs per round")
+    parser.add_argument("--workers", type=int, default=16, help="e2e, job: embedded workers")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=4)

@@ -131,13 +131,18 @@ def _time_collections(log: Path) -> None:
     atexit.register(write)
 
 
-async def serve_lrod(database_url: str, workers: int, lease: float, claim_ahead: int = 0) -> None:
+async def serve_lrod(
+    database_url: str, workers: int, lease: float, claim_ahead: int = 0, hand_off: bool = False
+) -> None:
     settings = Settings(
         address="127.0.0.1:0",
         database_url=database_url,
         workers=(
             WorkerSettings(
-                concurrency=workers, lease=timedelta(seconds=lease), claim_ahead=claim_ahead
+                concurrency=workers,
+                lease=timedelta(seconds=lease),
+                claim_ahead=claim_ahead,
+                hand_off=hand_off,
             )
             if workers > 0
             else None
@@ -168,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     served.add_argument("--workers", type=int, default=0, help="0: API only")
     served.add_argument("--lease-seconds", type=float, default=30.0)
     served.add_argument("--claim-ahead", type=int, default=0)
+    served.add_argument("--hand-off", action=argparse.BooleanOptionalAction, default=False)
     args = parser.parse_args(argv)
     logs.configure("WARNING", False)
     if os.environ.get("BENCH_GC_LOG"):
@@ -177,7 +183,13 @@ def main(argv: list[str] | None = None) -> None:
         asyncio.run(serve_echo(response))
     else:
         asyncio.run(
-            serve_lrod(args.database_url, args.workers, args.lease_seconds, args.claim_ahead)
+            serve_lrod(
+                args.database_url,
+                args.workers,
+                args.lease_seconds,
+                args.claim_ahead,
+                args.hand_off,
+            )
         )
 
 

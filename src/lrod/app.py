@@ -79,6 +79,8 @@ class Service:
             if settings.workers is not None and settings.workers.concurrency > 0
             else None
         )
+        if self.pool is not None and self.pool.settings.hand_off:
+            self.manager.local_workers = self.pool
         self.presence = (
             WorkerPresence(
                 self.store,

@@ -94,6 +94,10 @@ class ChangeHub:
         # futures of the claim loops waiting for it.
         self._work = False
         self._work_waiters: list[asyncio.Future[None]] = []
+        # Counts every announcement of due work (at once, or when its timer
+        # fires): a worker pool tells from it whether work may have arrived
+        # since its last claim came back short (WorkerPool.reserve).
+        self.work_announced = 0
         # Changed operations whose subscribers wait for the reader's row.
         self._unread: set[str] = set()
         self.reader: RowReader | None = None
@@ -172,6 +176,7 @@ class ChangeHub:
             asyncio.get_running_loop().call_later(delay, self._work_arrived)
 
     def _work_arrived(self) -> None:
+        self.work_announced += 1
         self._work = True
         waiters, self._work_waiters = self._work_waiters, []
         for waiter in waiters:

@@ -7,6 +7,8 @@ import asyncio
 import hashlib
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from lrod.auth import audit
 from lrod.auth.principal import Principal
@@ -30,7 +32,14 @@ from lrod.metrics import Metrics
 from lrod.quotas import Quotas
 from lrod.settings import ManagerSettings, QuotaSettings
 from lrod.shared_reads import SharedReads
-from lrod.store.protocol import K, OperationStore
+from lrod.store.protocol import HandOff, K, OperationStore
+
+
+class LocalWorkers(Protocol):
+    """This process's worker pool, as Submit sees it (WorkerPool.reserve:
+    the rule for when a Submit is handed off)."""
+
+    def reserve(self, job_type: str, priority: int, run_after: datetime) -> HandOff | None: ...
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,8 @@ class OperationManager:
         self.metrics = metrics or Metrics()
         self.accepting = True
         self._page_key: bytes | None = None
+        # Set by the process's wiring when its workers take hand-offs.
+        self.local_workers: LocalWorkers | None = None
 
     def _check_accepting(self) -> None:
         if not self.accepting:
@@ -91,8 +102,18 @@ class OperationManager:
             self.metrics.submitted(repeat.job_type, False)
             return repeat
         created = False
+        workers = self.local_workers
+        # A job with a dedupe key is checked one at a time: never handed off.
+        hand_off = (
+            workers.reserve(job.job_type, job.priority, job.run_after)
+            if workers is not None and not job.dedupe_key
+            else None
+        )
         try:
-            operation, created = await self.store.create(job, fingerprint)
+            if hand_off is None:
+                operation, created = await self.store.create(job, fingerprint)
+            else:
+                operation, created = await self.store.create_claimed(job, fingerprint, hand_off)
         finally:
             self.quotas.stored(reservation, int(created))
         self.metrics.submitted(operation.job_type, created)

@@ -151,6 +151,15 @@ class WorkerSettings:
         commands=(SERVE, WORKER),
         minimum=0,
     )
+    hand_off: bool = setting(
+        False,
+        "Store a Submit already claimed by this process's own workers when they are idle "
+        "(a free slot, the last claim found no due job, nothing announced since), instead "
+        "of queueing it for the claim loop: the job starts without a claim round trip. "
+        "Never for a scheduled job, a type these workers do not run, a job with a dedupe "
+        "key, a BatchSubmit, or when a due queued job of at least its priority is stored.",
+        commands=(SERVE,),
+    )
     progress_interval: float = 0.2
     cancel_grace: float = 5.0
     drain_grace: float = setting(

@@ -22,6 +22,7 @@ from lrod.v1 import job_service_pb2, job_service_pb2_grpc
 from lrod.worker import WorkerSettings
 from tests.auth.conftest import Caller, Principals, ServiceFactory
 from tests.auth.test_owners import _sleep_request
+from tests.helpers import metadata
 
 
 def _quota_details(error: grpc.RpcError) -> tuple[str, list[str], float | None]:
@@ -142,6 +143,29 @@ async def test_active_operations_per_principal_and_a_batch_judged_whole(
         )
         await jobs.Submit(_sleep_request(), metadata=alice.metadata)
         assert len(await _names(ops, alice)) == 3
+
+
+async def test_a_submit_handed_off_to_an_idle_worker_counts_as_active(
+    start_service: ServiceFactory, principals: Principals
+) -> None:
+    service = await start_service(
+        security=SecuritySettings(auth_token_file=str(principals.token_file)),
+        quotas=QuotaSettings(active_operations=1),
+        workers=WorkerSettings(concurrency=2, poll_interval=0.2, hand_off=True),
+    )
+    pool = service.pool
+    assert pool is not None
+    alice = principals.alice
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        jobs, ops = _stubs(channel)
+        async with asyncio.timeout(20):
+            while not pool.idle:
+                await asyncio.sleep(0.01)
+        first = await jobs.Submit(_sleep_request(), metadata=alice.metadata)
+        assert metadata(first).state == metadata(first).RUNNING  # handed off
+        reason, subjects, _ = await _refused(jobs.Submit(_sleep_request(), metadata=alice.metadata))
+        assert (reason, subjects) == ("ACTIVE_OPERATIONS_EXCEEDED", ["principal:alice"])
+        assert await _names(ops, alice) == {first.name}
 
 
 async def test_a_retry_at_the_limit_gets_its_original_operation(

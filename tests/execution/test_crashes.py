@@ -5,12 +5,22 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import grpc
 import pytest
+from google.longrunning import operations_pb2
 from google.protobuf import duration_pb2
 
 from lrod.examples.v1 import examples_pb2 as ex
+from lrod.v1 import job_service_pb2_grpc
 from lrod.worker import WorkerSettings
-from tests.execution.support import attempts_of, start_worker, stop, wait_done, wait_until
+from tests.execution.support import (
+    attempts_of,
+    start_server,
+    start_worker,
+    stop,
+    wait_done,
+    wait_until,
+)
 from tests.helpers import metadata, state_name, submit
 
 pytestmark = pytest.mark.slow
@@ -88,3 +98,48 @@ async def test_stalled_worker_cannot_overwrite_the_newer_attempt(
 
 def _knows_it_lost(log: str) -> bool:
     return "lease lost" in log or "refused a stale write" in log
+
+
+async def test_killed_server_with_a_handed_off_job_is_rescued_by_another_worker(
+    jobs, operations, database_url, tmp_path
+) -> None:
+    """A Submit handed off to `lrod serve`'s own idle workers holds a lease
+    like a claimed job: kill -9 the server, and the lease expires and
+    another worker takes the job."""
+    server, port = await start_server(
+        database_url,
+        tmp_path / "server.log",
+        "--hand-off",
+        "--lease-seconds",
+        "1.5",
+        "--poll-seconds",
+        "0.2",
+    )
+    worker = None
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            served = job_service_pb2_grpc.JobServiceStub(channel)
+            # Handed off once the server's pool has found the queue empty.
+            async with asyncio.timeout(30):
+                while True:
+                    op = await submit(served, "examples.sleep", _sleep_job(3, 30))
+                    if state_name(op) == "RUNNING":
+                        break
+                    await operations.CancelOperation(
+                        operations_pb2.CancelOperationRequest(name=op.name)
+                    )
+                    await asyncio.sleep(0.1)
+        assert metadata(op).attempt == 1
+        await wait_until(operations, op.name, lambda o: metadata(o).progress.completed >= 2)
+        server.send_signal(signal.SIGKILL)
+        await server.wait()
+        worker = await start_worker(database_url, tmp_path / "worker.log")
+        done = await wait_done(operations, op.name)
+    finally:
+        await stop(server)
+        if worker is not None:
+            await stop(worker)
+    assert state_name(done) == "SUCCEEDED"
+    assert metadata(done).attempt == 2
+    outcomes = [(a.number, a.outcome) for a in await attempts_of(database_url, op.name)]
+    assert outcomes == [(1, "LEASE_EXPIRED"), (2, "SUCCEEDED")]

@@ -843,3 +843,114 @@ async def test_close_waits_for_the_calls_under_way(migrated: str) -> None:
         assert await reopened.get(job.id, "alice", NOW) == op
     finally:
         await reopened.close()
+
+
+# -- a Submit handed off to an idle local worker pool -----------------------
+@dataclass
+class Grant:
+    """A HandOff (what WorkerPool.reserve gives), writing down what it is told."""
+
+    job_types: Sequence[str] = ("t",)
+    worker_id: str = "w-local"
+    lease_token: str = field(default_factory=lambda: new_operation_id())
+    now: datetime = NOW
+    lease_expires_at: datetime = NOW + LEASE
+    told: list[Claim | None] = field(default_factory=list)
+
+    def stored(self, claim: Claim | None) -> None:
+        self.told.append(claim)
+
+
+HAND_OFF = (
+    "OperationStore.create_claimed",
+    "HandOff.worker_id",
+    "HandOff.lease_token",
+    "HandOff.now",
+    "HandOff.lease_expires_at",
+    "HandOff.job_types",
+    "HandOff.stored",
+)
+
+
+@covers(*HAND_OFF)
+async def test_a_claimed_create_stores_the_job_as_a_claim_leaves_it(
+    store: OperationStore, heard: Heard
+) -> None:
+    job = new_job(labels={"team": "a"}, priority=2)
+    grant = Grant()
+    op, created = await store.create_claimed(job, job.fingerprint(), grant)
+    assert created
+    assert (op.state, op.attempt, op.lease_owner) == (State.RUNNING, 1, "w-local")
+    assert (op.start_time, op.lease_expires_at, op.labels) == (NOW, NOW + LEASE, {"team": "a"})
+    assert await store.get(job.id, "alice", NOW) == op  # the answer is the row
+    assert grant.told == [Claim(op, grant.lease_token)]
+    [attempt] = await store.attempts(job.id)
+    assert (attempt.number, attempt.worker_id, attempt.outcome) == (1, "w-local", "RUNNING")
+    # Already claimed: no claim loop is told of work, no claim finds it.
+    assert heard.work == []
+    assert job.id in heard.ids()
+    assert await store.claim("w2", NOW, LEASE, 10, ["t"]) == []
+    # Its lease is a claim's: renewed by the token, fenced by it.
+    claim = grant.told[0]
+    assert claim is not None
+    [beat] = await store.renew([claim], NOW + timedelta(seconds=5), LEASE)
+    assert beat.held
+    stale = Claim(op, "not-the-token")
+    assert await store.succeed(stale, NOW, Payload("type.googleapis.com/o", b""), KEEP) is None
+    done = await store.succeed(claim, NOW, Payload("type.googleapis.com/o", b"out"), KEEP)
+    assert done is not None
+    assert done.state is State.SUCCEEDED
+    assert [a.outcome for a in await store.attempts(job.id)] == ["SUCCEEDED"]
+
+
+@covers(*HAND_OFF)
+async def test_a_claimed_create_queues_behind_due_work_of_at_least_its_priority(
+    store: OperationStore, heard: Heard
+) -> None:
+    # Not ahead: later than the claim, of a type the pool does not serve.
+    await add(store, priority=9, run_after=NOW + timedelta(seconds=1))
+    await add(store, priority=9, job_type="other")
+    await add(store, priority=5)
+    heard.clear()
+    level = new_job(priority=5)
+    grant = Grant()
+    op, created = await store.create_claimed(level, level.fingerprint(), grant)
+    assert created
+    assert (op.state, op.attempt, op.lease_owner) == (State.QUEUED, 0, None)
+    assert grant.told == [None]
+    assert heard.work == [NOW]  # queued after all: the claim loops are told
+    assert await store.attempts(level.id) == []
+    assert await store.get(level.id, "alice", NOW) == op
+    higher = new_job(priority=6)
+    grant = Grant()
+    op, created = await store.create_claimed(higher, higher.fingerprint(), grant)
+    assert created
+    assert op.state is State.RUNNING
+    assert grant.told == [Claim(op, grant.lease_token)]
+
+
+@covers(*HAND_OFF)
+async def test_a_claimed_create_of_a_stored_request_id_starts_nothing(
+    store: OperationStore,
+) -> None:
+    job = new_job(request_id="r-1")
+    first, _ = await store.create(job, job.fingerprint())
+    again = replace(job, id=new_operation_id())
+    grant = Grant()
+    repeat, created = await store.create_claimed(again, again.fingerprint(), grant)
+    assert (repeat, created, grant.told) == (first, False, [None])
+    reused = new_job(request_id="r-1", priority=3)
+    grant = Grant()
+    with pytest.raises(AlreadyExists):
+        await store.create_claimed(reused, reused.fingerprint(), grant)
+    assert grant.told == [None]
+    assert await store.attempts(first.id) == []
+    # A repeat of a handed-off Submit returns it, still one attempt (above
+    # the queued one's priority: it is handed off).
+    fresh = new_job(request_id="r-2", priority=1)
+    grant = Grant()
+    handed, _ = await store.create_claimed(fresh, fresh.fingerprint(), grant)
+    assert handed.state is State.RUNNING
+    repeat, created = await store.create(replace(fresh, id=new_operation_id()), fresh.fingerprint())
+    assert (repeat, created) == (handed, False)
+    assert len(await store.attempts(fresh.id)) == 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Dialect
@@ -29,9 +30,11 @@ from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.dialect import runs_on_asyncpg
 from lrod.store.driver import Hop, asyncpg_fetch, at_once, within
-from lrod.store.statements import T
+from lrod.store.protocol import HandOff
+from lrod.store.statements import ATTEMPTS, T
 
 QUEUED = State.QUEUED.value
+RUNNING = State.RUNNING.value
 
 # The columns a create sets; the rest start NULL.
 _SET = (
@@ -65,10 +68,77 @@ SQLITE_INSERT = (
 SQLITE_LABELS = "INSERT INTO operation_labels (operation_id, key, value) VALUES (?, ?, ?)"
 
 
+# A Submit handed off to this process's idle worker pool (WorkerPool.reserve):
+# the row as a claim leaves it (RUNNING, attempt 1, the lease, start_time)
+# and its attempts row, unless a due queued job of a type the pool serves has
+# at least its priority (`ahead`, in the claim's order): then it goes in
+# QUEUED, as by `insert`, for the claim loop to take in order.
+_CLAIMED_SET = _SET + ", lease_owner, lease_token, lease_expires_at, start_time"
+
+PG_INSERT_CLAIMED = f"""
+WITH ahead AS (
+  SELECT priority FROM operations
+   WHERE state = '{QUEUED}' AND run_after <= $20 AND job_type = ANY($21::text[])
+   ORDER BY priority DESC, run_after, create_time
+   LIMIT 1),
+i AS (
+  SELECT *, NOT EXISTS (SELECT 1 FROM ahead WHERE ahead.priority >= i.priority) AS claimed
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bytea[],
+                $7::text[], $8::text[], $9::text[], $10::text[], $11::int[],
+                $12::float8[], $13::timestamptz[], $14::timestamptz[], $15::text[],
+                $16::text[], $17::text[], $18::timestamptz[], $19::timestamptz[])
+      AS i(id, owner, job_type, priority, input_type, input_value,
+           labels, request_id, request_fingerprint, dedupe_key, max_attempts,
+           timeout_seconds, create_time, run_after, notify_url,
+           worker, token, now, expires)),
+stored AS (
+  INSERT INTO operations ({_CLAIMED_SET})
+  SELECT id, owner, job_type, CASE WHEN claimed THEN '{RUNNING}' ELSE '{QUEUED}' END,
+         priority, input_type, input_value, labels::json,
+         request_id, request_fingerprint, dedupe_key, CASE WHEN claimed THEN 1 ELSE 0 END,
+         max_attempts, timeout_seconds,
+         create_time, CASE WHEN claimed THEN now ELSE create_time END, run_after, false,
+         0, 0, '', 1, notify_url,
+         CASE WHEN claimed THEN worker END, CASE WHEN claimed THEN token END,
+         CASE WHEN claimed THEN expires END, CASE WHEN claimed THEN now END
+    FROM i
+  RETURNING id, state, lease_owner, lease_token, start_time),
+opened AS (
+  INSERT INTO attempts (operation_id, number, worker_id, lease_token, start_time, outcome)
+  SELECT id, 1, lease_owner, lease_token, start_time, '{RUNNING}'
+    FROM stored WHERE state = '{RUNNING}')
+SELECT id FROM stored WHERE state = '{RUNNING}'
+"""
+
+SQLITE_AHEAD = (
+    f"SELECT priority FROM operations WHERE state = '{QUEUED}' AND run_after <= ?"
+    " AND job_type IN ({marks}) ORDER BY priority DESC, run_after, create_time LIMIT 1"
+)
+SQLITE_INSERT_CLAIMED = (
+    f"INSERT INTO operations ({_CLAIMED_SET}) VALUES"
+    f" (?, ?, ?, '{RUNNING}', ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, 0, 0, 0, '', 1, ?,"
+    " ?, ?, ?, ?)"
+)
+SQLITE_ATTEMPT = (
+    "INSERT INTO attempts (operation_id, number, worker_id, lease_token, start_time, outcome)"
+    f" VALUES (?, 1, ?, ?, ?, '{RUNNING}')"
+)
+
+HandedOff = tuple[NewJob, str, HandOff]
+
+
 class CreateSql(Protocol):
     async def insert(self, conn: AsyncConnection, items: Sequence[tuple[NewJob, str]]) -> None:
         """Insert the new operations of `items` (job, fingerprint) and their
         labels, in the caller's transaction."""
+        ...
+
+    async def insert_claimed(self, conn: AsyncConnection, items: Sequence[HandedOff]) -> list[bool]:
+        """Insert the new operations of `items` (job, fingerprint, hand-off)
+        claimed under their hand-off's lease, with their attempts rows and
+        labels, in the caller's transaction; those a due queued job of at
+        least their priority (of the hand-offs' job types) must not overtake
+        go in QUEUED instead. Per item: stored claimed."""
         ...
 
 
@@ -100,8 +170,17 @@ def _bind(column: Any, dialect: Dialect) -> Callable[[Any], Any]:
     return lambda value: None if value is None else process(value)
 
 
-def _labels(items: Sequence[tuple[NewJob, str]]) -> list[tuple[str, str, str]]:
-    return [(job.id, k, v) for job, _ in items for k, v in job.labels.items()]
+def _labels(items: Sequence[tuple[NewJob, str] | HandedOff]) -> list[tuple[str, str, str]]:
+    return [(item[0].id, k, v) for item in items for k, v in item[0].labels.items()]
+
+
+def _ahead_of(items: Sequence[HandedOff]) -> tuple[datetime, list[str]]:
+    """The moment and the job types the check for queued work ahead uses:
+    the latest claim time of the batch and every type its pools serve (more
+    work counts as ahead than each item alone would see: if in doubt, the
+    job is queued)."""
+    types = sorted({t for _, _, hand_off in items for t in hand_off.job_types})
+    return max(hand_off.now for _, _, hand_off in items), types
 
 
 class _Postgres:
@@ -130,35 +209,113 @@ class _Postgres:
             [j.notify_url for j in jobs],
         )
         await asyncpg_fetch(conn, PG_INSERT, args)
+        await self._insert_labels(conn, items)
+
+    async def _insert_labels(
+        self, conn: AsyncConnection, items: Sequence[tuple[NewJob, str] | HandedOff]
+    ) -> None:
         labels = _labels(items)
         if labels:
             ids, keys, values = (list(column) for column in zip(*labels, strict=True))
             await asyncpg_fetch(conn, PG_LABELS, (ids, keys, values))
+
+    async def insert_claimed(self, conn: AsyncConnection, items: Sequence[HandedOff]) -> list[bool]:
+        time, js = self._time, self._json
+        jobs = [job for job, _, _ in items]
+        grants = [hand_off for _, _, hand_off in items]
+        moment, types = _ahead_of(items)
+        args = (
+            [j.id for j in jobs],
+            [j.owner for j in jobs],
+            [j.job_type for j in jobs],
+            [j.priority for j in jobs],
+            [j.input.type_url for j in jobs],
+            [j.input.value for j in jobs],
+            [js(dict(j.labels)) for j in jobs],
+            [j.request_id for j in jobs],
+            [fp if job.request_id else None for job, fp, _ in items],
+            [j.dedupe_key for j in jobs],
+            [j.max_attempts for j in jobs],
+            [j.timeout.total_seconds() if j.timeout is not None else None for j in jobs],
+            [time(j.create_time) for j in jobs],
+            [time(j.run_after) for j in jobs],
+            [j.notify_url for j in jobs],
+            [g.worker_id for g in grants],
+            [g.lease_token for g in grants],
+            [time(g.now) for g in grants],
+            [time(g.lease_expires_at) for g in grants],
+            time(moment),
+            types,
+        )
+        rows = await asyncpg_fetch(conn, PG_INSERT_CLAIMED, args)
+        await self._insert_labels(conn, items)
+        claimed = {row[0] for row in rows}
+        return [job.id in claimed for job in jobs]
 
 
 class _Sqlite:
     def __init__(self, dialect: Dialect) -> None:
         self._time = _bind(T.create_time, dialect)
         self._json = _bind(T.labels, dialect)
+        self._attempt_time = _bind(ATTEMPTS.c.start_time, dialect)
+        self._ahead: dict[int, str] = {}
+
+    def _row(self, job: NewJob, fingerprint: str) -> tuple[Any, ...]:
+        time, js = self._time, self._json
+        timeout = job.timeout
+        created = time(job.create_time)
+        return (
+            job.id, job.owner, job.job_type, job.priority,
+            job.input.type_url, job.input.value, js(dict(job.labels)),
+            job.request_id, fingerprint if job.request_id else None, job.dedupe_key,
+            job.max_attempts, timeout.total_seconds() if timeout is not None else None,
+            created, created, time(job.run_after), job.notify_url,
+        )  # fmt: skip
+
+    async def insert_claimed(self, conn: AsyncConnection, items: Sequence[HandedOff]) -> list[bool]:
+        time = self._time
+        moment, types = _ahead_of(items)
+        ahead_sql = self._ahead.get(len(types))
+        if ahead_sql is None:
+            marks = ", ".join("?" * len(types))
+            ahead_sql = self._ahead.setdefault(len(types), SQLITE_AHEAD.format(marks=marks))
+        ahead_args = (time(moment), *types)
+        rows = [self._row(job, fingerprint) for job, fingerprint, _ in items]
+        claims = []
+        attempts = []
+        for (job, _, g), row in zip(items, rows, strict=True):
+            at = time(g.now)
+            # update_time is the claim's
+            claims.append(
+                (*row[:13], at, *row[14:], g.worker_id, g.lease_token, time(g.lease_expires_at), at)
+            )
+            attempts.append((job.id, g.worker_id, g.lease_token, self._attempt_time(g.now)))
+        labels = _labels(items)
+        priorities = [job.priority for job, _, _ in items]
+
+        def run(db: sqlite3.Connection) -> list[bool]:
+            found = db.execute(ahead_sql, ahead_args).fetchone()
+            claimed = [found is None or p > found[0] for p in priorities]
+            db.executemany(
+                SQLITE_INSERT_CLAIMED, [c for c, ok in zip(claims, claimed, strict=True) if ok]
+            )
+            db.executemany(
+                SQLITE_ATTEMPT, [a for a, ok in zip(attempts, claimed, strict=True) if ok]
+            )
+            queued = [r for r, ok in zip(rows, claimed, strict=True) if not ok]
+            if queued:
+                db.executemany(SQLITE_INSERT, queued)
+            if labels:
+                db.executemany(SQLITE_LABELS, labels)
+            return claimed
+
+        return await within(conn)(SQLITE_INSERT_CLAIMED, run)
 
     async def insert(self, conn: AsyncConnection, items: Sequence[tuple[NewJob, str]]) -> None:
         await self.insert_by(within(conn), items)
 
     async def insert_by(self, hop: Hop, items: Sequence[tuple[NewJob, str]]) -> None:
-        time, js = self._time, self._json
-        rows = []
-        for job, fingerprint in items:
-            timeout = job.timeout
-            created = time(job.create_time)
-            rows.append(
-                (
-                    job.id, job.owner, job.job_type, job.priority,
-                    job.input.type_url, job.input.value, js(dict(job.labels)),
-                    job.request_id, fingerprint if job.request_id else None, job.dedupe_key,
-                    job.max_attempts, timeout.total_seconds() if timeout is not None else None,
-                    created, created, time(job.run_after), job.notify_url,
-                )
-            )  # fmt: skip
+        rows = [self._row(job, fingerprint) for job, fingerprint in items]
         labels = _labels(items)
 
         def run(db: sqlite3.Connection) -> None:

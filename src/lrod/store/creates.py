@@ -21,7 +21,8 @@ from lrod.domain.operation import Operation, Progress
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.changes import Changes
-from lrod.store.create_sql import CreateSql
+from lrod.store.create_sql import CreateSql, HandedOff
+from lrod.store.protocol import HandOff
 from lrod.store.rows import to_operation
 from lrod.store.statements import OPS, T
 
@@ -87,6 +88,74 @@ def created(job: NewJob) -> Operation:
         delivery=None,
     )
     return op
+
+
+def claimed(job: NewJob, hand_off: HandOff) -> Operation:
+    """The operation `insert_claimed` stores for `job` handed off: as
+    `created`, then as a claim under `hand_off`'s lease leaves it."""
+    op = created(job)
+    now = _utc(hand_off.now)
+    op.__dict__.update(
+        state=State.RUNNING,
+        attempt=1,
+        start_time=now,
+        update_time=now,
+        lease_owner=hand_off.worker_id,
+        lease_expires_at=_utc(hand_off.lease_expires_at),
+    )
+    return op
+
+
+async def create_claimed(
+    conn: AsyncConnection, changes: Changes, items: Sequence[HandedOff], sql: CreateSql
+) -> list[tuple[Operation, bool] | BaseException]:
+    """As `create_many` (the same repeats, by request_id and dedupe key),
+    but a new job is stored claimed under its hand-off's lease, unless queued
+    work must go first (`CreateSql.insert_claimed`). A job with a dedupe key
+    is stored queued (its check is one at a time). The answer's state says
+    which: RUNNING (and created) is handed off."""
+    results: dict[int, tuple[Operation, bool] | BaseException] = {}
+    stored = await _stored_request_ids(conn, [(job, fp) for job, fp, _ in items])
+    fresh: list[int] = []
+    first_of: dict[tuple[str, str], int] = {}
+    repeats: list[tuple[int, int]] = []
+    for index, (job, fingerprint, _) in enumerate(items):
+        if job.dedupe_key:
+            results[index] = await create_one(conn, changes, job, fingerprint, sql)
+            continue
+        if job.request_id:
+            key = (job.owner, job.request_id)
+            row = stored.get(key)
+            if row is not None:
+                results[index] = _repeat(job, fingerprint, row.request_fingerprint, row)
+                continue
+            if key in first_of:
+                repeats.append((index, first_of[key]))
+                continue
+            first_of[key] = index
+        fresh.append(index)
+    if fresh:
+        new = [items[i] for i in fresh]
+        handed = await sql.insert_claimed(conn, new)
+        for index, (job, _, hand_off), ok in zip(fresh, new, handed, strict=True):
+            changes.operations.add(job.id)
+            if ok:
+                results[index] = (claimed(job, hand_off), True)
+                continue
+            results[index] = (created(job), True)
+            # Queued after all: work for the claim loops.
+            due = (
+                job.run_after if changes.work_due is None else min(changes.work_due, job.run_after)
+            )
+            changes.work, changes.work_due = True, due
+    for index, first in repeats:
+        job, fingerprint, _ = items[index]
+        earlier = results[first]
+        if isinstance(earlier, BaseException):
+            results[index] = earlier
+        else:
+            results[index] = _repeat(job, fingerprint, items[first][1], earlier[0])
+    return [results[i] for i in range(len(items))]
 
 
 async def create_many(

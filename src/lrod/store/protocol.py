@@ -93,6 +93,37 @@ class Claim:
     lease_token: str
 
 
+class HandOff(Protocol):
+    """A free slot of this process's worker pool, held for one Submit
+    (WorkerPool.reserve): the lease a claim would take, and where the job
+    goes once stored claimed under it."""
+
+    @property
+    def worker_id(self) -> str: ...
+    @property
+    def lease_token(self) -> str: ...
+    @property
+    def now(self) -> datetime:
+        """The claim's time: start_time, update_time, the attempt's start."""
+        ...
+
+    @property
+    def lease_expires_at(self) -> datetime: ...
+    @property
+    def job_types(self) -> Sequence[str]:
+        """The types the pool serves: a queued job of one of them, due and
+        of at least this job's priority, keeps the Submit from being
+        handed off."""
+        ...
+
+    def stored(self, claim: Claim | None) -> None:
+        """Called once, after the commit (or the failure) of the Submit's
+        transaction: its Claim if the job was stored RUNNING under this
+        lease, else None (a repeat, a refusal, an error, or queued work the
+        job must not overtake), and the slot is free again."""
+        ...
+
+
 @dataclass(frozen=True)
 class DeliveryClaim:
     """A webhook delivery a dispatcher holds, with its operation (done, so it
@@ -185,6 +216,17 @@ class OperationStore(Protocol):
     async def create(self, job: NewJob, fingerprint: str) -> tuple[Operation, bool]:
         """Store `job`, or return the operation it repeats (same request_id, or
         an active one with the same dedupe key); the flag says it was created."""
+        ...
+
+    async def create_claimed(
+        self, job: NewJob, fingerprint: str, hand_off: HandOff
+    ) -> tuple[Operation, bool]:
+        """As `create`, but a new job is stored already claimed under
+        `hand_off`'s lease (RUNNING, attempt 1 and its attempts row, as a
+        claim writes them) in the same transaction, unless a due queued job
+        of one of `hand_off.job_types` has at least its priority (then it is
+        stored QUEUED, as by `create`). `hand_off.stored` is told after the
+        commit, whether or not the caller still waits."""
         ...
 
     async def create_all(

@@ -42,8 +42,10 @@ from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import Delivery, DeliveryState
 from lrod.store import create_sql, pg_notify, presence, worker_sql
 from lrod.store.changes import Changes
+from lrod.store.create_sql import HandedOff
 from lrod.store.creates import (
     cannot_repeat,
+    create_claimed,
     create_many,
     create_one,
     inserted,
@@ -60,7 +62,7 @@ from lrod.store.endings import record_transitions
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
 from lrod.store.finishes import Finish, finish_alone, finish_many, writes_outbox
-from lrod.store.group_commit import GroupCommit
+from lrod.store.group_commit import GroupCommit, flush_isolated
 from lrod.store.protocol import (
     AttemptRecord,
     ChangeFeed,
@@ -68,6 +70,7 @@ from lrod.store.protocol import (
     Claim,
     DeliveryClaim,
     EndedBy,
+    HandOff,
     Heartbeat,
     JobTypeOverview,
     QueueStats,
@@ -181,6 +184,11 @@ class SqlStore:
         )
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
             self._create_batch, shared=_database_down, track=self._track
+        )
+        # Submits handed off to this process's idle workers: their own group
+        # commit, whose flush settles every hand-off it took (`_hand_off_batch`).
+        self._hand_offs: GroupCommit[HandedOff, tuple[Operation, bool]] = GroupCommit(
+            self._hand_off_batch, track=self._track
         )
         # GetOperation's statements, compiled once for the reader that runs
         # them on the driver (SQLite inline, PostgreSQL on asyncpg): by
@@ -315,6 +323,43 @@ class SqlStore:
             # request_id or dedupe key): redo them one at a time, so that
             # each reads the winner instead.
             return [await self._create_alone(job, fp) for job, fp in items]
+
+    async def create_claimed(
+        self, job: NewJob, fingerprint: str, hand_off: HandOff
+    ) -> tuple[Operation, bool]:
+        """As `create`, in a group commit of hand-offs; `hand_off.stored` is
+        called from the flush, after its commit, so that a caller who leaves
+        meanwhile strands no claimed job."""
+        return await self._hand_offs.submit((job, fingerprint, hand_off))
+
+    async def _hand_off_batch(
+        self, items: list[HandedOff]
+    ) -> list[tuple[Operation, bool] | BaseException]:
+        """Never raises: each member's outcome (isolated as a group commit
+        isolates them), and each hand-off told of it once."""
+        results = await flush_isolated(self._hand_off_flush, items, _database_down)
+        for (_, _, hand_off), result in zip(items, results, strict=True):
+            claim = None
+            if not isinstance(result, BaseException):
+                operation, created = result
+                if created and operation.state is State.RUNNING:
+                    claim = Claim(operation, hand_off.lease_token)
+            try:
+                hand_off.stored(claim)
+            except Exception:  # the pool's bug must not fail a committed Submit
+                log.exception("starting a handed-off job failed; its lease will expire")
+        return results
+
+    async def _hand_off_flush(
+        self, items: list[HandedOff]
+    ) -> list[tuple[Operation, bool] | BaseException]:
+        try:
+            async with self._write() as (conn, changes):
+                return await create_claimed(conn, changes, items, self._create_sql)
+        except IntegrityError:
+            # Lost a race with another process's insert (request_id, dedupe
+            # key): one at a time, reading the winner; stored queued.
+            return [await self._create_alone(job, fp) for job, fp, _ in items]
 
     @_shielded
     async def create_all(

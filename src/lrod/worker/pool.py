@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import secrets
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import Any
 
 from lrod.clock import Clock, utcnow
@@ -26,7 +28,7 @@ from lrod.hub import ChangeHub
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
 from lrod.settings import WorkerSettings
-from lrod.store.protocol import Claim, OperationStore
+from lrod.store.protocol import Claim, HandOff, OperationStore
 from lrod.worker.attempt import Attempt
 
 log = logging.getLogger("lrod.worker")
@@ -48,6 +50,16 @@ class WorkerPool:
         self.settings = settings or WorkerSettings()
         self._clock = clock
         self._job_types = sorted(t.name for t in registry)
+        self._served = frozenset(self._job_types)
+        # Slots held for Submits being stored claimed (reserve), and the
+        # hub's work count at the start of the last claim that came back
+        # short (None: work may be waiting), with the loop time until which
+        # that still stands without a poll.
+        self._reserved = 0
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._idle_since_work: int | None = None
+        self._idle_until = 0.0
         self._metrics = metrics or Metrics()
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.concurrency * 2, thread_name_prefix="lrod-job"
@@ -86,7 +98,8 @@ class WorkerPool:
         """Slots whose handler is done; at most `concurrency` outcomes being
         written besides."""
         concurrency = self.settings.concurrency
-        return min(concurrency - len(self._busy), 2 * concurrency - len(self._running))
+        running = len(self._running) + self._reserved
+        return min(concurrency - len(self._busy) - self._reserved, 2 * concurrency - running)
 
     def _claim_wanted(self) -> int:
         """How many to claim now: the free slots not served by the local
@@ -106,9 +119,68 @@ class WorkerPool:
                 await self._rescue()
                 next_rescue = loop.time() + self.settings.rescue_interval
             wanted = self._claim_wanted()
-            if wanted > 0 and await self._claim(wanted):
+            if wanted > 0 and not self._known_idle() and await self._claim(wanted):
                 continue
             await self._idle()
+
+    # -- the in-process hand-off of a Submit ---------------------------------
+    @property
+    def idle(self) -> bool:
+        """The last claim came back short and no work was announced since:
+        a claim now would find no due job this pool knows of."""
+        return self._idle_since_work == self._hub.work_announced
+
+    def _known_idle(self) -> bool:
+        """Hand-off mode: a freed slot need not claim while the pool is
+        idle and its poll is not due (a job whose schedule time passed
+        unannounced is found by the poll)."""
+        return (
+            self.settings.hand_off
+            and self.idle
+            and asyncio.get_running_loop().time() < self._idle_until
+        )
+
+    def reserve(self, job_type: str, priority: int, run_after: datetime) -> HandOff | None:
+        """The one rule for handing a Submit to this pool without a claim:
+        a slot for it if the pool serves `job_type`, the job is due, nothing
+        waits in the local queue, the pool's last claim came back short with
+        no work announced since (so no queued job this pool knows of can be
+        overtaken), and a slot is free. The store then refuses the hand-off
+        (stores it queued) if a due queued job of these types has at least
+        its priority. None: submit as usual."""
+        if (
+            self._loop_task is None
+            or self._stopping.is_set()
+            or self._queued
+            or job_type not in self._served
+            or not self.settings.hand_off
+            or not self.idle
+            or self._free_slots() <= 0
+        ):
+            return None
+        now = self._clock()
+        if run_after > now:
+            return None
+        self._reserved += 1
+        self._settled.clear()
+        return _HandOff(
+            self,
+            self.settings.worker_id,
+            secrets.token_hex(16),
+            now,
+            now + self.settings.lease,
+            self._job_types,
+            priority,
+        )
+
+    def _stored(self, claim: Claim | None) -> None:
+        """A reservation settled: start its job if it was stored claimed."""
+        self._reserved -= 1
+        if claim is not None:
+            self._metrics.moved(claim.operation.job_type, State.QUEUED, State.RUNNING)
+            self._start(claim)
+        if self._reserved == 0:
+            self._settled.set()
 
     async def _rescue(self) -> None:
         # Counted and logged by the store's transition subscribers.
@@ -118,6 +190,7 @@ class WorkerPool:
             log.warning("rescue failed: %s", error.message)
 
     async def _claim(self, free: int) -> bool:
+        work = self._hub.work_announced
         try:
             claims = await self._store.claim(
                 self.settings.worker_id,
@@ -129,6 +202,11 @@ class WorkerPool:
         except LrodError as error:
             log.warning("claim failed: %s", error.message)
             return False
+        if len(claims) < free:
+            self._idle_since_work = work
+            self._idle_until = asyncio.get_running_loop().time() + self.settings.poll_interval
+        else:
+            self._idle_since_work = None
         for claim in claims:
             self._metrics.moved(claim.operation.job_type, State.QUEUED, State.RUNNING)
         # Claimed as a drain began, these jobs are RUNNING already for anyone
@@ -305,6 +383,14 @@ class WorkerPool:
         self._poke()
         if self._loop_task is not None:
             await self._loop_task
+        # Submits being stored claimed start (and are drained) like claims.
+        try:
+            async with asyncio.timeout(self.settings.drain_grace + 5):
+                await self._settled.wait()
+        except TimeoutError:
+            log.warning(
+                "%d handed-off Submits did not settle; their leases will expire", self._reserved
+            )
         queued, self._queued = list(self._queued), deque()
         if queued:
             await self._release_all(queued)
@@ -327,6 +413,22 @@ class WorkerPool:
 def _wake_up(wake: asyncio.Future[None]) -> None:
     if not wake.done():
         wake.set_result(None)
+
+
+@dataclasses.dataclass(frozen=True)
+class _HandOff:
+    """A slot held for one Submit (store.protocol.HandOff)."""
+
+    pool: WorkerPool
+    worker_id: str
+    lease_token: str
+    now: datetime
+    lease_expires_at: datetime
+    job_types: list[str]
+    priority: int
+
+    def stored(self, claim: Claim | None) -> None:
+        self.pool._stored(claim)
 
 
 def _claim_order(claim: Claim) -> tuple[int, object]:
