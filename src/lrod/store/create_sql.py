@@ -148,6 +148,10 @@ class CreateSqlAlone(Protocol):
         returned when this does)."""
         ...
 
+    async def insert_claimed(self, items: Sequence[HandedOff]) -> list[bool]:
+        """`CreateSql.insert_claimed` as a whole transaction of its own."""
+        ...
+
 
 def for_dialect(dialect: Dialect) -> CreateSql:
     if runs_on_asyncpg(dialect):
@@ -273,6 +277,9 @@ class _Sqlite:
         )  # fmt: skip
 
     async def insert_claimed(self, conn: AsyncConnection, items: Sequence[HandedOff]) -> list[bool]:
+        return await self.insert_claimed_by(within(conn), items)
+
+    async def insert_claimed_by(self, hop: Hop, items: Sequence[HandedOff]) -> list[bool]:
         time = self._time
         moment, types = _ahead_of(items)
         ahead_sql = self._ahead.get(len(types))
@@ -309,7 +316,7 @@ class _Sqlite:
                 db.executemany(SQLITE_LABELS, labels)
             return claimed
 
-        return await within(conn)(SQLITE_INSERT_CLAIMED, run)
+        return await hop(SQLITE_INSERT_CLAIMED, run)
 
     async def insert(self, conn: AsyncConnection, items: Sequence[tuple[NewJob, str]]) -> None:
         await self.insert_by(within(conn), items)
@@ -333,3 +340,6 @@ class _SqliteAlone:
 
     async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
         await self._statements.insert_by(self._hop, items)
+
+    async def insert_claimed(self, items: Sequence[HandedOff]) -> list[bool]:
+        return await self._statements.insert_claimed_by(self._hop, items)

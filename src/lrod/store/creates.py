@@ -106,6 +106,24 @@ def claimed(job: NewJob, hand_off: HandOff) -> Operation:
     return op
 
 
+def claimed_inserted(
+    changes: Changes, items: Sequence[HandedOff], handed: Sequence[bool]
+) -> list[tuple[Operation, bool]]:
+    """The answers for `items` just inserted by `insert_claimed` (`handed`:
+    stored claimed), and what their insert changed: the ones queued after
+    all are work for the claim loops; the claimed ones are not."""
+    answers: list[tuple[Operation, bool]] = []
+    for (job, _, hand_off), ok in zip(items, handed, strict=True):
+        changes.operations.add(job.id)
+        if ok:
+            answers.append((claimed(job, hand_off), True))
+            continue
+        answers.append((created(job), True))
+        due = job.run_after if changes.work_due is None else min(changes.work_due, job.run_after)
+        changes.work, changes.work_due = True, due
+    return answers
+
+
 async def create_claimed(
     conn: AsyncConnection, changes: Changes, items: Sequence[HandedOff], sql: CreateSql
 ) -> list[tuple[Operation, bool] | BaseException]:

@@ -45,6 +45,7 @@ from lrod.store.changes import Changes
 from lrod.store.create_sql import HandedOff
 from lrod.store.creates import (
     cannot_repeat,
+    claimed_inserted,
     create_claimed,
     create_many,
     create_one,
@@ -354,6 +355,12 @@ class SqlStore:
         self, items: list[HandedOff]
     ) -> list[tuple[Operation, bool] | BaseException]:
         try:
+            plain = [(job, fp) for job, fp, _ in items]
+            if self._insert_alone is not None and cannot_repeat(plain):
+                # SQLite: the whole transaction in one hop, as `_create_batch`.
+                async with self._write_alone() as changes:
+                    handed = await self._insert_alone.insert_claimed(items)
+                    return list(claimed_inserted(changes, items, handed))
             async with self._write() as (conn, changes):
                 return await create_claimed(conn, changes, items, self._create_sql)
         except IntegrityError:
