@@ -27,12 +27,19 @@ def timestamp(moment: datetime | None) -> timestamp_pb2.Timestamp | None:
     its time: it is called several times for every operation answered."""
     if moment is None:
         return None
+    result = timestamp_pb2.Timestamp()
+    set_timestamp(result, moment)
+    return result
+
+
+def set_timestamp(field: timestamp_pb2.Timestamp, moment: datetime) -> None:
+    """`field` (a message's Timestamp field, set in place: no Timestamp made
+    and copied in) to `moment`, as Timestamp.FromDatetime."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     since = moment - _EPOCH
-    return timestamp_pb2.Timestamp(
-        seconds=since.days * _DAY_SECONDS + since.seconds, nanos=since.microseconds * 1000
-    )
+    field.seconds = since.days * _DAY_SECONDS + since.seconds
+    field.nanos = since.microseconds * 1000
 
 
 def duration(span: timedelta | None) -> duration_pb2.Duration | None:
@@ -54,38 +61,51 @@ def status(error: PublicError) -> status_pb2.Status:
 
 
 _POLL_SOON = timedelta(seconds=1)
-_POLL_SOON_PB = duration(_POLL_SOON)
-
-
-def _poll_after(op: Operation, now: datetime) -> duration_pb2.Duration | None:
-    hint = poll_after(op, now)
-    # Assigning a message copies it: the shared constant stays as it is.
-    return _POLL_SOON_PB if hint == _POLL_SOON else duration(hint)
 
 
 def metadata(op: Operation, now: datetime) -> Metadata:
-    queued_later = op.state.value == "QUEUED" and (op.attempt > 0 or op.run_after > now)
-    return Metadata(
+    # Fields set in place on the one message (no sub-message made and then
+    # copied in, as keyword arguments would): a conversion per answer.
+    result = Metadata(
         state=op.state.value,
         job_type=op.job_type,
-        progress=operation_metadata_pb2.Progress(
-            completed=op.progress.completed, total=op.progress.total, stage=op.progress.stage
-        ),
         attempt=op.attempt,
         max_attempts=op.max_attempts,
-        create_time=timestamp(op.create_time),
-        start_time=timestamp(op.start_time),
-        update_time=timestamp(op.update_time),
-        end_time=timestamp(op.end_time),
-        next_attempt_time=timestamp(op.run_after if queued_later else None),
         cancel_requested=op.cancel_requested,
-        last_attempt_error=status(op.last_attempt_error) if op.last_attempt_error else None,
-        poll_after=_poll_after(op, now),
-        labels=op.labels or None,
         priority=op.priority,
-        expire_time=timestamp(op.expire_time),
-        webhook=webhook(op),
     )
+    progress, shown = op.progress, result.progress
+    shown.SetInParent()  # present even when all zero, as it always was
+    if progress.completed:
+        shown.completed = progress.completed
+    if progress.total:
+        shown.total = progress.total
+    if progress.stage:
+        shown.stage = progress.stage
+    set_timestamp(result.create_time, op.create_time)
+    if op.start_time is not None:
+        set_timestamp(result.start_time, op.start_time)
+    if op.update_time is not None:
+        set_timestamp(result.update_time, op.update_time)
+    if op.end_time is not None:
+        set_timestamp(result.end_time, op.end_time)
+    if op.expire_time is not None:
+        set_timestamp(result.expire_time, op.expire_time)
+    if op.state.value == "QUEUED" and (op.attempt > 0 or op.run_after > now):
+        set_timestamp(result.next_attempt_time, op.run_after)
+    if op.last_attempt_error:
+        result.last_attempt_error.CopyFrom(status(op.last_attempt_error))
+    hint = poll_after(op, now)
+    if hint == _POLL_SOON:
+        result.poll_after.seconds = 1
+    elif hint is not None:
+        result.poll_after.FromTimedelta(hint)
+    if op.labels:
+        result.labels.update(op.labels)
+    delivery = webhook(op)
+    if delivery is not None:
+        result.webhook.CopyFrom(delivery)
+    return result
 
 
 _DELIVERY_STATES = {
