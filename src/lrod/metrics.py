@@ -14,6 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
+from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -47,6 +48,7 @@ class Metrics:
             ["job_type", "outcome"],
             registry=r,
         )
+        self._submit_children: dict[tuple[str, bool], Any] = {}
         self.transitions = Counter(
             "lrod_state_transitions",
             "Operations moved from one state to another.",
@@ -127,7 +129,13 @@ class Metrics:
 
     # -- what the manager and the worker report -----------------------------
     def submitted(self, job_type: str, created: bool) -> None:
-        self.submits.labels(job_type, "created" if created else "repeated").inc()
+        # The labelled child looked up once per job type and outcome, not on
+        # every Submit (labels() validates, locks and builds a tuple).
+        child = self._submit_children.get((job_type, created))
+        if child is None:
+            child = self.submits.labels(job_type, "created" if created else "repeated")
+            self._submit_children[(job_type, created)] = child
+        child.inc()
 
     def moved(self, job_type: str, source: State, target: State) -> None:
         self.transitions.labels(job_type, source.value, target.value).inc()
