@@ -118,10 +118,30 @@ class WorkerPool:
             if loop.time() >= next_rescue:
                 await self._rescue()
                 next_rescue = loop.time() + self.settings.rescue_interval
-            wanted = self._claim_wanted()
-            if wanted > 0 and not self._known_idle() and await self._claim(wanted):
-                continue
+            if self._claim_wanted() > 0 and not self._known_idle():
+                if self._idle_since_work is not None:
+                    await self._finishes_written()
+                    if self._stopping.is_set():
+                        break
+                wanted = self._claim_wanted()
+                if wanted > 0 and await self._claim(wanted):
+                    continue
             await self._idle()
+
+    async def _finishes_written(self) -> None:
+        """Until no outcome is being written (each committed, or failed).
+
+        Asked before a claim while the last claim came back short: no job
+        is known to wait, so the claim is a look (a freed slot's, the poll's,
+        or for work just announced), and the outcomes being written go
+        first. A slot frees when its handler returns, before its outcome is
+        written; on SQLite's one writer the claim the freed slot sets off
+        would otherwise most often go before that finishing write, and the
+        operation would end a claim's transaction later. With jobs waiting
+        (the last claim was full) the claim does not wait: on PostgreSQL it
+        runs beside the finishing writes, which keeps a backlog moving."""
+        while writing := [task for task in self._running if task not in self._busy]:
+            await asyncio.wait(writing)
 
     # -- the in-process hand-off of a Submit ---------------------------------
     @property
