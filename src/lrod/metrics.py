@@ -55,6 +55,14 @@ class Metrics:
             ["job_type", "from", "to"],
             registry=r,
         )
+        self.hand_offs = Counter(
+            "lrod_hand_offs",
+            "Submits this process's idle workers held a slot for (--hand-off), by job type and "
+            "outcome: started (stored claimed, no claim needed) or queued (stored queued after "
+            "all: due queued work of at least its priority, a repeat, or an error).",
+            ["job_type", "outcome"],
+            registry=r,
+        )
         self.rescued = Counter(
             "lrod_jobs_rescued", "Running jobs taken back after their lease expired.", registry=r
         )
@@ -136,6 +144,9 @@ class Metrics:
             child = self.submits.labels(job_type, "created" if created else "repeated")
             self._submit_children[(job_type, created)] = child
         child.inc()
+
+    def handed_off(self, job_type: str, started: bool) -> None:
+        self.hand_offs.labels(job_type, "started" if started else "queued").inc()
 
     def moved(self, job_type: str, source: State, target: State) -> None:
         self.transitions.labels(job_type, source.value, target.value).inc()

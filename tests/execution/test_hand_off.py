@@ -86,6 +86,10 @@ async def test_an_idle_pool_takes_a_submit_as_a_claim_would(
         "lrod_state_transitions_total", {"job_type": "test.gate", "from": "QUEUED", "to": "RUNNING"}
     )
     assert moved == 1
+    started = service.metrics.registry.get_sample_value(
+        "lrod_hand_offs_total", {"job_type": "test.gate", "outcome": "started"}
+    )
+    assert started == 1
     # The pool's heartbeat renews its lease like any claim's.
     async with asyncio.timeout(20):
         while (await _stored(database_url, op.name)).lease_expires_at == row.lease_expires_at:

@@ -165,9 +165,10 @@ class WorkerPool:
         a slot for it if the pool serves `job_type`, the job is due, nothing
         waits in the local queue, the pool's last claim came back short with
         no work announced since (so no queued job this pool knows of can be
-        overtaken), and a slot is free. The store then refuses the hand-off
-        (stores it queued) if a due queued job of these types has at least
-        its priority. None: submit as usual."""
+        overtaken), and a slot is free. `priority` is judged by the store,
+        which refuses the hand-off (stores the job queued) if a due queued
+        job of these types has at least that priority. None: submit as
+        usual."""
         if (
             self._loop_task is None
             or self._stopping.is_set()
@@ -190,12 +191,13 @@ class WorkerPool:
             now,
             now + self.settings.lease,
             self._job_types,
-            priority,
+            job_type,
         )
 
-    def _stored(self, claim: Claim | None) -> None:
+    def _stored(self, job_type: str, claim: Claim | None) -> None:
         """A reservation settled: start its job if it was stored claimed."""
         self._reserved -= 1
+        self._metrics.handed_off(job_type, claim is not None)
         if claim is not None:
             self._metrics.moved(claim.operation.job_type, State.QUEUED, State.RUNNING)
             self._start(claim)
@@ -445,10 +447,10 @@ class _HandOff:
     now: datetime
     lease_expires_at: datetime
     job_types: list[str]
-    priority: int
+    job_type: str
 
     def stored(self, claim: Claim | None) -> None:
-        self.pool._stored(claim)
+        self.pool._stored(self.job_type, claim)
 
 
 def _claim_order(claim: Claim) -> tuple[int, object]:
