@@ -3,7 +3,9 @@
 Stores `--jobs` no-op jobs (BatchSubmit's create_all, not measured), then
 claims them `--claim` at a time and finishes each claim's jobs at once
 (`succeed`, concurrently, so that they share the group commit as a pool's
-do), until none is left: what this process's CPU (time.process_time, which
+do), until none is left (`--mode pool`: as a pool does it: a claim for the free
+slots whenever a slot frees, a slot freed when its job's finish is asked
+for, so that claims and finishes overlap): what this process's CPU (time.process_time, which
 counts the SQLite threads too, not the PostgreSQL server) spends per job in
 the store's claim and finishing writes. No pool, no handlers: the store
 alone. `--profile FILE` writes a cProfile of the measured rounds.
@@ -27,6 +29,7 @@ from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
 from lrod.domain.submission import NewJob
 from lrod.store.engine import open_database
+from lrod.store.protocol import Claim
 from lrod.store.sql_store import SqlStore
 
 LEASE = timedelta(seconds=30)
@@ -50,6 +53,39 @@ def _jobs(count: int, now: datetime) -> list[tuple[NewJob, str]]:
     return jobs
 
 
+async def _as_a_pool(store: SqlStore, slots: int) -> int:
+    """Jobs done by a claim loop over `slots` slots, until a claim with
+    every slot free finds nothing."""
+    free = slots
+    freed = asyncio.Event()
+    done = 0
+    running: set[asyncio.Task[None]] = set()
+
+    async def finish(claim: Claim) -> None:
+        nonlocal free, done
+        finishing = store.succeed(claim, datetime.now(UTC), RESULT, RETENTION)
+        free += 1  # the slot frees when the handler returns, before the commit
+        freed.set()
+        if await finishing is not None:
+            done += 1
+
+    while True:
+        if free == 0:
+            freed.clear()
+            await freed.wait()
+            continue
+        claims = await store.claim("w1", datetime.now(UTC), LEASE, free, ["noop"])
+        for claim in claims:
+            free -= 1
+            task = asyncio.create_task(finish(claim))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        if not claims:
+            if not running:
+                return done
+            await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+
+
 async def _round(store: SqlStore, args: argparse.Namespace) -> tuple[float, float]:
     """Microseconds of CPU per job for one backlog of `args.jobs`: the
     process's, and the event loop's thread's alone."""
@@ -59,7 +95,9 @@ async def _round(store: SqlStore, args: argparse.Namespace) -> tuple[float, floa
         await store.create_all(jobs[start : start + 1000])
     done = 0
     started, started_loop = time.process_time(), time.thread_time()
-    while True:
+    if args.mode == "pool":
+        done = await _as_a_pool(store, args.claim)
+    while args.mode == "rounds":
         at = datetime.now(UTC)
         claims = await store.claim("w1", at, LEASE, args.claim, ["noop"])
         if not claims:
@@ -102,7 +140,7 @@ async def run(args: argparse.Namespace) -> None:
             profile.dump_stats(args.profile)
     rounds = ", ".join(f"{c:.0f}" for c in costs)
     print(
-        f"claim {args.claim} + finish {args.db}: CPU per job {median(costs):.0f} us"
+        f"{args.mode}: claim {args.claim} + finish {args.db}: CPU per job {median(costs):.0f} us"
         f" (median of {len(costs)} rounds of {args.jobs}: {rounds});"
         f" the event loop's thread {median(loop_costs):.0f} us"
     )
@@ -112,7 +150,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.store_cost", description=__doc__)
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--jobs", type=int, default=5000, help="jobs per round")
-    parser.add_argument("--claim", type=int, default=16, help="jobs per claim")
+    parser.add_argument("--claim", type=int, default=16, help="jobs per claim (pool: slots)")
+    parser.add_argument("--mode", choices=("rounds", "pool"), default="rounds")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", help="write a cProfile of the measured rounds here")
     asyncio.run(run(parser.parse_args()))

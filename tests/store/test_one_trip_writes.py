@@ -22,9 +22,9 @@ import aiosqlite
 import pytest
 from sqlalchemy import exc
 
-from lrod.domain.errors import InvalidArgument
+from lrod.domain.errors import Code, InvalidArgument
 from lrod.domain.names import new_operation_id
-from lrod.domain.operation import Operation, Payload, Progress
+from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.retry import Backoff, JobPolicy
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
@@ -85,13 +85,13 @@ async def test_one_unstorable_finish_in_a_batch_fails_alone(store: SqlStore) -> 
     claims = await store.claim("w", NOW, LEASE, 10, ["t"])
     assert len(claims) == 10
     flushes: list[int] = []
-    flush = store._finishes._flush
+    flush = store._worker_writes._flush
 
     async def recording(items: list[Finish]) -> Any:
         flushes.append(len(items))
         return await flush(items)
 
-    store._finishes._flush = recording  # type: ignore[assignment]
+    store._worker_writes._flush = recording  # type: ignore[assignment]
     bad = claims[4]
 
     def progress(claim: object) -> Progress | None:
@@ -133,6 +133,42 @@ async def test_a_late_finish_is_still_refused_by_its_lease_token(store: SqlStore
     assert current is not None
     assert current.attempt == 2
     assert (await store.get(op.id, "o", later)).attempt == 2
+
+
+async def test_a_claim_asked_while_finishes_wait_shares_their_transaction(
+    store: SqlStore,
+) -> None:
+    await _add(store, 2)
+    first, second = await store.claim("w", NOW, LEASE, 2, ["t"])
+    flushes: list[int] = []
+    flush = store._worker_writes._flush
+
+    async def recording(items: list[Any]) -> Any:
+        flushes.append(len(items))
+        return await flush(items)
+
+    store._worker_writes._flush = recording  # type: ignore[assignment]
+    oops = PublicError(Code.UNAVAILABLE, "try later", "UPSTREAM_DOWN")
+    retried, succeeded, claimed = await asyncio.gather(
+        store.fail(first, NOW, oops, None, NOW, RETENTION),
+        store.succeed(second, NOW, RESULT, RETENTION),
+        store.claim("w", NOW, LEASE, 5, ["t"]),
+    )
+    # One transaction: the finishes first, then the claim, which takes the
+    # job the failure queued again.
+    assert flushes == [3]
+    assert retried is not None
+    assert retried.state is State.QUEUED
+    assert succeeded is not None
+    assert succeeded.state is State.SUCCEEDED
+    assert [c.operation.id for c in claimed] == [first.operation.id]
+    assert claimed[0].operation.attempt == 2
+    assert claimed[0].lease_token != first.lease_token
+    # The old claim's token no longer fences; the new one does.
+    assert await store.succeed(first, NOW, RESULT, RETENTION) is None
+    done = await store.succeed(claimed[0], NOW, RESULT, RETENTION)
+    assert done is not None
+    assert done.state is State.SUCCEEDED
 
 
 def _policy(_job_type: str) -> JobPolicy:

@@ -40,7 +40,7 @@ async def record_transitions(
 
 
 def record_transitions_committed(changes: Changes, transitions: Sequence[Transition]) -> None:
-    """For a transaction that ran whole at driver level (finishes.finish_alone):
+    """For a transaction that ran whole at driver level (finishes.finished_alone):
     its moves, which its caller made sure need no outbox row (it chooses the
     store's transaction for any batch that might: finishes.writes_outbox).
     The write has committed: a miss is logged, not raised."""

@@ -1,7 +1,8 @@
 """The finishing writes of attempts inside one write transaction, as one
 statement for the whole batch (worker_sql.py), each row fenced by its claim's
-lease token: in the store's transaction (`finish_many`), or as a transaction
-of its own where the driver runs one in a single trip (`finish_alone`)."""
+lease token: in the store's transaction (`finish_many`), or as part of a
+transaction run whole where the driver runs one in a single trip
+(`FinishPlan`, `finished_alone`)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from lrod.store.changes import Changes
 from lrod.store.endings import record_transitions, record_transitions_committed
 from lrod.store.protocol import Claim, EndedBy, Transition
 from lrod.store.rows import error_to_json, to_operation
-from lrod.store.worker_sql import FinishWrite, WorkerSql, WorkerSqlAlone
+from lrod.store.worker_sql import FinishWrite, WorkerSql
 
 log = logging.getLogger("lrod.store")
 
@@ -90,57 +91,60 @@ def writes_outbox(items: Sequence[Finish]) -> bool:
     return any(i.target.terminal and i.claim.operation.notify_url is not None for i in items)
 
 
-def _rounds(items: Sequence[Finish]) -> tuple[list[dict[str, Finish]], dict[Key, Finish]]:
-    """One write per claim (a repeat of the same claim is refused like any
-    stale write); claims of one operation (at most one can hold) go to
-    separate rounds, each round's ids distinct."""
-    rounds: list[dict[str, Finish]] = []
-    chosen: dict[Key, Finish] = {}
-    for item in items:
-        key = (item.claim.operation.id, item.claim.lease_token)
-        if key in chosen:
-            continue
-        chosen[key] = item
-        free = next((r for r in rounds if key[0] not in r), None)
-        if free is None:
-            free = {}
-            rounds.append(free)
-        free[key[0]] = item
-    return rounds, chosen
+class FinishPlan:
+    """A batch's finishing writes as the statements take them: one write per
+    claim (a repeat of the same claim is refused like any stale write);
+    claims of one operation (at most one can hold) in separate rounds, each
+    round's ids distinct."""
 
+    def __init__(self, items: Sequence[Finish]) -> None:
+        self.items = items
+        self._rounds: list[dict[str, Finish]] = []
+        self._chosen: dict[Key, Finish] = {}
+        for item in items:
+            key = (item.claim.operation.id, item.claim.lease_token)
+            if key in self._chosen:
+                continue
+            self._chosen[key] = item
+            free = next((r for r in self._rounds if key[0] not in r), None)
+            if free is None:
+                free = {}
+                self._rounds.append(free)
+            free[key[0]] = item
 
-def _settle(
-    items: Sequence[Finish],
-    chosen: dict[Key, Finish],
-    rounds: list[dict[str, Finish]],
-    rows: Sequence[dict[str, Any]],
-    changes: Changes,
-) -> tuple[list[Operation | None], list[Transition]]:
-    """Each item's written operation (None: refused) and the moves made."""
-    written: dict[Key, Operation] = {}
-    for batch, round_rows in zip(rounds, rows, strict=True):
-        for op_id, row in round_rows.items():
-            written[(op_id, batch[op_id].claim.lease_token)] = to_operation(row)
-    moves: list[Transition] = []
-    results: list[Operation | None] = []
-    for item in items:
-        claim = item.claim
-        key = (claim.operation.id, claim.lease_token)
-        op = written.get(key) if chosen[key] is item else None
-        results.append(op)
-        if op is None:
-            log.warning(
-                "refused a stale write: operations/%s attempt %d no longer holds its lease",
-                claim.operation.id,
-                claim.operation.attempt,
-            )
-            continue
-        changes.operations.add(op.id)
-        if item.target is State.QUEUED:
-            due = op.run_after if changes.work_due is None else min(changes.work_due, op.run_after)
-            changes.work, changes.work_due = True, due
-        moves.append(Transition(op, State.RUNNING, EndedBy.WORKER, claim.operation.lease_owner))
-    return results, moves
+    def rounds(self) -> list[list[FinishWrite]]:
+        return [[_write(item) for item in batch.values()] for batch in self._rounds]
+
+    def settle(
+        self, rows: Sequence[dict[str, Any]], changes: Changes
+    ) -> tuple[list[Operation | None], list[Transition]]:
+        """Each item's written operation (None: refused) from each round's
+        written rows, and the moves made."""
+        written: dict[Key, Operation] = {}
+        for batch, round_rows in zip(self._rounds, rows, strict=True):
+            for op_id, row in round_rows.items():
+                written[(op_id, batch[op_id].claim.lease_token)] = to_operation(row)
+        moves: list[Transition] = []
+        results: list[Operation | None] = []
+        for item in self.items:
+            claim = item.claim
+            key = (claim.operation.id, claim.lease_token)
+            op = written.get(key) if self._chosen[key] is item else None
+            results.append(op)
+            if op is None:
+                log.warning(
+                    "refused a stale write: operations/%s attempt %d no longer holds its lease",
+                    claim.operation.id,
+                    claim.operation.attempt,
+                )
+                continue
+            changes.operations.add(op.id)
+            if item.target is State.QUEUED:
+                due = op.run_after
+                changes.work_due = due if changes.work_due is None else min(changes.work_due, due)
+                changes.work = True
+            moves.append(Transition(op, State.RUNNING, EndedBy.WORKER, claim.operation.lease_owner))
+        return results, moves
 
 
 async def finish_many(
@@ -153,26 +157,20 @@ async def finish_many(
     seam (record_transitions)."""
     if not items:
         return []
-    rounds, chosen = _rounds(items)
-    rows = [await sql.finish(conn, [_write(i) for i in batch.values()]) for batch in rounds]
-    results, moves = _settle(items, chosen, rounds, rows, changes)
+    plan = FinishPlan(items)
+    rows = [await sql.finish(conn, writes) for writes in plan.rounds()]
+    results, moves = plan.settle(rows, changes)
     await record_transitions(conn, changes, moves)
     return results
 
 
-async def finish_alone(
-    changes: Changes, items: Sequence[Finish], sql: WorkerSqlAlone
+def finished_alone(
+    plan: FinishPlan, rows: Sequence[dict[str, Any]], changes: Changes
 ) -> list[Operation | None]:
-    """As `finish_many`, the batch a transaction of its own (SQLite: BEGIN,
-    the statements and COMMIT in one hop). Only for a batch that writes no
-    outbox row (`writes_outbox`): its moves then need no statement of the
-    seam's."""
-    if not items:
-        return []
-    if writes_outbox(items):
-        raise ValueError("a batch with webhook targets finishes in the store's transaction")
-    rounds, chosen = _rounds(items)
-    rows = await sql.finish([[_write(i) for i in batch.values()] for batch in rounds])
-    results, moves = _settle(items, chosen, rounds, rows, changes)
+    """As `finish_many`, for a plan whose rounds ran as (part of) a
+    transaction of their own at driver level (WorkerSqlAlone.write), which
+    has committed. Only for a batch that writes no outbox row
+    (`writes_outbox`): its moves then need no statement of the seam's."""
+    results, moves = plan.settle(rows, changes)
     record_transitions_committed(changes, moves)
     return results

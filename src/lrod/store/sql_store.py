@@ -62,7 +62,7 @@ from lrod.store.deliveries import (
 from lrod.store.endings import record_transitions
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, translated_errors
-from lrod.store.finishes import Finish, finish_alone, finish_many, writes_outbox
+from lrod.store.finishes import Finish, FinishPlan, finish_many, finished_alone, writes_outbox
 from lrod.store.group_commit import GroupCommit, flush_isolated
 from lrod.store.protocol import (
     AttemptRecord,
@@ -107,6 +107,7 @@ from lrod.store.statements import (
     rescued_values,
     terminal_values,
 )
+from lrod.store.worker_sql import ClaimAsk
 
 log = logging.getLogger("lrod.store")
 
@@ -160,6 +161,11 @@ def _settled(call: asyncio.Future[Any]) -> None:
         call.exception()
 
 
+# What the worker writes through its group commit, and what each gets back
+# (a finish: the written operation, None if refused; a claim: its rows).
+WorkerWrite = Finish | ClaimAsk
+WorkerResult = Operation | list[Any] | None
+
 # Ids per statement of get_many.
 _MANY_CHUNK = 500
 GET_MANY_OPERATIONS = select(OPS).where(T.id.in_(bindparam("ids", expanding=True)))
@@ -180,8 +186,11 @@ class SqlStore:
         self._subscribers: list[TransitionSubscriber] = []
         # A batch whose database is down fails whole; any other failure is
         # split until it reaches the one member that causes it.
-        self._finishes: GroupCommit[Finish, Operation | None] = GroupCommit(
-            self._finish_batch, shared=_database_down, track=self._track
+        # The worker's writes: finishing writes and claims share it, so that
+        # a claim asked for while finishes wait (the slots they free ask for
+        # it) commits in the same transaction as them.
+        self._worker_writes: GroupCommit[WorkerWrite, WorkerResult] = GroupCommit(
+            self._worker_batch, shared=_database_down, track=self._track
         )
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
             self._create_batch, shared=_database_down, track=self._track
@@ -613,7 +622,6 @@ class SqlStore:
             changes.operations.add(op_id)
 
     # -- the worker side --------------------------------------------------
-    @_shielded
     async def claim(
         self,
         worker_id: str,
@@ -624,25 +632,13 @@ class SqlStore:
     ) -> Sequence[Claim]:
         """Claim up to `limit` due jobs of the given types (those this worker
         has handlers for: during a rolling deploy, old workers leave new types
-        to new workers)."""
-        token = secrets.token_hex(16)
-        args: dict[str, Any] = {
-            "now": now,
-            "expires": now + lease,
-            "limit": limit,
-            "job_types": job_types,
-            "worker": worker_id,
-            "token": token,
-        }
-        if self._worker_alone is not None:
-            async with self._write_alone() as changes:
-                rows = await self._worker_alone.claim(**args)
-                changes.operations.update(r.id for r in rows)
-        else:
-            async with self._write() as (conn, changes):
-                rows = await self._worker_sql.claim(conn, **args)
-                changes.operations.update(r.id for r in rows)
-        claims = [Claim(to_operation(r), token) for r in rows]
+        to new workers). Not `_shielded`: it runs in the worker writes' group
+        commit (with the finishing writes waiting then), whose task a caller
+        that leaves cannot cut short."""
+        ask = ClaimAsk(now, now + lease, limit, tuple(job_types), worker_id, secrets.token_hex(16))
+        rows = await self._worker_writes.submit(ask)
+        assert isinstance(rows, list)
+        claims = [Claim(to_operation(r), ask.token) for r in rows]
         claims.sort(key=lambda c: (-c.operation.priority, c.operation.run_after))
         return claims
 
@@ -763,18 +759,35 @@ class SqlStore:
         per batch instead of one per job."""
         check_move(State.RUNNING, target)
         finish = Finish(claim, now, target, values, error, internal_error, outcome)
-        return await self._finishes.submit(finish)
+        written = await self._worker_writes.submit(finish)
+        assert not isinstance(written, list)
+        return written
 
-    async def _finish_batch(self, items: Sequence[Finish]) -> Sequence[Operation | None]:
+    async def _worker_batch(self, items: Sequence[WorkerWrite]) -> Sequence[WorkerResult]:
         """Finishing writes of concurrent attempts share one transaction (one
-        commit), like Submits; each stays fenced by its own lease token. On
+        commit), like Submits, each fenced by its own lease token; the claims
+        asked for meanwhile run after them in the same transaction. On
         SQLite the whole transaction is one hop to the driver's thread,
         unless a webhook's outbox row may be written with it."""
-        if self._worker_alone is not None and not writes_outbox(items):
+        finishes = [item for item in items if isinstance(item, Finish)]
+        asks = [item for item in items if isinstance(item, ClaimAsk)]
+        if self._worker_alone is not None and not writes_outbox(finishes):
+            plan = FinishPlan(finishes)
             async with self._write_alone() as changes:
-                return await finish_alone(changes, items, self._worker_alone)
-        async with self._write() as (conn, changes):
-            return await finish_many(conn, changes, items, self._worker_sql)
+                rows, claimed = await self._worker_alone.write(plan.rounds(), asks)
+                finished = finished_alone(plan, rows, changes)
+                for raws in claimed:
+                    changes.operations.update(r.id for r in raws)
+        else:
+            async with self._write() as (conn, changes):
+                finished = await finish_many(conn, changes, finishes, self._worker_sql)
+                claimed = []
+                for ask in asks:
+                    raws = await self._worker_sql.claim(conn, ask)
+                    changes.operations.update(r.id for r in raws)
+                    claimed.append(raws)
+        done, taken = iter(finished), iter(claimed)
+        return [next(done) if isinstance(item, Finish) else next(taken) for item in items]
 
     @_shielded
     async def operation_exists(self, op_id: str) -> bool:

@@ -9,8 +9,9 @@ machinery of SQLAlchemy per batch, and the fewest trips to the database.
   operations and the closing of their attempts.
 - SQLite (aiosqlite): the statements of a claim, or of a finishing batch, run
   in one hop to aiosqlite's thread on its plain sqlite3 connection (aiosqlite
-  hops once per DBAPI call otherwise); `alone` runs each as a whole
-  transaction in that one hop (BEGIN IMMEDIATE and COMMIT included).
+  hops once per DBAPI call otherwise); `alone` runs a finishing batch and
+  the claims that came with it as ONE whole transaction in that one hop
+  (BEGIN IMMEDIATE and COMMIT included).
 
 Values go in and come out through the column types' own bind and result
 processors (the same conversions SQLAlchemy applies), so the rows are what
@@ -79,19 +80,22 @@ class FinishWrite:
     internal_error: str | None
 
 
+@dataclass(frozen=True)
+class ClaimAsk:
+    """One claim: up to `limit` due jobs of `job_types`, leased to `worker`
+    under `token` until `expires`."""
+
+    now: datetime
+    expires: datetime
+    limit: int
+    job_types: Sequence[str]
+    worker: str
+    token: str
+
+
 class WorkerSql(Protocol):
-    async def claim(
-        self,
-        conn: AsyncConnection,
-        *,
-        now: datetime,
-        expires: datetime,
-        limit: int,
-        job_types: Sequence[str],
-        worker: str,
-        token: str,
-    ) -> list[Any]:
-        """Claim up to `limit` due jobs; the claimed rows (as written)."""
+    async def claim(self, conn: AsyncConnection, ask: ClaimAsk) -> list[Any]:
+        """The claimed rows (as written)."""
         ...
 
     async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
@@ -102,21 +106,16 @@ class WorkerSql(Protocol):
 
 
 class WorkerSqlAlone(Protocol):
-    """The same writes, each a whole transaction of its own."""
+    """The same statements as one whole transaction of their own."""
 
-    async def claim(
-        self,
-        *,
-        now: datetime,
-        expires: datetime,
-        limit: int,
-        job_types: Sequence[str],
-        worker: str,
-        token: str,
-    ) -> list[Any]: ...
-
-    async def finish(self, rounds: Sequence[Sequence[FinishWrite]]) -> list[dict[str, Any]]:
-        """Each round's writes as `WorkerSql.finish`, all in one transaction."""
+    async def write(
+        self, rounds: Sequence[Sequence[FinishWrite]], claims: Sequence[ClaimAsk]
+    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+        """Each round of finishing writes (as `WorkerSql.finish`), then each
+        claim (as `WorkerSql.claim`), in ONE transaction, committed when
+        this returns: the written rows of each round, the claimed rows of
+        each claim. The finishes go first: a job they queue again can be
+        claimed by the same transaction."""
         ...
 
 
@@ -238,20 +237,10 @@ class _Postgres:
     def __init__(self, dialect: Dialect) -> None:
         self._p = _Processors(dialect)
 
-    async def claim(
-        self,
-        conn: AsyncConnection,
-        *,
-        now: datetime,
-        expires: datetime,
-        limit: int,
-        job_types: Sequence[str],
-        worker: str,
-        token: str,
-    ) -> list[Any]:
+    async def claim(self, conn: AsyncConnection, ask: ClaimAsk) -> list[Any]:
         time = self._p.time
-        args = (time(now), list(job_types), limit, worker, token, time(expires))
-        raws = await asyncpg_fetch(conn, PG_CLAIM, args)
+        args = (time(ask.now), list(ask.job_types), ask.limit, ask.worker, ask.token)
+        raws = await asyncpg_fetch(conn, PG_CLAIM, (*args, time(ask.expires)))
         return [self._p.record(raw) for raw in raws]
 
     async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
@@ -317,6 +306,10 @@ _SQLITE_CLOSE = (
 )
 
 
+# What a claim's wrapped error names.
+_SQLITE_CLAIM_NAME = "UPDATE operations SET state = 'RUNNING' ... (a claim)"
+
+
 def _sqlite_claim_sql(types: int) -> str:
     marks = ", ".join("?" * types)
     return f"""
@@ -339,44 +332,39 @@ class _Sqlite:
         self._claims: dict[int, str] = {}
         self._attempt_index = [c.name for c in _COLUMNS].index("attempt")
 
-    async def claim(
-        self,
-        conn: AsyncConnection,
-        *,
-        now: datetime,
-        expires: datetime,
-        limit: int,
-        job_types: Sequence[str],
-        worker: str,
-        token: str,
-    ) -> list[Any]:
-        return await self.claim_by(
-            within(conn),
-            now=now,
-            expires=expires,
-            limit=limit,
-            job_types=job_types,
-            worker=worker,
-            token=token,
+    async def claim(self, conn: AsyncConnection, ask: ClaimAsk) -> list[Any]:
+        run = self._claim_statements(ask)
+        return [self._p.record(raw) for raw in await within(conn)(_SQLITE_CLAIM_NAME, run)]
+
+    async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
+        run = self._finish_statements(writes)
+        return {r.id: r for r in map(self._p.record, await within(conn)(_SQLITE_FINISH, run))}
+
+    async def write_by(
+        self, hop: Hop, rounds: Sequence[Sequence[FinishWrite]], claims: Sequence[ClaimAsk]
+    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+        finishing = [self._finish_statements(writes) for writes in rounds]
+        claiming = [self._claim_statements(ask) for ask in claims]
+
+        def run(db: sqlite3.Connection) -> tuple[list[list[Any]], list[list[Any]]]:
+            return [fn(db) for fn in finishing], [fn(db) for fn in claiming]
+
+        finished, claimed = await hop(_SQLITE_FINISH if rounds else _SQLITE_CLAIM_NAME, run)
+        record = self._p.record
+        return (
+            [{r.id: r for r in map(record, raws)} for raws in finished],
+            [[record(raw) for raw in raws] for raws in claimed],
         )
 
-    async def claim_by(
-        self,
-        hop: Hop,
-        *,
-        now: datetime,
-        expires: datetime,
-        limit: int,
-        job_types: Sequence[str],
-        worker: str,
-        token: str,
-    ) -> list[Any]:
-        sql = self._claims.get(len(job_types))
+    def _claim_statements(self, ask: ClaimAsk) -> Callable[[sqlite3.Connection], list[Any]]:
+        types = len(ask.job_types)
+        sql = self._claims.get(types)
         if sql is None:
-            sql = self._claims.setdefault(len(job_types), _sqlite_claim_sql(len(job_types)))
-        at = self._p.time(now)
-        args = (worker, token, self._p.time(expires), at, at, at, *job_types, limit)
-        started = self._p.attempt_time(now)
+            sql = self._claims.setdefault(types, _sqlite_claim_sql(types))
+        at = self._p.time(ask.now)
+        worker, token = ask.worker, ask.token
+        args = (worker, token, self._p.time(ask.expires), at, at, at, *ask.job_types, ask.limit)
+        started = self._p.attempt_time(ask.now)
         number = self._attempt_index
 
         def run(db: sqlite3.Connection) -> list[Any]:
@@ -387,41 +375,11 @@ class _Sqlite:
             )
             return raws
 
-        raws = await hop(sql, run)
-        return [self._p.record(raw) for raw in raws]
+        return run
 
-    async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
-        [written] = await self.finish_by(within(conn), [writes])
-        return written
-
-    async def finish_by(
-        self, hop: Hop, rounds: Sequence[Sequence[FinishWrite]]
-    ) -> list[dict[str, Any]]:
-        """Every round's writes in one hop, a round's ids distinct."""
-        prepared = [self._finish_params(writes) for writes in rounds]
-
-        def run(db: sqlite3.Connection) -> list[list[Any]]:
-            written_by_round = []
-            for updates, closes in prepared:
-                written = []
-                held = []
-                for update, close in zip(updates, closes, strict=True):
-                    raw = db.execute(_SQLITE_FINISH, update).fetchone()
-                    if raw is not None:
-                        written.append(raw)
-                        held.append(close)
-                if held:
-                    db.executemany(_SQLITE_CLOSE, held)
-                written_by_round.append(written)
-            return written_by_round
-
-        raws_by_round = await hop(_SQLITE_FINISH, run)
-        record = self._p.record
-        return [{r.id: r for r in map(record, raws)} for raws in raws_by_round]
-
-    def _finish_params(
+    def _finish_statements(
         self, writes: Sequence[FinishWrite]
-    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    ) -> Callable[[sqlite3.Connection], list[Any]]:
         time, js, ajs = self._p.time, self._p.json, self._p.attempt_json
         updates: list[tuple[Any, ...]] = []
         closes: list[tuple[Any, ...]] = []
@@ -455,7 +413,20 @@ class _Sqlite:
                     w.token,
                 )
             )
-        return updates, closes
+
+        def run(db: sqlite3.Connection) -> list[Any]:
+            written = []
+            held = []
+            for update, close in zip(updates, closes, strict=True):
+                raw = db.execute(_SQLITE_FINISH, update).fetchone()
+                if raw is not None:
+                    written.append(raw)
+                    held.append(close)
+            if held:
+                db.executemany(_SQLITE_CLOSE, held)
+            return written
+
+        return run
 
 
 class _SqliteAlone:
@@ -463,25 +434,7 @@ class _SqliteAlone:
         self._statements = statements
         self._hop = hop
 
-    async def claim(
-        self,
-        *,
-        now: datetime,
-        expires: datetime,
-        limit: int,
-        job_types: Sequence[str],
-        worker: str,
-        token: str,
-    ) -> list[Any]:
-        return await self._statements.claim_by(
-            self._hop,
-            now=now,
-            expires=expires,
-            limit=limit,
-            job_types=job_types,
-            worker=worker,
-            token=token,
-        )
-
-    async def finish(self, rounds: Sequence[Sequence[FinishWrite]]) -> list[dict[str, Any]]:
-        return await self._statements.finish_by(self._hop, rounds)
+    async def write(
+        self, rounds: Sequence[Sequence[FinishWrite]], claims: Sequence[ClaimAsk]
+    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+        return await self._statements.write_by(self._hop, rounds, claims)
