@@ -384,6 +384,13 @@ async def test_get_or_kept_answers_what_is_kept_for_the_stored_version(
     with pytest.raises(NotFound) as hidden:
         await store.get_or_kept(op.id, "bob", later, kept_for(done.version))
     assert not isinstance(hidden.value, OperationExpired)
+    # Its tombstone, once the row is gone: expired to its owner, unknown to others.
+    assert await store.expire(later, 10) == 1
+    with pytest.raises(OperationExpired):
+        await store.get_or_kept(op.id, "alice", later, kept_for(done.version))
+    with pytest.raises(NotFound) as hidden:
+        await store.get_or_kept(op.id, "bob", later, kept_for(done.version))
+    assert not isinstance(hidden.value, OperationExpired)
 
 
 @covers("OperationStore.list")

@@ -87,11 +87,13 @@ from lrod.store.statements import (
     EXPIRED,
     GET_ANY_OPERATION,
     GET_ANY_TOMBSTONE,
+    GET_ANY_VERSION,
     GET_DELIVERIES_IN_ARRAY,
     GET_DELIVERY,
     GET_OPERATION,
     GET_OPERATIONS_IN_ARRAY,
     GET_TOMBSTONE,
+    GET_VERSION,
     OPS,
     RENEW_LEASES,
     SERVER_KEYS,
@@ -217,6 +219,11 @@ class SqlStore:
             columns = self._get_prepared[True][0].row._fields
             self._version_at = columns.index("version")
             self._expire_at = columns.index("expire_time")
+        if database.inline is not None:
+            self._version_prepared = {
+                scoped: database.inline.prepare(GET_VERSION if scoped else GET_ANY_VERSION)
+                for scoped in (True, False)
+            }
         if database.direct is not None:
             # The wake-up read (get_many), any number of ids in one statement.
             self._many_prepared = (
@@ -439,6 +446,20 @@ class SqlStore:
         # A primary-key read: on SQLite on this thread, on PostgreSQL on raw
         # asyncpg. Nothing to cancel or undo half-way: no task, no shield.
         with translated_errors():
+            if inline is not None and kept is not None:
+                # On SQLite the version alone first: an unchanged one is
+                # answered without reading the whole row.
+                version_read = self._version_prepared[owner is not None]
+                head = inline.first_raw(version_read, params)
+                if head is None:
+                    tombstone = inline.first_raw(get_tombstone, params)
+                    return _found(tombstone is not None, op_id, now)
+                answer = kept(op_id, head[0])
+                if answer is not None:
+                    expire_time = inline.column(version_read, head, 1)
+                    if expire_time is not None and expire_time <= now:
+                        raise expired(op_id)
+                    return answer
             raw = (
                 inline.first_raw(get_row, params)
                 if inline is not None

@@ -172,6 +172,13 @@ GET_TOMBSTONE = select(EXPIRED.c.id).where(
 )
 # An admin's reads: any owner.
 GET_ANY_OPERATION = select(OPS).where(T.id == bindparam("id"))
+# Only what tells whether a kept answer is current (SQLite's get_or_kept:
+# a narrow row costs a fraction of the whole one, and a second statement
+# on the loop's thread costs no round trip).
+GET_VERSION = select(T.version, T.expire_time).where(
+    T.id == bindparam("id"), T.owner == bindparam("owner")
+)
+GET_ANY_VERSION = select(T.version, T.expire_time).where(T.id == bindparam("id"))
 GET_ANY_TOMBSTONE = select(EXPIRED.c.id).where(EXPIRED.c.id == bindparam("id"))
 # A done operation's webhook delivery, read with it.
 GET_DELIVERY = select(DELIVERIES).where(DELIVERIES.c.operation_id == bindparam("id"))
