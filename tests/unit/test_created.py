@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from lrod.domain.operation import Operation, Payload, Progress
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
-from lrod.store.creates import created
+from lrod.store.creates import claimed, created
 
 
 def test_every_field_is_set_as_a_read_would_give_it() -> None:
@@ -50,3 +50,40 @@ def test_every_field_is_set_as_a_read_would_give_it() -> None:
         notify_url="https://hooks.example.com/x",
     )
     assert op.create_time.tzinfo is UTC
+
+
+@dataclasses.dataclass
+class _Grant:
+    job_types: tuple[str, ...] = ("t",)
+    worker_id: str = "w-local"
+    lease_token: str = "token"
+    now: datetime = datetime(2026, 1, 2, 5, 4, 6, tzinfo=timezone(timedelta(hours=2)))
+    lease_expires_at: datetime = datetime(2026, 1, 2, 5, 4, 36, tzinfo=timezone(timedelta(hours=2)))
+
+    def stored(self, claim: object) -> None: ...
+
+
+def test_a_handed_off_job_is_built_as_a_claim_leaves_it() -> None:
+    job = NewJob(
+        id="abc",
+        owner="alice",
+        job_type="t",
+        input=Payload("type.googleapis.com/x", b"in"),
+        max_attempts=3,
+        create_time=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        run_after=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    )
+    op = claimed(job, _Grant())
+    assert set(op.__dict__) == {f.name for f in dataclasses.fields(Operation)}
+    at = datetime(2026, 1, 2, 3, 4, 6, tzinfo=UTC)
+    assert op == dataclasses.replace(
+        created(job),
+        state=State.RUNNING,
+        attempt=1,
+        start_time=at,
+        update_time=at,
+        lease_owner="w-local",
+        lease_expires_at=datetime(2026, 1, 2, 3, 4, 36, tzinfo=UTC),
+    )
+    assert op.start_time is not None
+    assert op.start_time.tzinfo is UTC

@@ -8,6 +8,7 @@ import pytest
 
 from lrod.domain.states import (
     ACTIVE_STATES,
+    CREATIONS,
     TERMINAL_STATES,
     TRANSITIONS,
     IllegalTransition,
@@ -131,3 +132,10 @@ def test_every_transition_is_lettered(pair: tuple[State, State]) -> None:
 def test_letters_are_unique() -> None:
     letters = [text.partition(":")[0] for text in TRANSITIONS.values()]
     assert sorted(letters) == list("abcdef")
+
+
+def test_an_operation_is_created_queued_or_handed_off_running() -> None:
+    assert set(CREATIONS) == {State.QUEUED, State.RUNNING}
+    assert CREATIONS[State.RUNNING].startswith("g: ")  # docs/architecture.md's letter
+    # Handed off is what the create and a claim (a) make in one transaction.
+    assert can_move(State.QUEUED, State.RUNNING)

@@ -35,6 +35,15 @@ TRANSITIONS: dict[tuple[State, State], str] = {
 }
 
 
+# The states an operation is created in: QUEUED by any Submit, RUNNING by a
+# Submit handed off to an idle local worker pool (the create and a claim, a,
+# in one transaction; `lrod serve --hand-off`). Lettered as above.
+CREATIONS: dict[State, str] = {
+    State.QUEUED: "Submit: stored for the claim loops",
+    State.RUNNING: "g: a Submit handed off to an idle local worker",
+}
+
+
 class IllegalTransition(ValueError):
     """A move the state machine does not allow; a bug in the caller, never user input."""
 
