@@ -49,6 +49,9 @@ class Metrics:
             registry=r,
         )
         self._submit_children: dict[tuple[str, bool], Any] = {}
+        self._transition_children: dict[tuple[str, State, State], Any] = {}
+        self._finished_children: dict[tuple[str, State], tuple[Any, Any]] = {}
+        self._attempt_children: dict[tuple[str, str], Any] = {}
         self.transitions = Counter(
             "lrod_state_transitions",
             "Operations moved from one state to another.",
@@ -149,16 +152,31 @@ class Metrics:
         self.hand_offs.labels(job_type, "started" if started else "queued").inc()
 
     def moved(self, job_type: str, source: State, target: State) -> None:
-        self.transitions.labels(job_type, source.value, target.value).inc()
+        # Every job moves twice (claimed, ended): the child looked up once.
+        key = (job_type, source, target)
+        child = self._transition_children.get(key)
+        if child is None:
+            child = self.transitions.labels(job_type, source.value, target.value)
+            self._transition_children[key] = child
+        child.inc()
 
     def finished(self, op: Operation) -> None:
         """An operation reached its end state."""
         if not op.done:
             return
+        key = (op.job_type, op.state)
+        children = self._finished_children.get(key)
+        if children is None:
+            children = (
+                self.job_duration.labels(op.job_type, op.state.value),
+                self.job_attempts.labels(op.job_type, op.state.value),
+            )
+            self._finished_children[key] = children
+        duration, attempts = children
         if op.end_time is not None:
             seconds = (op.end_time - op.create_time).total_seconds()
-            self.job_duration.labels(op.job_type, op.state.value).observe(max(seconds, 0.0))
-        self.job_attempts.labels(op.job_type, op.state.value).observe(op.attempt)
+            duration.observe(max(seconds, 0.0))
+        attempts.observe(op.attempt)
 
     def transitions_committed(self, transitions: Sequence[Transition]) -> None:
         """The store's seam where jobs end: every terminal move and retry,
@@ -170,7 +188,11 @@ class Metrics:
                 self.rescued.inc()
 
     def attempt_ended(self, job_type: str, outcome: str, seconds: float) -> None:
-        self.attempt_duration.labels(job_type, outcome).observe(max(seconds, 0.0))
+        key = (job_type, outcome)
+        child = self._attempt_children.get(key)
+        if child is None:
+            child = self._attempt_children[key] = self.attempt_duration.labels(job_type, outcome)
+        child.observe(max(seconds, 0.0))
 
     @contextmanager
     def waiting(self) -> Iterator[None]:
