@@ -86,15 +86,16 @@ async def _as_a_pool(store: SqlStore, slots: int) -> int:
             await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
 
 
-async def _round(store: SqlStore, args: argparse.Namespace) -> tuple[float, float]:
+async def _round(store: SqlStore, args: argparse.Namespace) -> tuple[float, float, float]:
     """Microseconds of CPU per job for one backlog of `args.jobs`: the
-    process's, and the event loop's thread's alone."""
+    process's, and the event loop's thread's alone; and jobs per second
+    (wall clock: swings with the machine's load)."""
     now = datetime.now(UTC)
     jobs = _jobs(args.jobs, now)
     for start in range(0, len(jobs), 1000):
         await store.create_all(jobs[start : start + 1000])
     done = 0
-    started, started_loop = time.process_time(), time.thread_time()
+    started, started_loop, began = time.process_time(), time.thread_time(), time.perf_counter()
     if args.mode == "pool":
         done = await _as_a_pool(store, args.claim)
     while args.mode == "rounds":
@@ -105,9 +106,10 @@ async def _round(store: SqlStore, args: argparse.Namespace) -> tuple[float, floa
         finished = await asyncio.gather(*(store.succeed(c, at, RESULT, RETENTION) for c in claims))
         done += sum(1 for f in finished if f is not None)
     spent, spent_loop = time.process_time() - started, time.thread_time() - started_loop
+    rate = done / (time.perf_counter() - began)
     if done != args.jobs:
         raise SystemExit(f"finished {done} of {args.jobs}")
-    return spent / done * 1e6, spent_loop / done * 1e6
+    return spent / done * 1e6, spent_loop / done * 1e6, rate
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -124,16 +126,18 @@ async def run(args: argparse.Namespace) -> None:
         profile = cProfile.Profile() if args.profile else None
         costs: list[float] = []
         loop_costs: list[float] = []
+        rates: list[float] = []
         try:
             for number in range(args.rounds + 1):
                 if profile is not None and number:
                     profile.enable()
-                cost, loop_cost = await _round(store, args)
+                cost, loop_cost, rate = await _round(store, args)
                 if profile is not None:
                     profile.disable()
                 if number:  # the first round warms caches and connections
                     costs.append(cost)
                     loop_costs.append(loop_cost)
+                    rates.append(rate)
         finally:
             await store.close()
         if profile is not None:
@@ -142,7 +146,7 @@ async def run(args: argparse.Namespace) -> None:
     print(
         f"{args.mode}: claim {args.claim} + finish {args.db}: CPU per job {median(costs):.0f} us"
         f" (median of {len(costs)} rounds of {args.jobs}: {rounds});"
-        f" the event loop's thread {median(loop_costs):.0f} us"
+        f" the event loop's thread {median(loop_costs):.0f} us; {median(rates):.0f} jobs/s"
     )
 
 

@@ -19,8 +19,10 @@ from typing import Any
 
 import psycopg
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lrod.store.dialect import libpq_dsn
+from lrod.store.driver import asyncpg_fetch
 from lrod.store.protocol import ChangeListener
 
 log = logging.getLogger("lrod.store.notify")
@@ -44,6 +46,15 @@ def encode(
     if len(payload) > MAX_PAYLOAD:
         payload = json.dumps({"o": origin, "all": True, "c": body["c"][:100], "w": True})
     return payload
+
+
+NOTIFY = "SELECT pg_notify($1, $2)"
+
+
+async def send(conn: AsyncConnection, payload: str) -> None:
+    """NOTIFY in the caller's write transaction (delivered at its commit),
+    one constant statement at driver level (prepared once per connection)."""
+    await asyncpg_fetch(conn, NOTIFY, (CHANNEL, payload))
 
 
 def dispatch(payload: str, origin: str, hub: ChangeListener) -> None:

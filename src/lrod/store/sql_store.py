@@ -273,7 +273,7 @@ class SqlStore:
                         changes.work,
                         changes.work_due,
                     )
-                    await conn.execute(select(func.pg_notify(pg_notify.CHANNEL, payload)))
+                    await pg_notify.send(conn, payload)
         self._announce(changes)
 
     @asynccontextmanager
