@@ -152,16 +152,23 @@ class _Processors:
             return column.type.dialect_impl(dialect).result_processor(dialect, None)
 
         self.result = tuple(result(c) for c in _COLUMNS)
+        # Only the columns that have a conversion are visited per row.
+        self._converted = tuple((i, p) for i, p in enumerate(self.result) if p is not None)
+        self._width = len(_COLUMNS)
         self.time = bind(T.update_time)
         self.json = bind(T.error)
         self.attempt_time = bind(ATTEMPTS.c.end_time)
         self.attempt_json = bind(ATTEMPTS.c.error)
 
     def record(self, raw: Sequence[Any]) -> Any:
-        return OperationRecord._make(
-            value if process is None or value is None else process(value)
-            for value, process in zip(raw, self.result, strict=True)
-        )
+        values = list(raw)
+        if len(values) != self._width:
+            raise ValueError(f"a row of {len(values)} columns for {self._width}")
+        for index, process in self._converted:
+            value = values[index]
+            if value is not None:
+                values[index] = process(value)
+        return OperationRecord._make(values)
 
 
 def _same(value: Any) -> Any:
