@@ -226,3 +226,45 @@ async def test_a_type_the_pool_does_not_run_is_never_reserved(service: Service) 
         assert pool.reserve("test.noop", 0, now) is not None
     finally:
         await pool.stop(0)
+
+
+async def test_a_hand_off_stored_after_the_drain_gave_up_is_not_started(
+    service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    """stop() waits drain_grace + 5 s for Submits being stored claimed; one
+    that commits later is not started (it would run undrained, its lease
+    unrenewed): its lease expires and the rescue hands it on."""
+    registry = build_registry(Gates())
+    pool = WorkerPool(
+        service.store,
+        service.hub,
+        registry,
+        WorkerSettings(concurrency=1, poll_interval=0.2, drain_grace=0.0, hand_off=True),
+    )
+    pool.start()
+    async with asyncio.timeout(20):
+        while not pool.idle:
+            await asyncio.sleep(0.01)
+    now = utcnow()
+    held = pool.reserve("test.noop", 0, now)
+    assert held is not None
+    await pool.stop()  # gives up on the reservation after 5 s
+    job = NewJob(
+        id=new_operation_id(),
+        owner="anonymous",
+        job_type="test.noop",
+        input=Payload(pack(empty_pb2.Empty()).type_url, b""),
+        max_attempts=3,
+        create_time=now,
+        run_after=now,
+    )
+    with caplog.at_level("WARNING", logger="lrod.worker"):
+        op, created = await service.store.create_claimed(job, job.fingerprint(), held)
+    assert created
+    assert op.state is State.RUNNING
+    started = list(pool._running)  # an attempt started for it, if any
+    await asyncio.gather(*started, return_exceptions=True)
+    assert started == []
+    assert "stored after the drain" in caplog.text
+    row = await service.store.get(job.id, None, utcnow())
+    assert (row.state, row.lease_owner) == (State.RUNNING, held.worker_id)

@@ -22,7 +22,7 @@ import aiosqlite
 import pytest
 from sqlalchemy import exc
 
-from lrod.domain.errors import Code, InvalidArgument
+from lrod.domain.errors import Code, InvalidArgument, Unavailable
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.retry import Backoff, JobPolicy
@@ -226,6 +226,44 @@ async def test_a_one_hop_write_that_raises_writes_nothing(sqlite_store: SqlStore
     # The writer goes on: the next write commits.
     key = await sqlite_store.server_key("next")
     assert len(key) == 32
+
+
+async def test_a_batch_that_fails_after_its_commit_is_not_run_again(
+    sqlite_store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading a committed one-hop batch back fails (a bug, simulated):
+    every member gets the error, and the batch is not split and run again,
+    where its finishes would be refused as stale and its claims would claim
+    a second set of jobs."""
+    from lrod.store import sql_store
+
+    await _add(sqlite_store, 6)
+    claims = await sqlite_store.claim("w", NOW, LEASE, 4, ["t"])
+    writes: list[int] = []
+    write = sqlite_store._worker_alone.write  # type: ignore[union-attr]
+
+    async def counted(rounds: Any, asks: Any) -> Any:
+        writes.append(len(asks))
+        return await write(rounds, asks)
+
+    def unreadable(*args: object) -> object:
+        raise ValueError("simulated: the rows could not be read back")
+
+    monkeypatch.setattr(sqlite_store._worker_alone, "write", counted)
+    monkeypatch.setattr(sql_store, "finished_alone", unreadable)
+    outcomes = await asyncio.gather(
+        *(sqlite_store.succeed(c, NOW, RESULT, RETENTION) for c in claims),
+        sqlite_store.claim("w", NOW, LEASE, 2, ["t"]),
+        return_exceptions=True,
+    )
+    assert len(writes) == 1, writes  # one transaction, not run again in halves
+    assert writes == [1]  # the claim joined it
+    assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
+    monkeypatch.undo()
+    # The finishes committed; the claim took the two other jobs once.
+    for claim in claims:
+        assert (await sqlite_store.get(claim.operation.id, "o", NOW)).state is State.SUCCEEDED
+    assert await sqlite_store.claim("w", NOW, LEASE, 2, ["t"]) == []
 
 
 def _acknowledged_until_killed(database_url: str) -> tuple[set[str], set[str]]:

@@ -151,8 +151,19 @@ def _found(found: Any, op_id: str, now: datetime) -> Operation:
 
 
 def _database_down(error: BaseException) -> bool:
-    """Every member of a batch would meet this error alike."""
+    """Every member of a batch would meet this error alike (or, for
+    `_AfterCommit`, has met it already: the batch must not run again)."""
     return isinstance(error, Unavailable)
+
+
+class _AfterCommit(Unavailable):
+    """A worker batch committed, then reading its results back failed (a
+    bug, not the database): every member gets this error and the batch is
+    not run again. Its finishes are stored; its claims' leases expire and
+    the rescue hands those jobs on."""
+
+    def __init__(self) -> None:
+        super().__init__("The write committed, but its results could not be read back.")
 
 
 def _settled(call: asyncio.Future[Any]) -> None:
@@ -796,7 +807,12 @@ class SqlStore:
             plan = FinishPlan(finishes)
             async with self._write_alone() as changes:
                 rows, claimed = await self._worker_alone.write(plan.rounds(), asks)
-                finished = finished_alone(plan, rows, changes)
+                try:
+                    finished = finished_alone(plan, rows, changes)
+                except Exception as error:
+                    # Committed: run again in halves, its finishes would be
+                    # refused as stale and its claims would claim again.
+                    raise _AfterCommit() from error
                 for raws in claimed:
                     changes.operations.update(r.id for r in raws)
         else:

@@ -58,6 +58,7 @@ class WorkerPool:
         self._reserved = 0
         self._settled = asyncio.Event()
         self._settled.set()
+        self._settle_given_up = False  # stop() stopped waiting for them
         self._idle_since_work: int | None = None
         self._idle_until = 0.0
         self._metrics = metrics or Metrics()
@@ -138,8 +139,9 @@ class WorkerPool:
         written; on SQLite's one writer the claim the freed slot sets off
         would otherwise most often go before that finishing write, and the
         operation would end a claim's transaction later. With jobs waiting
-        (the last claim was full) the claim does not wait: on PostgreSQL it
-        runs beside the finishing writes, which keeps a backlog moving."""
+        (the last claim was full) the claim does not wait for them: the
+        store runs it in the worker writes' next transaction, after the
+        finishes queued by then, which keeps a backlog moving."""
         while writing := [task for task in self._running if task not in self._busy]:
             await asyncio.wait(writing)
 
@@ -200,7 +202,16 @@ class WorkerPool:
         self._metrics.handed_off(job_type, claim is not None)
         if claim is not None:
             self._metrics.moved(claim.operation.job_type, State.QUEUED, State.RUNNING)
-            self._start(claim)
+            if self._settle_given_up:
+                # stop() no longer waits for it: started now, it would run
+                # undrained and with no lease renewal. Its lease expires and
+                # the rescue gives it to a worker.
+                log.warning(
+                    "a handed-off Submit was stored after the drain; its lease will expire",
+                    extra={"operation": claim.operation.name},
+                )
+            else:
+                self._start(claim)
         if self._reserved == 0:
             self._settled.set()
 
@@ -410,6 +421,7 @@ class WorkerPool:
             async with asyncio.timeout(self.settings.drain_grace + 5):
                 await self._settled.wait()
         except TimeoutError:
+            self._settle_given_up = True
             log.warning(
                 "%d handed-off Submits did not settle; their leases will expire", self._reserved
             )
