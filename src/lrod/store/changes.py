@@ -21,3 +21,9 @@ class Changes:
     transitions: list[Transition] = field(default_factory=list)
     # A webhook delivery became due (the outbox got a row).
     deliveries: bool = False
+
+    def work_at(self, due: datetime) -> None:
+        """A job became claimable at `due`: work for the claim loops, which
+        are told the earliest such time."""
+        self.work = True
+        self.work_due = due if self.work_due is None else min(self.work_due, due)

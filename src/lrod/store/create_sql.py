@@ -192,10 +192,12 @@ class _Postgres:
         self._time = _bind(T.create_time, dialect)
         self._json = _bind(T.labels, dialect)
 
-    async def insert(self, conn: AsyncConnection, items: Sequence[tuple[NewJob, str]]) -> None:
+    def _columns(self, items: Sequence[tuple[NewJob, str]]) -> tuple[list[Any], ...]:
+        """The jobs' columns as PG_INSERT's arrays (PG_INSERT_CLAIMED's
+        first fifteen)."""
         time, js = self._time, self._json
         jobs = [job for job, _ in items]
-        args = (
+        return (
             [j.id for j in jobs],
             [j.owner for j in jobs],
             [j.job_type for j in jobs],
@@ -212,7 +214,9 @@ class _Postgres:
             [time(j.run_after) for j in jobs],
             [j.notify_url for j in jobs],
         )
-        await asyncpg_fetch(conn, PG_INSERT, args)
+
+    async def insert(self, conn: AsyncConnection, items: Sequence[tuple[NewJob, str]]) -> None:
+        await asyncpg_fetch(conn, PG_INSERT, self._columns(items))
         await self._insert_labels(conn, items)
 
     async def _insert_labels(
@@ -224,26 +228,12 @@ class _Postgres:
             await asyncpg_fetch(conn, PG_LABELS, (ids, keys, values))
 
     async def insert_claimed(self, conn: AsyncConnection, items: Sequence[HandedOff]) -> list[bool]:
-        time, js = self._time, self._json
+        time = self._time
         jobs = [job for job, _, _ in items]
         grants = [hand_off for _, _, hand_off in items]
         moment, types = _ahead_of(items)
         args = (
-            [j.id for j in jobs],
-            [j.owner for j in jobs],
-            [j.job_type for j in jobs],
-            [j.priority for j in jobs],
-            [j.input.type_url for j in jobs],
-            [j.input.value for j in jobs],
-            [js(dict(j.labels)) for j in jobs],
-            [j.request_id for j in jobs],
-            [fp if job.request_id else None for job, fp, _ in items],
-            [j.dedupe_key for j in jobs],
-            [j.max_attempts for j in jobs],
-            [j.timeout.total_seconds() if j.timeout is not None else None for j in jobs],
-            [time(j.create_time) for j in jobs],
-            [time(j.run_after) for j in jobs],
-            [j.notify_url for j in jobs],
+            *self._columns([(job, fp) for job, fp, _ in items]),
             [g.worker_id for g in grants],
             [g.lease_token for g in grants],
             [time(g.now) for g in grants],

@@ -119,8 +119,7 @@ def claimed_inserted(
             answers.append((claimed(job, hand_off), True))
             continue
         answers.append((created(job), True))
-        due = job.run_after if changes.work_due is None else min(changes.work_due, job.run_after)
-        changes.work, changes.work_due = True, due
+        changes.work_at(job.run_after)
     return answers
 
 
@@ -155,17 +154,9 @@ async def create_claimed(
     if fresh:
         new = [items[i] for i in fresh]
         handed = await sql.insert_claimed(conn, new)
-        for index, (job, _, hand_off), ok in zip(fresh, new, handed, strict=True):
-            changes.operations.add(job.id)
-            if ok:
-                results[index] = (claimed(job, hand_off), True)
-                continue
-            results[index] = (created(job), True)
-            # Queued after all: work for the claim loops.
-            due = (
-                job.run_after if changes.work_due is None else min(changes.work_due, job.run_after)
-            )
-            changes.work, changes.work_due = True, due
+        answers = claimed_inserted(changes, new, handed)
+        for index, answer in zip(fresh, answers, strict=True):
+            results[index] = answer
     for index, first in repeats:
         job, fingerprint, _ = items[index]
         earlier = results[first]
@@ -232,10 +223,7 @@ def cannot_repeat(items: Sequence[tuple[NewJob, str]]) -> bool:
 def inserted(changes: Changes, items: Sequence[tuple[NewJob, str]]) -> list[tuple[Operation, bool]]:
     """The answers for `items` just inserted, and what their insert changed."""
     changes.operations.update(job.id for job, _ in items)
-    due = min(job.run_after for job, _ in items)
-    if changes.work_due is not None:
-        due = min(due, changes.work_due)
-    changes.work, changes.work_due = True, due
+    changes.work_at(min(job.run_after for job, _ in items))
     return [(created(job), True) for job, _ in items]
 
 
@@ -280,8 +268,7 @@ async def create_one(
         return existing, False
     await sql.insert(conn, [(job, fingerprint)])
     changes.operations.add(job.id)
-    due = job.run_after if changes.work_due is None else min(changes.work_due, job.run_after)
-    changes.work, changes.work_due = True, due
+    changes.work_at(job.run_after)
     return created(job), True
 
 

@@ -140,9 +140,7 @@ class FinishPlan:
                 continue
             changes.operations.add(op.id)
             if item.target is State.QUEUED:
-                due = op.run_after
-                changes.work_due = due if changes.work_due is None else min(changes.work_due, due)
-                changes.work = True
+                changes.work_at(op.run_after)
             moves.append(Transition(op, State.RUNNING, EndedBy.WORKER, claim.operation.lease_owner))
         return results, moves
 

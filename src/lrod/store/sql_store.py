@@ -901,9 +901,7 @@ class SqlStore:
                 moves.append(Transition(after, op.state, EndedBy.RESCUE, op.lease_owner))
                 changes.operations.add(op.id)
                 if after.state is State.QUEUED:
-                    due = after.run_after
-                    earliest = due if changes.work_due is None else min(changes.work_due, due)
-                    changes.work, changes.work_due = True, earliest
+                    changes.work_at(after.run_after)
             await record_transitions(conn, changes, moves)
         return len(rows)
 
