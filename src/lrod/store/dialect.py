@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -205,6 +206,19 @@ def batch_migrations(connection: Connection) -> bool:
 def stores_naive_datetimes(dialect: Dialect) -> bool:
     """SQLite keeps no time zone: UTC goes in naive (schema.UTCDateTime)."""
     return dialect.name == SQLITE
+
+
+def sqlite_time(moment: datetime) -> str:
+    """An aware datetime as SQLite stores it (schema.UTCDateTime through
+    SQLAlchemy's SQLite DATETIME): UTC, no zone, "YYYY-MM-DD HH:MM:SS.ffffff"
+    (microseconds always written). For values bound at driver level without
+    SQLAlchemy's processors (create_sql.py); tests/store holds it to theirs."""
+    if moment.tzinfo is not UTC:
+        if moment.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        moment = moment.astimezone(UTC)
+    # The aware form ends in "+00:00": the first 26 characters are the rest.
+    return moment.isoformat(" ", "microseconds")[:26]
 
 
 def partial_index(condition: str) -> dict[str, Any]:
