@@ -153,6 +153,11 @@ class Quotas:
             else:
                 del self._waits[owner]
 
+    def waits_open(self, owner: str) -> int:
+        """How many WaitOperation and WatchOperation calls `owner` holds
+        against its quota (0 where the quota does not apply)."""
+        return self._waits.get(owner, 0)
+
     # -- active and queued operations -------------------------------------------
     async def reserve(self, jobs: Sequence[NewJob]) -> _Reservation | None:
         """Room for `jobs` (one owner), or ResourceExhausted. Call `stored`

@@ -89,7 +89,7 @@ async def start_service(
                 "workers",
                 WorkerSettings(concurrency=2, poll_interval=0.2, progress_interval=0.05),
             ),
-            manager=ManagerSettings(max_wait=2.0),
+            manager=fields.pop("manager", ManagerSettings(max_wait=2.0)),
             janitor_interval=0.2,
             **fields,
         )

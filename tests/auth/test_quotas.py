@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -16,7 +17,9 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from lrod.app import Service
+from lrod.console.access import Access
 from lrod.http.server import HttpFrontDoor
+from lrod.manager import ManagerSettings
 from lrod.settings import QuotaSettings, SecuritySettings
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc
 from lrod.worker import WorkerSettings
@@ -261,3 +264,72 @@ async def test_request_size_and_concurrent_waits(
         stream.cancel()
         await asyncio.sleep(0)
         assert await _names(ops, alice) == {op.name}
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_client_that_hangs_up_gives_its_wait_back(
+    start_service: ServiceFactory, principals: Principals
+) -> None:
+    """An HTTP watch, wait or console event stream whose client disconnected
+    gives the concurrent-wait quota back at once, not when the operation
+    (which here never changes) next changes."""
+    service: Service = await start_service(
+        security=SecuritySettings(auth_token_file=str(principals.token_file)),
+        quotas=QuotaSettings(concurrent_waits=1),
+        workers=WorkerSettings(concurrency=0),
+        # A wait lasts longer than the test: only its client's leaving ends it.
+        manager=ManagerSettings(max_wait=3600.0),
+    )
+    quotas = service.manager.quotas
+    alice = principals.alice
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        jobs, _ = _stubs(channel)
+        op = await jobs.Submit(_sleep_request(), metadata=alice.metadata)
+    op_id = op.name.removeprefix("operations/")
+    door = HttpFrontDoor(
+        service.manager,
+        "127.0.0.1:0",
+        authentication=service.authentication,
+        console=True,
+        console_access=Access(service.authentication),
+    )
+    await door.start()
+    url = f"http://127.0.0.1:{door.port}"
+    watch = ("GET", f"/v1/operations/{op_id}:watch", {})
+    calls = [
+        watch,
+        ("POST", f"/v1/operations/{op_id}:wait", {"json": {}}),
+        ("GET", f"/console/operations/{op_id}/events", {}),
+    ]
+    try:
+        for method, path, kw in calls:
+            await _until(lambda: quotas.waits_open(alice.name) == 0)
+            async with aiohttp.ClientSession(url) as http:
+                held = asyncio.ensure_future(
+                    http.request(method, path, headers=alice.headers, **kw)
+                )
+                await _until(lambda: quotas.waits_open(alice.name) == 1)
+                refused = await http.request(method, path, headers=alice.headers, **kw)
+                assert refused.status == 429
+                refused.release()
+                if held.done():  # a stream: its headers came
+                    held.result().close()
+                else:
+                    held.cancel()
+            # The client hung up (its session closed its connections): the
+            # quota comes back, and the same principal's next watch is let in.
+            await _until(lambda: quotas.waits_open(alice.name) == 0)
+            async with aiohttp.ClientSession(url) as http:
+                method, path, kw = watch
+                again = await http.request(method, path, headers=alice.headers, **kw)
+                assert again.status == 200
+                await again.content.readline()
+                assert quotas.waits_open(alice.name) == 1
+                again.close()
+    finally:
+        await door.stop()

@@ -90,8 +90,18 @@ class HttpFrontDoor:
         self.app = build_app(manager, self.settings, authentication, hosts)
         if console:
             mount(self.app, build_console(manager, console_access))
+        # handler_cancellation: a request whose client hung up is cancelled
+        # (aiohttp leaves it running otherwise), so that an abandoned watch,
+        # wait or console event stream gives its subscription and its
+        # caller's concurrent-wait quota back at once, not when the
+        # operation next changes. What a cancelled handler was writing is
+        # shielded in the store (a Submit whose client left commits or not;
+        # it was never acknowledged).
         self._runner = web.AppRunner(
-            self.app, access_log=None, keepalive_timeout=self.settings.idle_timeout
+            self.app,
+            access_log=None,
+            keepalive_timeout=self.settings.idle_timeout,
+            handler_cancellation=True,
         )
         self._ssl = ssl_context
         self.port: int | None = None
