@@ -24,6 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from google.longrunning import operations_pb2
 from google.protobuf import wrappers_pb2
 
 from bench.client import submit_request
@@ -103,8 +104,11 @@ async def _measure(url: str, samples: int) -> tuple[list[float], int]:
         while left > 0:
             left -= 1
             delay = wrappers_pb2.DoubleValue(value=random.uniform(*DELAY))
-            op = await service.Submit(submit_request(STAMP, delay), None)  # type: ignore[arg-type]
-            op_id = op.name.removeprefix("operations/")
+            answer = await service.Submit(submit_request(STAMP, delay), None)  # type: ignore[arg-type]
+            # A new operation is answered serialized (api/wire.py).
+            if isinstance(answer, bytes):
+                answer = operations_pb2.Operation.FromString(answer)
+            op_id = answer.name.removeprefix("operations/")
             event = commits.waiting.setdefault(op_id, asyncio.Event())
             if op_id not in commits.at:
                 await event.wait()

@@ -7,7 +7,7 @@ from contextlib import aclosing
 import grpc
 from google.longrunning import operations_pb2
 
-from lrod.api import convert
+from lrod.api import convert, wire
 from lrod.api.identity import caller
 from lrod.api.validation import new_job, new_jobs
 from lrod.manager import OperationManager
@@ -24,13 +24,16 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
 
     async def Submit(
         self, request: job_service_pb2.SubmitRequest, context: grpc.aio.ServicerContext
-    ) -> operations_pb2.Operation:
+    ) -> operations_pb2.Operation | bytes:
         self._manager.quotas.check_request_size(request.ByteSize())
         now = self._manager.clock()
         job = new_job(
             request, self._manager.registry, caller(context).owner, now, self._manager.webhook_rules
         )
-        return convert.operation(await self._manager.submit(job), now)
+        op = await self._manager.submit(job)
+        # A new operation's answer written straight as bytes (the servers'
+        # response serializer passes bytes through); anything else converted.
+        return wire.fresh_operation(op, now) or convert.operation(op, now)
 
     async def BatchSubmit(
         self, request: job_service_pb2.BatchSubmitRequest, context: grpc.aio.ServicerContext
