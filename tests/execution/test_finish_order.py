@@ -85,3 +85,73 @@ async def test_the_finish_of_a_freed_slot_commits_before_its_claim(
         assert state_name(await wait_done(operations, after.name)) == "SUCCEEDED"
     finally:
         await pool.stop(1.0)
+
+
+class HeldFinishes:
+    """The store for the pool, each success of the operations in `held`
+    written only once the test lets it go."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+        self.held: set[str] = set()
+        self.arrived: dict[str, asyncio.Event] = {}
+        self.let_go: dict[str, asyncio.Event] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def succeed(self, claim: Any, *args: Any, **kwargs: Any) -> Any:
+        op_id = claim.operation.id
+        if op_id in self.held:
+            self.arrived.setdefault(op_id, asyncio.Event()).set()
+            await self.let_go.setdefault(op_id, asyncio.Event()).wait()
+        return await self._store.succeed(claim, *args, **kwargs)
+
+
+class AskProbe(WorkerPool):
+    """The pool, telling when a claim waits for the outcomes being written."""
+
+    asked: asyncio.Event
+
+    async def _finishes_written(self) -> None:
+        self.asked.set()
+        await super()._finishes_written()
+
+
+async def test_a_claim_waits_only_for_the_finishes_already_being_written(
+    service: Service, jobs, operations, gates
+) -> None:
+    """Finishes that begin while a claim waits for the ones in flight do not
+    hold it back too: with handlers returning one after another, it would
+    otherwise wait for as long as they keep returning."""
+    store = HeldFinishes(service.store)
+    settings = WorkerSettings(concurrency=3, lease=timedelta(seconds=10), poll_interval=60)
+    pool = AskProbe(store, service.hub, service.registry, settings)
+    pool.asked = asyncio.Event()
+    pool.start()
+    try:
+        a = await submit(jobs, "test.gate", wrappers_pb2.StringValue(value="a"))
+        b = await submit(jobs, "test.gate", wrappers_pb2.StringValue(value="b"))
+        a_id, b_id = (op.name.removeprefix("operations/") for op in (a, b))
+        store.held |= {a_id, b_id}
+        for key in "ab":
+            await asyncio.wait_for(gates.started_event(key).wait(), 10)
+        # a returns: its slot's claim (the last claim came back short) waits
+        # for a's finish, which is held.
+        pool.asked.clear()
+        gates.gate("a").set()
+        await asyncio.wait_for(store.arrived.setdefault(a_id, asyncio.Event()).wait(), 10)
+        await asyncio.wait_for(pool.asked.wait(), 10)
+        # A job comes; b returns after the claim was asked, and its finish
+        # stays held; a's is written.
+        c = await submit(jobs, "test.noop", empty_pb2.Empty())
+        gates.gate("b").set()
+        await asyncio.wait_for(store.arrived.setdefault(b_id, asyncio.Event()).wait(), 10)
+        store.let_go.setdefault(a_id, asyncio.Event()).set()
+        # The claim goes ahead without waiting for b's finish.
+        assert state_name(await wait_done(operations, c.name)) == "SUCCEEDED"
+        assert not store.let_go.setdefault(b_id, asyncio.Event()).is_set()
+    finally:
+        for event in store.let_go.values():
+            event.set()
+        await pool.stop(1.0)

@@ -130,7 +130,9 @@ class WorkerPool:
             await self._idle()
 
     async def _finishes_written(self) -> None:
-        """Until no outcome is being written (each committed, or failed).
+        """Until the outcomes being written as this is asked are written
+        (each committed, or failed); not those begun meanwhile, which would
+        defer the claim for as long as handlers keep returning.
 
         Asked before a claim while the last claim came back short: no job
         is known to wait, so the claim is a look (a freed slot's, the poll's,
@@ -142,7 +144,8 @@ class WorkerPool:
         (the last claim was full) the claim does not wait for them: the
         store runs it in the worker writes' next transaction, after the
         finishes queued by then, which keeps a backlog moving."""
-        while writing := [task for task in self._running if task not in self._busy]:
+        writing = [task for task in self._running if task not in self._busy]
+        if writing:
             await asyncio.wait(writing)
 
     # -- the in-process hand-off of a Submit ---------------------------------
