@@ -71,6 +71,26 @@ async def test_an_invalid_request_fails_the_batch_and_stores_none(jobs, operatio
     assert await _stored(operations) == []
 
 
+async def test_alike_requests_are_each_judged_by_their_own_request_id(
+    jobs, operations, idle
+) -> None:
+    """Requests alike but for their request_id share their check: each
+    request_id is still its own, and its violation names its request."""
+    ids = [str(uuid.uuid4()), "not-a-uuid", "", str(uuid.uuid4()), "nope"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await jobs.BatchSubmit(_batch(*[_sleep(request_id=i) for i in ids]))
+    assert error_info(caught.value).reason == "INVALID_REQUEST_ID"
+    assert violated_fields(caught.value) == ["requests[1].request_id", "requests[4].request_id"]
+    assert await _stored(operations) == []
+    good = [ids[0], ids[2], ids[3]]
+    response = await jobs.BatchSubmit(_batch(*[_sleep(request_id=i) for i in good]))
+    names = [op.name for op in response.operations]
+    assert len(set(names)) == 3
+    # Each member stored under its own request_id: a Submit repeating one finds it.
+    again = await submit(jobs, "examples.sleep", ex.SleepJob(steps=1), request_id=ids[3])
+    assert again.name == names[2]
+
+
 async def test_a_refused_member_rolls_the_whole_batch_back(jobs, operations, idle) -> None:
     taken = str(uuid.uuid4())
     first = await submit(jobs, "examples.sleep", ex.SleepJob(steps=1), request_id=taken)

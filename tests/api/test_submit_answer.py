@@ -79,3 +79,49 @@ async def test_each_batch_member_answers_what_a_get_of_it_answers(jobs, operatio
         assert op == await _got(operations, op.name)
     # A retried batch answers the same operations, as stored.
     assert list((await jobs.BatchSubmit(batch)).operations) == list(answered)
+
+
+async def test_batch_answers_are_the_bytes_a_get_answers(channel, frozen) -> None:
+    """BatchSubmit's answer is serialized with its members sharing one
+    conversion per shape (convert.batch_response): each member's bytes must
+    be the very bytes GetOperation answers for it. Read raw, undecoded."""
+    alike = [
+        job_service_pb2.SubmitRequest(
+            job_type="examples.sleep", input=pack(ex.SleepJob(steps=2)), **fields
+        )
+        for fields in ({}, {}, {"labels": {"team": "data"}}, {"labels": {"team": "data"}}, {})
+    ]
+    batch = job_service_pb2.BatchSubmitRequest(requests=[*alike, *_requests(), *alike])
+    batch_submit = channel.unary_unary(
+        "/lrod.v1.JobService/BatchSubmit",
+        request_serializer=job_service_pb2.BatchSubmitRequest.SerializeToString,
+    )
+    get = channel.unary_unary(
+        "/google.longrunning.Operations/GetOperation",
+        request_serializer=operations_pb2.GetOperationRequest.SerializeToString,
+    )
+    members = _members(await batch_submit(batch))
+    assert len(members) == 2 * len(alike) + 3
+    names = [operations_pb2.Operation.FromString(m).name for m in members]
+    assert len(set(names)) == len(names)
+    for name, member in zip(names, members, strict=True):
+        assert member == await get(operations_pb2.GetOperationRequest(name=name))
+
+
+def _members(raw: bytes) -> list[bytes]:
+    """The bytes of each `operations` member (field 1, length-delimited) of
+    a serialized BatchSubmitResponse, as they came."""
+    members, at = [], 0
+    while at < len(raw):
+        assert raw[at] == 0x0A
+        at, size, shift = at + 1, 0, 0
+        while True:
+            byte = raw[at]
+            at += 1
+            size |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                break
+        members.append(raw[at : at + size])
+        at += size
+    return members

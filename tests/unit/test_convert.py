@@ -4,6 +4,7 @@ plain way, kept here as the reference), for every shape of operation."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from lrod.domain.errors import Code
 from lrod.domain.operation import Operation, Payload, Progress, PublicError, poll_after
 from lrod.domain.states import State
 from lrod.domain.webhooks import Delivery, DeliveryState
-from lrod.v1 import operation_metadata_pb2
+from lrod.v1 import job_service_pb2, operation_metadata_pb2
 
 NOW = datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 
@@ -112,3 +113,43 @@ def test_set_timestamp_is_from_datetime() -> None:
         expected = timestamp_pb2.Timestamp()
         expected.FromDatetime(moment)
         assert convert.timestamp(moment) == expected
+
+
+# What `operation` does not show (the rest are convert._SHOWN, the name, or
+# read by _shape_of: notify_url, error, last_attempt_error, labels).
+_NOT_SHOWN = {
+    "id", "owner", "input", "timeout", "request_id", "dedupe_key", "lease_owner",
+    "lease_expires_at", "version", "delivery", "notify_url", "error", "last_attempt_error",
+    "labels",
+}  # fmt: skip
+
+
+def test_every_field_of_an_operation_is_shaped_or_not_shown() -> None:
+    """A field added to Operation must be judged: part of the shared shape
+    of a batch's answers (convert._SHOWN), or not in the answer."""
+    fields = {f.name for f in dataclasses.fields(Operation)}
+    assert set(convert._SHOWN) | _NOT_SHOWN == fields
+    assert not set(convert._SHOWN) & _NOT_SHOWN
+
+
+def test_a_batch_response_is_the_message_of_each_operation_converted() -> None:
+    """Shapes repeated under other ids (shared), interleaved, one of each
+    alone: the same bytes as the whole message built and serialized."""
+    # (operation() needs a done one's result or error.)
+    shapes = [op for op in _shapes() if not op.done or op.result or op.error]
+    ops = [
+        replace(op, id=f"{n:022d}") for n, op in enumerate(op for _ in range(3) for op in shapes)
+    ]
+    ops += [replace(ops[0], id="Z" * 22, labels={"b": "1", "a": "2"})]
+    for now in (NOW, NOW + timedelta(minutes=10)):
+        expected = job_service_pb2.BatchSubmitResponse(
+            operations=[convert.operation(op, now) for op in ops]
+        )
+        assert convert.batch_response(ops, now) == expected.SerializeToString()
+        assert (
+            convert.batch_response(ops[:1], now)
+            == job_service_pb2.BatchSubmitResponse(
+                operations=[convert.operation(ops[0], now)]
+            ).SerializeToString()
+        )
+    assert convert.batch_response([], NOW) == b""

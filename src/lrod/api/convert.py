@@ -3,7 +3,9 @@ that knows both."""
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from google.longrunning import operations_pb2
@@ -157,6 +159,62 @@ def operation(op: Operation, now: datetime) -> operations_pb2.Operation:
     return result
 
 
+# What `operation` reads of an Operation besides its name (see `metadata`,
+# `webhook` and `operation`; tests/api/test_convert.py holds every field of
+# Operation to this list or to _NOT_SHOWN): operations equal in these (and
+# in their labels) convert to the same bytes after their name.
+_SHOWN = (
+    "state", "job_type", "attempt", "max_attempts", "cancel_requested", "priority", "progress",
+    "create_time", "start_time", "update_time", "end_time", "expire_time", "run_after",
+    "result",
+)  # fmt: skip
+_shape = operator.attrgetter(*_SHOWN)
+
+
+def _shape_of(op: Operation) -> Hashable | None:
+    """The key of the operations whose conversion differs from `op`'s only
+    in their name, or None for one converted alone: a webhook shows its id
+    (from the operation's), and errors hold unhashable metadata."""
+    if op.notify_url is not None or op.error is not None or op.last_attempt_error is not None:
+        return None
+    labels = op.labels
+    return (_shape(op), tuple(labels.items())) if labels else _shape(op)
+
+
+def _name_field(name: str) -> bytes:
+    """Operation.name (field 1, length-delimited) serialized."""
+    data = name.encode()
+    return _OPERATION_FIELD + _varint(len(data)) + data
+
+
+def batch_response(ops: Sequence[Operation], now: datetime) -> bytes:
+    """A serialized lrod.v1.BatchSubmitResponse of `ops`, byte for byte what
+    BatchSubmitResponse(operations=[operation(op, now) ...]) serializes to
+    (the servers' response serializer passes bytes through).
+
+    The members of a batch mostly differ only in their ids: the first of
+    each shape is converted, and the rest reuse its bytes after the name
+    (field 1, serialized first). Each operation is one `operations` field
+    (1, length-delimited)."""
+    after_name: dict[Hashable, bytes | None] = {}
+    parts: list[bytes] = []
+    for op in ops:
+        shape = _shape_of(op)
+        rest = after_name.get(shape) if shape is not None else None
+        if rest is not None:
+            data = _name_field(op.name) + rest
+        else:
+            data = operation(op, now).SerializeToString()
+            if shape is not None and shape not in after_name:
+                name = _name_field(op.name)
+                # Only split where the name leads (as upb writes it).
+                after_name[shape] = data[len(name) :] if data.startswith(name) else None
+        parts.append(_OPERATION_FIELD)
+        parts.append(_varint(len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
 class OperationBytes:
     """Each operation's serialized google.longrunning.Operation, kept per
     version: a Get, Wait or a watcher's wake-up of a version already
@@ -206,7 +264,8 @@ class OperationBytes:
         return _OPERATION_FIELD + _varint(len(data)) + data
 
 
-# WatchOperationResponse.operation: field 1, wire type 2.
+# WatchOperationResponse.operation, BatchSubmitResponse.operations and
+# Operation.name: field 1, wire type 2.
 _OPERATION_FIELD = bytes([(1 << 3) | 2])
 
 

@@ -37,16 +37,16 @@ class JobService(job_service_pb2_grpc.JobServiceServicer):
 
     async def BatchSubmit(
         self, request: job_service_pb2.BatchSubmitRequest, context: grpc.aio.ServicerContext
-    ) -> job_service_pb2.BatchSubmitResponse:
+    ) -> bytes:
+        # Answered serialized (a BatchSubmitResponse): its members share
+        # their conversion (convert.batch_response).
         self._manager.quotas.check_request_size(request.ByteSize())
         now = self._manager.clock()
         jobs = new_jobs(
             request, self._manager.registry, caller(context).owner, now, self._manager.webhook_rules
         )
         stored = await self._manager.batch_submit(jobs, request.request_id or None)
-        return job_service_pb2.BatchSubmitResponse(
-            operations=[convert.operation(op, now) for op in stored]
-        )
+        return convert.batch_response(stored, now)
 
     async def WatchOperation(
         self, request: job_service_pb2.WatchOperationRequest, context: grpc.aio.ServicerContext

@@ -4,6 +4,7 @@ as a field violation at once."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
@@ -54,7 +55,13 @@ def new_jobs(
     rules: AddressRules | None = None,
 ) -> list[NewJob]:
     """Each request checked by Submit's rules; a violation names its request,
-    e.g. `requests[3].job_type`."""
+    e.g. `requests[3].job_type`.
+
+    Requests alike in everything but their request_id (`_alike`) share one
+    check of the rest: the checks are functions of the request alone (with
+    the owner, the clock's `now` and the rules, the same for the whole
+    batch), so each request gets the result, and the violations, it would
+    get alone. Each request_id is checked for itself."""
     problems: list[FieldViolation] = []
     if not request.requests:
         problems.append(FieldViolation("requests", "is required", "MISSING_REQUESTS"))
@@ -66,9 +73,14 @@ def new_jobs(
     if problems:
         raise InvalidArgument.of(problems)
     jobs: list[NewJob] = []
+    checked: dict[tuple[Any, ...], _Checked] = {}
     for index, item in enumerate(request.requests):
+        key = _alike(item)
+        shared = checked.get(key)
+        if shared is None:
+            shared = checked[key] = _check(item, registry, owner, now, rules)
         try:
-            jobs.append(new_job(item, registry, owner, now, rules))
+            jobs.append(shared.job(item.request_id))
         except InvalidArgument as error:
             problems += [
                 FieldViolation(f"requests[{index}].{v.field}", v.description, v.reason)
@@ -81,6 +93,70 @@ def new_jobs(
     return jobs
 
 
+# The fields of a SubmitRequest that `_alike` compares, by name; all but
+# request_id (tests/api/test_validation.py holds this to the message's
+# fields, so a field added to SubmitRequest must be added here).
+ALIKE_FIELDS = (
+    "job_type", "input", "labels", "priority", "schedule_time", "timeout", "dedupe_key",
+    "notification",
+)  # fmt: skip
+
+
+def _alike(request: job_service_pb2.SubmitRequest) -> tuple[Any, ...]:
+    """Equal for two requests equal in every field but request_id (and for
+    no two others): what `_check` reads of them."""
+    packed = request.input if request.HasField("input") else None
+    timeout = request.timeout if request.HasField("timeout") else None
+    schedule = request.schedule_time if request.HasField("schedule_time") else None
+    notification = request.notification if request.HasField("notification") else None
+    labels = request.labels
+    return (
+        request.job_type,
+        None if packed is None else (packed.type_url, packed.value),
+        tuple(labels.items()) if labels else (),  # in order: the NewJob keeps it
+        request.priority,
+        None if schedule is None else (schedule.seconds, schedule.nanos),
+        None if timeout is None else (timeout.seconds, timeout.nanos),
+        request.dedupe_key,
+        None if notification is None else notification.SerializeToString(deterministic=True),
+    )
+
+
+_new = object.__new__
+
+
+class _Checked:
+    """A SubmitRequest checked in everything but its request_id: the
+    violations found before and after where a request_id's would be listed
+    (Submit's order), or the fields of its NewJob but id and request_id."""
+
+    __slots__ = ("after", "before", "fields")
+
+    def __init__(
+        self,
+        before: list[FieldViolation],
+        after: list[FieldViolation],
+        fields: dict[str, Any] | None,
+    ) -> None:
+        self.before = before
+        self.after = after
+        self.fields = fields
+
+    def job(self, request_id: str) -> NewJob:
+        """The NewJob of a request with this request_id (a new id for each),
+        or InvalidArgument with every violation, in Submit's order."""
+        own = request_id_violations(request_id) if request_id else ()
+        fields = self.fields
+        if fields is None or own:
+            problems = [*self.before, *own, *self.after]
+            raise InvalidArgument.of(problems, reason=problems[0].reason)
+        # Filled as creates.created fills an Operation (NewJob's frozen
+        # __init__ costs several times more); every field is set.
+        job = _new(NewJob)
+        job.__dict__.update(fields, id=new_operation_id(), request_id=request_id or None)
+        return job
+
+
 def new_job(
     request: job_service_pb2.SubmitRequest,
     registry: Registry,
@@ -90,10 +166,21 @@ def new_job(
 ) -> NewJob:
     """`rules`: which webhook targets this server accepts (default: https
     to public addresses only)."""
+    return _check(request, registry, owner, now, rules).job(request.request_id)
+
+
+def _check(
+    request: job_service_pb2.SubmitRequest,
+    registry: Registry,
+    owner: str,
+    now: datetime,
+    rules: AddressRules | None,
+) -> _Checked:
+    """Every check of `request` but its request_id's (`_Checked.job`)."""
     problems: list[FieldViolation] = []
     # Each field read once; the checks of an empty field skipped (they find
     # nothing in one): a Submit runs this on every call.
-    type_name, request_id, dedupe_key = request.job_type, request.request_id, request.dedupe_key
+    type_name, dedupe_key = request.job_type, request.dedupe_key
     job_type = registry.get(type_name)
     payload: Payload | None = None
     if not type_name:
@@ -108,9 +195,8 @@ def new_job(
         )
     else:
         payload = _input(request, job_type, problems)
+    before, problems = problems, []
     labels = dict(request.labels) if request.labels else {}
-    if request_id:
-        problems += request_id_violations(request_id)
     if labels:
         problems += label_violations(labels)
     problems += priority_violations(request.priority)
@@ -126,25 +212,27 @@ def new_job(
         problems += target_violations(notify_url, rules or AddressRules())
     elif job_type is not None:
         notify_url = job_type.default_notify_url
-    if problems:
-        raise InvalidArgument.of(problems, reason=problems[0].reason)
+    if before or problems:
+        return _Checked(before, problems, None)
     assert job_type is not None
     assert payload is not None
-    return NewJob(
-        id=new_operation_id(),
-        owner=owner,
-        job_type=job_type.name,
-        input=payload,
-        max_attempts=job_type.max_attempts,
-        create_time=now,
-        run_after=max(schedule or now, now),
-        priority=request.priority,
-        labels=labels,
-        timeout=timeout,
-        request_id=request_id or None,
-        dedupe_key=dedupe_key or None,
-        schedule_time=schedule,
-        notify_url=notify_url,
+    return _Checked(
+        before,
+        problems,
+        {
+            "owner": owner,
+            "job_type": job_type.name,
+            "input": payload,
+            "max_attempts": job_type.max_attempts,
+            "create_time": now,
+            "run_after": max(schedule or now, now),
+            "priority": request.priority,
+            "labels": labels,
+            "timeout": timeout,
+            "dedupe_key": dedupe_key or None,
+            "schedule_time": schedule,
+            "notify_url": notify_url,
+        },
     )
 
 
