@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from google.longrunning import operations_pb2
@@ -25,6 +26,7 @@ from lrod.store.engine import open_database
 from lrod.store.sql_store import SqlStore
 from lrod.v1 import job_service_pb2
 from lrod.worker import WorkerPool, WorkerSettings
+from lrod.worker.pool import _wake_up
 from tests.execution.support import attempts_of, wait_done
 from tests.helpers import metadata, pack, state_name, submit
 from tests.jobs import Gates, build_registry
@@ -268,3 +270,55 @@ async def test_a_hand_off_stored_after_the_drain_gave_up_is_not_started(
     assert "stored after the drain" in caplog.text
     row = await service.store.get(job.id, None, utcnow())
     assert (row.state, row.lease_owner) == (State.RUNNING, held.worker_id)
+
+
+async def test_an_idle_pools_poll_stays_due_when_slots_free_meanwhile(
+    service: Service, jobs, operations, gates: Gates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While idle in hand-off mode a freed slot does not claim; the wait it
+    ends is taken up again with the poll still due when the last short
+    claim's interval ends, not a whole interval after the slot freed (each
+    freed slot would otherwise put the poll, which finds jobs whose schedule
+    time passed unannounced, later)."""
+    assert service.pool is not None
+    await service.pool.stop()  # this test's pool is the only one
+    settings = WorkerSettings(
+        concurrency=2, lease=timedelta(seconds=10), poll_interval=60, hand_off=True
+    )
+    pool = WorkerPool(service.store, service.hub, service.registry, settings)
+    loop = asyncio.get_running_loop()
+    due: list[float] = []  # when each of the pool's idle waits ends at the latest
+    call_at, call_later = loop.call_at, loop.call_later
+
+    def at(when: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        if callback is _wake_up and args[0] is pool._wake:
+            due.append(when)
+        return call_at(when, callback, *args, **kwargs)
+
+    def later(delay: float, callback: Any, *args: Any, **kwargs: Any) -> Any:
+        if callback is _wake_up and args[0] is pool._wake:
+            due.append(loop.time() + delay)
+        return call_later(delay, callback, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "call_at", at)
+    monkeypatch.setattr(loop, "call_later", later)
+    pool.start()
+    try:
+        op = await submit(jobs, "test.gate", _gate("x"))
+        await asyncio.wait_for(gates.started_event("x").wait(), 10)
+        async with asyncio.timeout(10):
+            while not pool.idle:
+                await asyncio.sleep(0.01)
+        until = pool._idle_until
+        gates.gate("x").set()  # its slot frees, then its outcome is written
+        assert state_name(await wait_done(operations, op.name)) == "SUCCEEDED"
+        async with asyncio.timeout(10):
+            while pool._running or pool._wake is None:
+                await asyncio.sleep(0.01)
+        # No claim since (the freed slot's wake-ups found the pool idle),
+        # and the poll is still due at the end of that claim's interval.
+        assert pool.idle
+        assert pool._idle_until == until
+        assert due[-1] <= until
+    finally:
+        await pool.stop(1.0)

@@ -382,7 +382,13 @@ class WorkerPool:
             return
         loop = asyncio.get_running_loop()
         wake = self._wake = loop.create_future()
-        timer = loop.call_later(self.settings.poll_interval, _wake_up, wake)
+        if self._known_idle():
+            # A freed slot's wake-up that found the pool idle: the poll stays
+            # due a poll interval after the last short claim, not one after
+            # each freed slot (which would put it off while slots free).
+            timer = loop.call_at(self._idle_until, _wake_up, wake)
+        else:
+            timer = loop.call_later(self.settings.poll_interval, _wake_up, wake)
         self._hub.wake_on_work(wake)
         try:
             await wake
