@@ -16,7 +16,7 @@ from lrod.clock import Clock, utcnow
 from lrod.domain.errors import ResourceExhausted, Unavailable
 from lrod.domain.filters import parse_filter
 from lrod.domain.names import parse_operation_name
-from lrod.domain.operation import Operation
+from lrod.domain.operation import Operation, past_expiry
 from lrod.domain.paging import (
     KEY_NAME,
     Cursor,
@@ -271,7 +271,7 @@ class OperationManager:
         op = changes.take_written()
         if op is None or (owner is not None and op.owner != owner):
             return None
-        if op.expire_time is not None and op.expire_time <= self.clock():
+        if past_expiry(op.expire_time, self.clock()):
             return None
         return op
 

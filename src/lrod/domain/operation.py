@@ -81,6 +81,12 @@ class Operation:
         return self.state.terminal
 
 
+def past_expiry(expire_time: datetime | None, now: datetime) -> bool:
+    """The one expiry rule: an operation whose expire_time has come answers
+    as expired, whether or not the janitor has removed it yet."""
+    return expire_time is not None and expire_time <= now
+
+
 def poll_after(op: Operation, now: datetime) -> timedelta | None:
     """How long a polling client should wait before asking again (the
     Retry-After of the HTTP shape); None once the operation is done."""

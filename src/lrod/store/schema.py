@@ -51,6 +51,13 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# An error column: no error is SQL NULL (SQLAlchemy's JSON writes a bound
+# None as the JSON text 'null' unless told otherwise, which `IS NULL` does
+# not match). Rows written so, before, read back as no error all the same:
+# 'null' decodes to None.
+ErrorJSON = JSON(none_as_null=True)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -84,8 +91,8 @@ class OperationRow(Base):
     progress_stage: Mapped[str] = mapped_column(String(255), default="")
     result_type: Mapped[str | None] = mapped_column(String(512))
     result_value: Mapped[bytes | None] = mapped_column(LargeBinary)
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    last_attempt_error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(ErrorJSON)
+    last_attempt_error: Mapped[dict[str, Any] | None] = mapped_column(ErrorJSON)
     lease_owner: Mapped[str | None] = mapped_column(String(255))
     lease_token: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -157,7 +164,7 @@ class AttemptRow(Base):
     start_time: Mapped[datetime] = mapped_column(UTCDateTime)
     end_time: Mapped[datetime | None] = mapped_column(UTCDateTime)
     outcome: Mapped[str] = mapped_column(String(32))
-    error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[dict[str, Any] | None] = mapped_column(ErrorJSON)
     internal_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_attempts_operation", "operation_id", "number"),)

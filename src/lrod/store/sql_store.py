@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from lrod.domain.errors import FailedPrecondition, NotFound, Unavailable
 from lrod.domain.filters import Filter
-from lrod.domain.operation import Operation, Payload, Progress, PublicError
+from lrod.domain.operation import Operation, Payload, Progress, PublicError, past_expiry
 from lrod.domain.paging import Cursor
 from lrod.domain.retry import LEASE_EXPIRED, JobPolicy
 from lrod.domain.states import State, check_move
@@ -145,9 +145,14 @@ def _found(found: Any, op_id: str, now: datetime) -> Operation:
         raise not_found(op_id)
     row, delivery = found
     op = to_operation(row)
-    if op.expire_time is not None and op.expire_time <= now:
-        raise expired(op_id)
+    _check_unexpired(op.expire_time, op_id, now)
     return op if delivery is None else replace(op, delivery=delivery)
+
+
+def _check_unexpired(expire_time: datetime | None, op_id: str, now: datetime) -> None:
+    """A get's expiry check, of a row's or a kept answer's expire_time."""
+    if past_expiry(expire_time, now):
+        raise expired(op_id)
 
 
 def _database_down(error: BaseException) -> bool:
@@ -467,9 +472,7 @@ class SqlStore:
                     return _found(tombstone is not None, op_id, now)
                 answer = kept(op_id, head[0])
                 if answer is not None:
-                    expire_time = inline.column(version_read, head, 1)
-                    if expire_time is not None and expire_time <= now:
-                        raise expired(op_id)
+                    _check_unexpired(inline.column(version_read, head, 1), op_id, now)
                     return answer
             raw = (
                 inline.first_raw(get_row, params)
@@ -488,9 +491,7 @@ class SqlStore:
                 # row's other columns are not even processed.
                 answer = kept(op_id, raw[self._version_at])
                 if answer is not None:
-                    expire_time = reader.column(get_row, raw, self._expire_at)
-                    if expire_time is not None and expire_time <= now:
-                        raise expired(op_id)
+                    _check_unexpired(reader.column(get_row, raw, self._expire_at), op_id, now)
                     return answer
             row = reader.processed(get_row, raw)
             delivery = None
@@ -553,7 +554,7 @@ class SqlStore:
         found: dict[str, Operation] = {}
         for row in rows:
             op = to_operation(row)
-            if op.expire_time is not None and op.expire_time <= now:
+            if past_expiry(op.expire_time, now):
                 continue
             delivery = deliveries.get(op.id)
             found[op.id] = op if delivery is None else replace(op, delivery=delivery)
@@ -603,8 +604,7 @@ class SqlStore:
             if row is None:
                 raise await self._missing(conn, op_id, owner)
             op = to_operation(row)
-            if op.expire_time is not None and op.expire_time <= now:
-                raise expired(op_id)
+            _check_unexpired(op.expire_time, op_id, now)
             if op.done or op.cancel_requested:
                 return op
             source = op.state
@@ -642,8 +642,7 @@ class SqlStore:
             ).first()
             if row is None:
                 raise await self._missing(conn, op_id, owner)
-            if row.expire_time is not None and row.expire_time <= now:
-                raise expired(op_id)
+            _check_unexpired(row.expire_time, op_id, now)
             if State(row.state).active:
                 raise FailedPrecondition(
                     "The operation is not done; cancel it first or wait for it to finish.",
