@@ -17,18 +17,16 @@ import argparse
 import asyncio
 import contextlib
 import random
-import tempfile
 import time
 from collections.abc import Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from google.longrunning import operations_pb2
 from google.protobuf import wrappers_pb2
 
 from bench.client import submit_request
-from bench.infra import pg_database, postgres_cluster, sqlite_database
+from bench.infra import scratch_database
 from bench.jobs import STAMP, registry
 from bench.stats import percentile
 from lrod import logs
@@ -131,14 +129,7 @@ async def _measure(url: str, samples: int) -> tuple[list[float], int]:
 
 async def run(args: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        if args.db == "postgresql":
-            cluster = stack.enter_context(postgres_cluster())
-            if isinstance(cluster, str):
-                raise SystemExit(f"no PostgreSQL: {cluster}")
-            url = await stack.enter_async_context(pg_database(cluster, "finishlat"))
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lrod-lat-")))
-            url = await stack.enter_async_context(sqlite_database(work, "finishlat"))
+        url = await scratch_database(stack, args.db, "finishlat")
         latencies, overtaken = await _measure(url, args.samples)
     p50, p90, p99 = (percentile(latencies, q) for q in (50, 90, 99))
     print(

@@ -9,6 +9,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -80,6 +81,20 @@ async def sqlite_database(folder: Path, prefix: str) -> AsyncIterator[str]:
     finally:
         for suffix in ("", "-wal", "-shm", "-journal"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+async def scratch_database(stack: contextlib.AsyncExitStack, db: str, prefix: str) -> str:
+    """A new database with lrod's schema for one run of a micro-benchmark:
+    with `db` "postgresql" in a throwaway cluster (SystemExit if there is
+    none), else a SQLite file in a temporary folder; both removed when
+    `stack` closes."""
+    if db == "postgresql":
+        cluster = stack.enter_context(postgres_cluster())
+        if isinstance(cluster, str):
+            raise SystemExit(f"no PostgreSQL: {cluster}")
+        return await stack.enter_async_context(pg_database(cluster, prefix))
+    work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"lrod-{prefix}-")))
+    return await stack.enter_async_context(sqlite_database(work, prefix))
 
 
 @contextlib.contextmanager

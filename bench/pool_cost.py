@@ -19,15 +19,13 @@ import asyncio
 import contextlib
 import cProfile
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from bench import bulk
-from bench.infra import pg_database, postgres_cluster, sqlite_database
+from bench.infra import scratch_database
 from bench.jobs import NOOP, registry
 from bench.stats import median
 from lrod import logs
@@ -165,14 +163,7 @@ async def run(args: argparse.Namespace) -> None:
             memory.on_done = counter.add
             costs = await _rounds(memory, hub, counter, memory.load, args)
         else:
-            if args.db == "postgresql":
-                cluster = stack.enter_context(postgres_cluster())
-                if isinstance(cluster, str):
-                    raise SystemExit(f"no PostgreSQL: {cluster}")
-                url = await stack.enter_async_context(pg_database(cluster, "poolcost"))
-            else:
-                work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lrod-pool-")))
-                url = await stack.enter_async_context(sqlite_database(work, "poolcost"))
+            url = await scratch_database(stack, args.db, "poolcost")
             store = SqlStore(open_database(url), hub)
             store.subscribe(Metrics())
             store.subscribe(TransitionLog())

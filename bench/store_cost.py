@@ -18,12 +18,10 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-from bench.infra import pg_database, postgres_cluster, sqlite_database
+from bench.infra import scratch_database
 from bench.stats import median
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
@@ -114,14 +112,7 @@ async def _round(store: SqlStore, args: argparse.Namespace) -> tuple[float, floa
 
 async def run(args: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        if args.db == "postgresql":
-            cluster = stack.enter_context(postgres_cluster())
-            if isinstance(cluster, str):
-                raise SystemExit(f"no PostgreSQL: {cluster}")
-            url = await stack.enter_async_context(pg_database(cluster, "storecost"))
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lrod-cost-")))
-            url = await stack.enter_async_context(sqlite_database(work, "storecost"))
+        url = await scratch_database(stack, args.db, "storecost")
         store = SqlStore(open_database(url))
         profile = cProfile.Profile() if args.profile else None
         costs: list[float] = []

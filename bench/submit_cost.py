@@ -16,13 +16,11 @@ import argparse
 import asyncio
 import contextlib
 import cProfile
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.client import submit_request
-from bench.infra import pg_database, postgres_cluster, sqlite_database
+from bench.infra import scratch_database
 from bench.jobs import registry
 from bench.stats import median
 from lrod.api.job_service import JobService
@@ -86,14 +84,7 @@ async def _measure(service: JobService, args: argparse.Namespace) -> list[float]
 
 async def run(args: argparse.Namespace) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        if args.db == "postgresql":
-            cluster = stack.enter_context(postgres_cluster())
-            if isinstance(cluster, str):
-                raise SystemExit(f"no PostgreSQL: {cluster}")
-            url = await stack.enter_async_context(pg_database(cluster, "cost"))
-        else:
-            work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="lrod-cost-")))
-            url = await stack.enter_async_context(sqlite_database(work, "cost"))
+        url = await scratch_database(stack, args.db, "cost")
         hub = ChangeHub()
         store = SqlStore(open_database(url), hub)
         try:
