@@ -5,7 +5,6 @@ group commit and fails alone, with INVALID_ARGUMENT (not UNAVAILABLE)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -14,21 +13,9 @@ from lrod.domain.errors import InvalidArgument
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Operation, Payload
 from lrod.domain.submission import NewJob
-from lrod.store.engine import open_database
-from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    upgrade(database_url)
-    opened = SqlStore(open_database(database_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def _job(**fields: object) -> NewJob:

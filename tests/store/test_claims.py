@@ -4,32 +4,17 @@ stale claim's writes are refused."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
 from lrod.domain.retry import Backoff, JobPolicy
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
-from lrod.store.engine import open_database
-from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    upgrade(database_url)
-    opened = SqlStore(open_database(database_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _add(

@@ -5,10 +5,7 @@ and cleaned up when stale."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from lrod.domain.errors import Code
 from lrod.domain.filters import Filter
@@ -16,24 +13,12 @@ from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload, PublicError
 from lrod.domain.paging import Cursor
 from lrod.domain.submission import NewJob
-from lrod.store.engine import open_database
-from lrod.store.migrate import upgrade
 from lrod.store.protocol import JobTypeOverview, WorkerRecord
 from lrod.store.sql_store import SqlStore
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 KEEP = timedelta(days=1)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    upgrade(database_url)
-    opened = SqlStore(open_database(database_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _add(store: SqlStore, job_type: str, owner: str = "o", run_after: datetime = NOW) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -27,18 +27,6 @@ from lrod.testing.postgres import ThrowawayCluster
 from lrod.v1 import job_service_pb2_grpc
 from tests.helpers import submit
 from tests.store.test_contract import HOOK, KEEP, LEASE, NOW, add, claim_one
-
-
-@pytest.fixture
-async def opened(database_url: str) -> AsyncIterator[tuple[Database, SqlStore]]:
-    upgrade(database_url)
-    database = open_database(database_url)
-    store = SqlStore(database)
-    try:
-        yield database, store
-    finally:
-        await store.close()
-        await database.dispose()
 
 
 async def _direct(database: Database, read: PreparedRead, params: Mapping[str, Any]) -> Any:

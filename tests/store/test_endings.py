@@ -5,10 +5,8 @@ retry policy like any failed attempt."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
@@ -17,8 +15,6 @@ from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import DeliveryState
 from lrod.metrics import Metrics
-from lrod.store.engine import open_database
-from lrod.store.migrate import upgrade
 from lrod.store.protocol import EndedBy, Transition
 from lrod.store.sql_store import SqlStore
 
@@ -34,16 +30,6 @@ class Recorder:
 
     def transitions_committed(self, transitions: Sequence[Transition]) -> None:
         self.seen.extend(transitions)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    upgrade(database_url)
-    opened = SqlStore(open_database(database_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _add(store: SqlStore, max_attempts: int, notify_url: str | None = None) -> str:

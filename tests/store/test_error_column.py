@@ -4,15 +4,12 @@ rows a store wrote before, holding 'null', read back as having no error."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
 from sqlalchemy import text
 
 from lrod.domain.operation import Payload
-from lrod.store.engine import Database, open_database
-from lrod.store.migrate import upgrade
+from lrod.store.engine import Database
 from lrod.store.sql_store import SqlStore
 from tests.store.test_contract import AT_ONCE, KEEP, LEASE, NOW, add, claim_one
 
@@ -20,18 +17,6 @@ _JSON_NULLS = {
     "operations": ("error", "last_attempt_error"),
     "attempts": ("error",),
 }
-
-
-@pytest.fixture
-async def opened(database_url: str) -> AsyncIterator[tuple[Database, SqlStore]]:
-    upgrade(database_url)
-    database = open_database(database_url)
-    store = SqlStore(database)
-    try:
-        yield database, store
-    finally:
-        await store.close()
-        await database.dispose()
 
 
 async def _count(database: Database, sql: str) -> int:

@@ -4,7 +4,6 @@ it, and after (from its tombstone); a name that never existed does not."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,22 +13,10 @@ from lrod.domain.filters import Filter
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
 from lrod.domain.submission import NewJob
-from lrod.store.engine import open_database
-from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 OWNER = "someone"
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    upgrade(database_url)
-    opened = SqlStore(open_database(database_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def _finished(store: SqlStore, retention: timedelta) -> str:

@@ -4,30 +4,15 @@ it, as get shows it; expired and unknown ids are absent."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-
-import pytest
 
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
-from lrod.store.engine import open_database
-from lrod.store.migrate import upgrade
 from lrod.store.sql_store import _MANY_CHUNK, SqlStore
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    upgrade(database_url)
-    opened = SqlStore(open_database(database_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def _job(owner: str) -> NewJob:

@@ -42,16 +42,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[SqlStore]:
-    upgrade(database_url)
-    opened = SqlStore(open_database(database_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqlStore]:
     url = f"sqlite:///{tmp_path / 'lrod.db'}"
     upgrade(url)
