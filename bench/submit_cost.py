@@ -92,9 +92,9 @@ async def run(args: argparse.Namespace) -> None:
             costs = await _measure(service, args)
         finally:
             await store.close()
-    rounds = ", ".join(f"{c:.0f}" for c in costs)
+    rounds = ", ".join(f"{c:.1f}" for c in costs)
     print(
-        f"{args.call} {args.db}: CPU per operation {median(costs):.0f} us"
+        f"{args.call} {args.db}: CPU per operation {median(costs):.1f} us"
         f" (median of {len(costs)} rounds of {args.count}: {rounds})"
     )
 

@@ -4,6 +4,7 @@ No grpc here: the api layer validates and converts, then calls this."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
@@ -142,8 +143,10 @@ class OperationManager:
             results = await self.store.create_all(members)
         finally:
             self.quotas.stored(reservation, sum(created for _, created in results))
-        for operation, created in results:
-            self.metrics.submitted(operation.job_type, created)
+        # Counted per job type and outcome, not per job.
+        counts = collections.Counter((op.job_type, created) for op, created in results)
+        for (job_type, created), count in counts.items():
+            self.metrics.submitted(job_type, created, count)
         return [operation for operation, _ in results]
 
     async def get(self, caller: Principal, name: str) -> Operation:

@@ -139,14 +139,14 @@ class Metrics:
         )
 
     # -- what the manager and the worker report -----------------------------
-    def submitted(self, job_type: str, created: bool) -> None:
+    def submitted(self, job_type: str, created: bool, count: int = 1) -> None:
         # The labelled child looked up once per job type and outcome, not on
         # every Submit (labels() validates, locks and builds a tuple).
         child = self._submit_children.get((job_type, created))
         if child is None:
             child = self.submits.labels(job_type, "created" if created else "repeated")
             self._submit_children[(job_type, created)] = child
-        child.inc()
+        child.inc(count)
 
     def handed_off(self, job_type: str, started: bool) -> None:
         self.hand_offs.labels(job_type, "started" if started else "queued").inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -268,3 +269,24 @@ def test_metrics_address_parses(address, expected) -> None:
 def test_malformed_metrics_address_is_refused(address) -> None:
     with pytest.raises(ValueError, match="host:port"):
         parse_address(address)
+
+
+async def test_a_batch_counts_each_of_its_jobs(idle) -> None:
+    """BatchSubmit counts its jobs per job type and outcome, in one step."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{idle.port}") as channel:
+        jobs = job_service_pb2_grpc.JobServiceStub(channel)
+        noop = job_service_pb2.SubmitRequest(job_type="test.noop")
+        noop.input.Pack(empty_pb2.Empty())
+        sleep = job_service_pb2.SubmitRequest(job_type="examples.sleep")
+        sleep.input.Pack(ex.SleepJob(steps=1))
+        batch = job_service_pb2.BatchSubmitRequest(
+            requests=[noop, sleep, noop, noop], request_id=str(uuid.uuid4())
+        )
+        await jobs.BatchSubmit(batch)
+        await jobs.BatchSubmit(batch)  # a retry: every member repeated
+        samples = await scrape(idle)
+    submits = "lrod_submits_total"
+    assert value(samples, submits, job_type="test.noop", outcome="created") == 3
+    assert value(samples, submits, job_type="examples.sleep", outcome="created") == 1
+    assert value(samples, submits, job_type="test.noop", outcome="repeated") == 3
+    assert value(samples, submits, job_type="examples.sleep", outcome="repeated") == 1

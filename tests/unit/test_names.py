@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import re
 
 import pytest
 
 from lrod.domain.errors import Code, InvalidArgument
-from lrod.domain.names import new_operation_id, parse_operation_name
+from lrod.domain.names import new_operation_id, new_operation_ids, parse_operation_name
 from lrod.domain.operation import OPERATION_PREFIX
 
 URL_SAFE_22 = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -27,6 +28,16 @@ def _malformed(name: str, field: str = "name") -> InvalidArgument:
 def test_new_ids_are_22_url_safe_characters() -> None:
     for _ in range(200):
         assert URL_SAFE_22.fullmatch(new_operation_id())
+
+
+def test_ids_made_together_are_made_as_one_is() -> None:
+    ids = new_operation_ids(1000)
+    assert len(set(ids)) == 1000
+    assert all(URL_SAFE_22.fullmatch(i) for i in ids)
+    # Every id is all 16 of its own bytes: decodes back to 16 bytes, none shared.
+    raw = [base64.urlsafe_b64decode(i + "==") for i in ids]
+    assert {len(r) for r in raw} == {16}
+    assert new_operation_ids(0) == []
 
 
 def test_new_ids_are_unique() -> None:

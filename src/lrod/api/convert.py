@@ -3,6 +3,7 @@ that knows both."""
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
@@ -184,7 +185,7 @@ def _shape_of(op: Operation) -> Hashable | None:
 def _name_field(name: str) -> bytes:
     """Operation.name (field 1, length-delimited) serialized."""
     data = name.encode()
-    return _OPERATION_FIELD + _varint(len(data)) + data
+    return _OPERATION_FIELD + _size(len(data)) + data
 
 
 def batch_response(ops: Sequence[Operation], now: datetime) -> bytes:
@@ -209,9 +210,7 @@ def batch_response(ops: Sequence[Operation], now: datetime) -> bytes:
                 name = _name_field(op.name)
                 # Only split where the name leads (as upb writes it).
                 after_name[shape] = data[len(name) :] if data.startswith(name) else None
-        parts.append(_OPERATION_FIELD)
-        parts.append(_varint(len(data)))
-        parts.append(data)
+        parts += (_OPERATION_FIELD, _size(len(data)), data)
     return b"".join(parts)
 
 
@@ -267,6 +266,12 @@ class OperationBytes:
 # WatchOperationResponse.operation, BatchSubmitResponse.operations and
 # Operation.name: field 1, wire type 2.
 _OPERATION_FIELD = bytes([(1 << 3) | 2])
+
+
+@functools.lru_cache(maxsize=1024)
+def _size(value: int) -> bytes:
+    """A length as a varint: the lengths of a batch's members repeat."""
+    return _varint(value)
 
 
 def _varint(value: int) -> bytes:

@@ -10,7 +10,7 @@ from google.protobuf import duration_pb2
 from google.protobuf.message import DecodeError
 
 from lrod.domain.errors import FieldViolation, InvalidArgument
-from lrod.domain.names import new_operation_id
+from lrod.domain.names import new_operation_id, new_operation_ids
 from lrod.domain.operation import Payload
 from lrod.domain.submission import (
     MAX_BATCH,
@@ -74,13 +74,14 @@ def new_jobs(
         raise InvalidArgument.of(problems)
     jobs: list[NewJob] = []
     checked: dict[tuple[Any, ...], _Checked] = {}
+    ids = new_operation_ids(len(request.requests))
     for index, item in enumerate(request.requests):
         key = _alike(item)
         shared = checked.get(key)
         if shared is None:
             shared = checked[key] = _check(item, registry, owner, now, rules)
         try:
-            jobs.append(shared.job(item.request_id))
+            jobs.append(shared.job(item.request_id, ids[index]))
         except InvalidArgument as error:
             problems += [
                 FieldViolation(f"requests[{index}].{v.field}", v.description, v.reason)
@@ -142,9 +143,9 @@ class _Checked:
         self.after = after
         self.fields = fields
 
-    def job(self, request_id: str) -> NewJob:
-        """The NewJob of a request with this request_id (a new id for each),
-        or InvalidArgument with every violation, in Submit's order."""
+    def job(self, request_id: str, op_id: str) -> NewJob:
+        """The NewJob of a request with this request_id, as operation
+        `op_id` (a new one for each), or InvalidArgument with every violation, in Submit's order."""
         own = request_id_violations(request_id) if request_id else ()
         fields = self.fields
         if fields is None or own:
@@ -153,7 +154,7 @@ class _Checked:
         # Filled as creates.created fills an Operation (NewJob's frozen
         # __init__ costs several times more); every field is set.
         job = _new(NewJob)
-        job.__dict__.update(fields, id=new_operation_id(), request_id=request_id or None)
+        job.__dict__.update(fields, id=op_id, request_id=request_id or None)
         return job
 
 
@@ -166,7 +167,7 @@ def new_job(
 ) -> NewJob:
     """`rules`: which webhook targets this server accepts (default: https
     to public addresses only)."""
-    return _check(request, registry, owner, now, rules).job(request.request_id)
+    return _check(request, registry, owner, now, rules).job(request.request_id, new_operation_id())
 
 
 def _check(

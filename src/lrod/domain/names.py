@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import secrets
 
@@ -14,6 +15,14 @@ _ID = re.compile(r"[A-Za-z0-9_-]{22}")
 
 def new_operation_id() -> str:
     return secrets.token_urlsafe(16)
+
+
+def new_operation_ids(count: int) -> list[str]:
+    """`count` ids as new_operation_id makes them, from one read of the
+    system's randomness (secrets' source) instead of one per id."""
+    raw = secrets.token_bytes(16 * count)
+    encode = base64.urlsafe_b64encode
+    return [encode(raw[at : at + 16])[:22].decode() for at in range(0, 16 * count, 16)]
 
 
 def parse_operation_name(name: str, field: str = "name") -> str:
