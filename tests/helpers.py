@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import grpc
 from google.longrunning import operations_pb2
 from google.protobuf import any_pb2
@@ -11,6 +14,8 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from lrod.http.server import HttpFrontDoor
+from lrod.manager import OperationManager
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc, operation_metadata_pb2
 
 State = operation_metadata_pb2.OperationMetadata.State
@@ -70,3 +75,27 @@ def violated_fields(error: grpc.RpcError) -> list[str]:
     bad = details(error).get("BadRequest")
     assert isinstance(bad, error_details_pb2.BadRequest)
     return [v.field for v in bad.field_violations]
+
+
+@contextlib.asynccontextmanager
+async def http_door(manager: OperationManager, **options: Any) -> AsyncIterator[HttpFrontDoor]:
+    """The HTTP door (HttpFrontDoor's `options`) on 127.0.0.1 and a free
+    port, started; stopped on exit."""
+    door = HttpFrontDoor(manager, "127.0.0.1:0", **options)
+    await door.start()
+    try:
+        yield door
+    finally:
+        await door.stop()
+
+
+@contextlib.asynccontextmanager
+async def http_session(
+    manager: OperationManager, **options: Any
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """A client session on a started HTTP door (http_door), its paths relative."""
+    async with (
+        http_door(manager, **options) as door,
+        aiohttp.ClientSession(f"http://127.0.0.1:{door.port}") as session,
+    ):
+        yield session

@@ -16,9 +16,8 @@ from google.longrunning import operations_pb2
 from lrod.app import Service
 from lrod.domain.submission import MAX_BATCH
 from lrod.examples.v1 import examples_pb2 as ex
-from lrod.http.server import HttpFrontDoor
 from lrod.v1 import job_service_pb2
-from tests.helpers import details, error_info, metadata, pack, submit, violated_fields
+from tests.helpers import details, error_info, http_session, metadata, pack, submit, violated_fields
 
 
 def _sleep(steps: int = 1, **fields: object) -> job_service_pb2.SubmitRequest:
@@ -199,13 +198,8 @@ async def test_the_batch_runs(jobs, operations, service: Service) -> None:
 
 @pytest.fixture
 async def http(idle: Service) -> AsyncIterator[aiohttp.ClientSession]:
-    door = HttpFrontDoor(idle.manager, "127.0.0.1:0")
-    await door.start()
-    try:
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{door.port}") as session:
-            yield session
-    finally:
-        await door.stop()
+    async with http_session(idle.manager) as session:
+        yield session
 
 
 def _sleep_json(steps: int) -> dict:

@@ -24,9 +24,8 @@ from grpc_status import rpc_status
 
 from lrod.app import Service
 from lrod.examples.v1 import examples_pb2 as ex
-from lrod.http.server import HttpFrontDoor
 from lrod.v1 import job_service_pb2
-from tests.helpers import pack, submit
+from tests.helpers import http_door, pack, submit
 
 SEED = 1109
 ROUNDS = 12  # per method and kind: about 650 gRPC calls per database
@@ -213,13 +212,8 @@ async def test_fuzz_every_rpc(channel, existing, caplog) -> None:
 
 @pytest.fixture
 async def http(service: Service) -> AsyncIterator[tuple[aiohttp.ClientSession, int]]:
-    door = HttpFrontDoor(service.manager, "127.0.0.1:0")
-    await door.start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            yield session, door.port or 0
-    finally:
-        await door.stop()
+    async with http_door(service.manager) as door, aiohttp.ClientSession() as session:
+        yield session, door.port or 0
 
 
 PATHS = [

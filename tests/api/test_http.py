@@ -14,18 +14,13 @@ import aiohttp
 import pytest
 
 from lrod.app import Service
-from lrod.http.server import HttpFrontDoor
+from tests.helpers import http_session
 
 
 @pytest.fixture
 async def http(service: Service) -> AsyncIterator[aiohttp.ClientSession]:
-    door = HttpFrontDoor(service.manager, "127.0.0.1:0")
-    await door.start()
-    try:
-        async with aiohttp.ClientSession(f"http://127.0.0.1:{door.port}") as session:
-            yield session
-    finally:
-        await door.stop()
+    async with http_session(service.manager) as session:
+        yield session
 
 
 def _sleep(seconds: str = "0.3s", steps: int = 3) -> dict:

@@ -25,7 +25,7 @@ from lrod.v1 import job_service_pb2, job_service_pb2_grpc
 from lrod.worker import WorkerSettings
 from tests.auth.conftest import Caller, Principals, ServiceFactory
 from tests.auth.test_owners import _sleep_request
-from tests.helpers import metadata
+from tests.helpers import http_door, metadata
 
 
 def _quota_details(error: grpc.RpcError) -> tuple[str, list[str], float | None]:
@@ -291,22 +291,19 @@ async def test_a_client_that_hangs_up_gives_its_wait_back(
         jobs, _ = _stubs(channel)
         op = await jobs.Submit(_sleep_request(), metadata=alice.metadata)
     op_id = op.name.removeprefix("operations/")
-    door = HttpFrontDoor(
-        service.manager,
-        "127.0.0.1:0",
-        authentication=service.authentication,
-        console=True,
-        console_access=Access(service.authentication),
-    )
-    await door.start()
-    url = f"http://127.0.0.1:{door.port}"
     watch = ("GET", f"/v1/operations/{op_id}:watch", {})
     calls = [
         watch,
         ("POST", f"/v1/operations/{op_id}:wait", {"json": {}}),
         ("GET", f"/console/operations/{op_id}/events", {}),
     ]
-    try:
+    async with http_door(
+        service.manager,
+        authentication=service.authentication,
+        console=True,
+        console_access=Access(service.authentication),
+    ) as door:
+        url = f"http://127.0.0.1:{door.port}"
         for method, path, kw in calls:
             await _until(lambda: quotas.waits_open(alice.name) == 0)
             async with aiohttp.ClientSession(url) as http:
@@ -331,5 +328,3 @@ async def test_a_client_that_hangs_up_gives_its_wait_back(
                 await again.content.readline()
                 assert quotas.waits_open(alice.name) == 1
                 again.close()
-    finally:
-        await door.stop()

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import hooked, shorter
 
 pytestmark = pytest.mark.slow
@@ -19,16 +17,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'lrod.db'}"
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    running = Receiver()
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 async def _lrod(*args: str) -> str:

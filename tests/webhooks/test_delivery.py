@@ -5,7 +5,6 @@ the Standard Webhooks library."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -22,16 +21,6 @@ from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import Delivery, hooked, hooked_settings, shorter
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    running = Receiver()
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 def _sample(service, name: str, **labels: str) -> float | None:

@@ -5,13 +5,12 @@ worker processes on PostgreSQL never send one delivery at the same time."""
 from __future__ import annotations
 
 import signal
-from collections.abc import AsyncIterator
 
 import pytest
 
 from lrod.settings import WorkerSettings
 from tests.execution.support import start_worker, stop
-from tests.webhooks.receiver import SECRETS, Receiver
+from tests.webhooks.receiver import SECRETS
 from tests.webhooks.support import Delivery, hooked, shorter
 
 pytestmark = pytest.mark.slow
@@ -28,16 +27,6 @@ WEBHOOK_FLAGS = (
 )
 # The API only, in this process: the jobs and webhooks run in subprocesses.
 API_ONLY = shorter()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    running = Receiver()
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 async def test_killed_right_after_the_terminal_commit_it_is_delivered_after_restart(

@@ -4,14 +4,11 @@ the address actually connected to), with no traffic to them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import grpc
 import pytest
 
 from lrod.domain.webhooks import AddressRules, url_violations
 from tests.helpers import error_info, violated_fields
-from tests.webhooks.receiver import Receiver
 from tests.webhooks.support import Delivery, FixedResolver, hooked, shorter
 
 REFUSED_AT_SUBMIT = [
@@ -29,16 +26,6 @@ REFUSED_AT_SUBMIT = [
     "https://" + "a" * 2048 + ".example.com/",
     "",
 ]
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    running = Receiver()
-    await running.start()
-    try:
-        yield running
-    finally:
-        await running.stop()
 
 
 @pytest.mark.parametrize("url", REFUSED_AT_SUBMIT)
