@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import grpc
 import pytest
 from google.longrunning import operations_pb2
+from google.protobuf import json_format
 
 from lrod.app import Service
 from lrod.domain.submission import MAX_BATCH
@@ -236,3 +238,27 @@ async def test_http_batch_submit(http) -> None:
         for v in d["fieldViolations"]
     ]
     assert fields == ["requests[1].job_type"]
+
+
+async def test_http_batch_answers_are_each_operations_json(http, idle, operations) -> None:
+    """The answer's JSON is converted once per shape of operation: each
+    member must be the JSON of the operation a GetOperation answers."""
+    now = datetime.now(UTC)
+    idle.manager.clock = lambda: now  # the poll hint of a later one moves with the clock
+    later = (now + timedelta(hours=2)).isoformat().replace("+00:00", "Z")
+    requests = [
+        _sleep_json(1),
+        _sleep_json(1),
+        {**_sleep_json(1), "labels": {"team": "data"}},
+        {**_sleep_json(1), "labels": {"team": "data"}},
+        {**_sleep_json(1), "priority": 7, "scheduleTime": later},
+        {**_sleep_json(1), "notification": {"url": "https://example.com/hook"}},
+        _sleep_json(1),
+    ]
+    accepted = await http.post("/v1/operations:batchSubmit", json={"requests": requests})
+    assert accepted.status == 202
+    answered = (await accepted.json())["operations"]
+    assert len({op["name"] for op in answered}) == len(requests)
+    for op in answered:
+        got = await operations.GetOperation(operations_pb2.GetOperationRequest(name=op["name"]))
+        assert op == json_format.MessageToDict(got)

@@ -172,7 +172,7 @@ _SHOWN = (
 _shape = operator.attrgetter(*_SHOWN)
 
 
-def _shape_of(op: Operation) -> Hashable | None:
+def shape_of(op: Operation) -> Hashable | None:
     """The key of the operations whose conversion differs from `op`'s only
     in their name, or None for one converted alone: a webhook shows its id
     (from the operation's), and errors hold unhashable metadata."""
@@ -200,7 +200,7 @@ def batch_response(ops: Sequence[Operation], now: datetime) -> bytes:
     after_name: dict[Hashable, bytes | None] = {}
     parts: list[bytes] = []
     for op in ops:
-        shape = _shape_of(op)
+        shape = shape_of(op)
         rest = after_name.get(shape) if shape is not None else None
         if rest is not None:
             data = _name_field(op.name) + rest
