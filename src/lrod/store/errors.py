@@ -4,8 +4,7 @@ above the store imports a driver or sqlalchemy.exc."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from sqlalchemy import exc
 
@@ -42,23 +41,48 @@ def _sqlstate(error: exc.DBAPIError) -> str:
     return ""
 
 
-@contextmanager
-def translated_errors() -> Iterator[None]:
-    try:
-        yield
-    except exc.DBAPIError as error:
-        # SQLSTATE class 22 (data exception): this value, not the database.
-        if isinstance(error, exc.DataError) or _sqlstate(error).startswith("22"):
-            log.warning("database refused a value: %s", error.orig)
+class _Translated:
+    """The context manager of `translated_errors`: stateless, so one serves
+    every use (a generator-based one would be built per use, and a
+    GetOperation enters one on every call)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if error is None:
+            return
+        if isinstance(error, exc.DBAPIError):
+            # SQLSTATE class 22 (data exception): this value, not the database.
+            if isinstance(error, exc.DataError) or _sqlstate(error).startswith("22"):
+                log.warning("database refused a value: %s", error.orig)
+                raise unstorable_value() from error
+            if isinstance(error, _OUR_FAULT):
+                return  # raised as it is
+            log.warning("database unavailable: %s", error.orig)
+            raise database_unavailable() from error
+        if isinstance(error, OverflowError):
+            # sqlite3 binding an integer wider than 64 bits.
+            log.warning("database refused a value: %s", error)
             raise unstorable_value() from error
-        if isinstance(error, _OUR_FAULT):
-            raise
-        log.warning("database unavailable: %s", error.orig)
-        raise database_unavailable() from error
-    except OverflowError as error:
-        # sqlite3 binding an integer wider than 64 bits.
-        log.warning("database refused a value: %s", error)
-        raise unstorable_value() from error
-    except _UNAVAILABLE as error:
-        log.warning("database unavailable: %r", error)
-        raise database_unavailable() from error
+        if isinstance(error, _UNAVAILABLE):
+            log.warning("database unavailable: %r", error)
+            raise database_unavailable() from error
+
+
+_TRANSLATED = _Translated()
+
+
+def translated_errors() -> _Translated:
+    """`with translated_errors():` driver errors raised inside come out as
+    domain errors (a value the database refused: InvalidArgument
+    UNSTORABLE_VALUE; the database unreachable: Unavailable); our own
+    faults (integrity, programming) and everything else as they are."""
+    return _TRANSLATED
