@@ -43,13 +43,16 @@ _SECONDS, _NANOS = b"\x08", b"\x10"
 _ANY_HEAD = _ANY_TYPE_URL + bytes([len(_METADATA_TYPE_URL)]) + _METADATA_TYPE_URL + _ANY_VALUE
 
 
+_ONE_BYTE = [bytes((value,)) for value in range(0x80)]
+
+
 def _varint(value: int) -> bytes:
     """A varint; a negative value as its 64-bit two's complement (int32 and
     int64 fields alike)."""
     if 0 <= value < 0x80:
-        return bytes((value,))
+        return _ONE_BYTE[value]
     value &= _UINT64
-    out = bytearray()
+    out = []
     while value > 0x7F:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
@@ -76,7 +79,7 @@ def _timestamp(tag: bytes, moment: datetime) -> bytes:
         moment = moment.replace(tzinfo=UTC)
     since = moment - _EPOCH
     body = _seconds_nanos(since.days * _DAY_SECONDS + since.seconds, since.microseconds * 1000)
-    return tag + _varint(len(body)) + body
+    return tag + _ONE_BYTE[len(body)] + body  # at most 16 bytes
 
 
 def _duration(tag: bytes, span: timedelta) -> bytes:
@@ -140,6 +143,7 @@ def fresh_operation(op: Operation, now: datetime) -> bytes | None:
         meta.append(_POLL_IN_A_SECOND)
     meta.append(tail)
     metadata = b"".join(meta)
+    metadata_length = _varint(len(metadata))
     name = (OPERATION_PREFIX + op.id).encode()
     return b"".join(
         (
@@ -147,9 +151,9 @@ def fresh_operation(op: Operation, now: datetime) -> bytes | None:
             _varint(len(name)),
             name,
             _METADATA,
-            _varint(len(_ANY_HEAD) + len(_varint(len(metadata))) + len(metadata)),
+            _varint(len(_ANY_HEAD) + len(metadata_length) + len(metadata)),
             _ANY_HEAD,
-            _varint(len(metadata)),
+            metadata_length,
             metadata,
         )
     )
