@@ -11,7 +11,9 @@ measuring one change; `make bench` does not run it.
 (with `--workers` embedded workers): a job's round trip, per client.
 `--call e2e` measures figure 4's shape instead: each round submits `--jobs`
 no-op jobs from the clients to a server with `--workers` embedded workers
-until all are done (rate in jobs/s, server CPU per job). Without `--before`
+until all are done (rate in jobs/s, server CPU per job). `--call bulk` is
+figure 9's shape: the `--jobs` through BatchSubmit (1,000 per call, 4
+callers, as bench.backlog), until all are done. Without `--before`
 both sides run this tree; `--before-args` / `--after-args` pass server
 options to one side (e.g. `--after-args=--hand-off`), so that one setting is
 measured on and off.
@@ -25,16 +27,19 @@ import contextlib
 import os
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
 
+from bench import backlog
 from bench.client import Lrod, submit_request
 from bench.drive import drive
 from bench.infra import pg_database, pg_dsn, postgres_cluster, sqlite_database
 from bench.load import channel, closed_loop
 from bench.procs import ROOT, CpuMeter, child
 from bench.stats import median, percentile
+from lrod.v1 import job_service_pb2
 
 
 def _tree_env(tree: Path | None) -> dict[str, str] | None:
@@ -48,7 +53,7 @@ async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="lrod-ab-"))
     sides = {"before": args.before, "after": None}
     extra = {"before": args.before_args.split(), "after": args.after_args.split()}
-    workers = ["--workers", str(args.workers)] if args.call in ("e2e", "job") else []
+    workers = ["--workers", str(args.workers)] if args.call in ("e2e", "bulk", "job") else []
     async with contextlib.AsyncExitStack() as stack:
         urls: dict[str, str] = {}
         if args.db == "postgresql":
@@ -96,15 +101,16 @@ async def run(args: argparse.Namespace) -> None:
                         return await lrod.wait_done((await lrod.submit(request)).name)
                     return await lrod.get(pool[index % len(pool)])
 
-                if args.call == "e2e":
+                if args.call in ("e2e", "bulk"):
                     meters[side].start()
-                    rate = await _e2e(lrod, urls[side], args)
+                    measure = _e2e if args.call == "e2e" else _bulk
+                    rate = await measure(lrod, urls[side], args)
                     cpu = meters[side].stop()
                     rates[side].append(rate)
                     cost = cpu / rate * 1e6 if rate else 0.0
                     costs[side].append(cost)
                     print(
-                        f"round {round_} {side:6} e2e {args.db}: {rate:7.0f} jobs/s,"
+                        f"round {round_} {side:6} {args.call} {args.db}: {rate:7.0f} jobs/s,"
                         f" server CPU {cpu:.0%} ({cost:.0f} us/job)",
                         flush=True,
                     )
@@ -152,6 +158,28 @@ async def _e2e(lrod: Lrod, url: str, args: argparse.Namespace) -> float:
     return result.rate
 
 
+async def _bulk(lrod: Lrod, url: str, args: argparse.Namespace) -> float:
+    """One round of figure 9's shape: jobs/s from the first BatchSubmit
+    until all of this round's jobs are done."""
+    batch = job_service_pb2.BatchSubmitRequest(requests=[submit_request()] * backlog.BATCH)
+    calls = max(1, args.jobs // backlog.BATCH)
+    base = await _succeeded(url)
+    began = time.monotonic()
+    left = iter(range(calls))
+
+    async def caller() -> None:
+        for _ in left:
+            await lrod.jobs.BatchSubmit(batch)
+
+    await asyncio.gather(*(caller() for _ in range(backlog.CALLERS)))
+    jobs = calls * backlog.BATCH
+    while (done := await _succeeded(url) - base) < jobs:
+        if time.monotonic() - began > max(60.0, jobs / 50):
+            raise TimeoutError(f"{done} of {jobs} jobs done")
+        await asyncio.sleep(backlog.POLL)
+    return float(jobs / (time.monotonic() - began))
+
+
 async def _succeeded(url: str) -> int:
     sql = "SELECT count(*) FROM operations WHERE state = 'SUCCEEDED'"
     if url.startswith("sqlite"):
@@ -172,8 +200,8 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="the other source tree (default: this one)")
     parser.add_argument("--before-args", default="", help="server options of the before side")
     parser.add_argument("--after-args", default="", help="server options of the after side")
-    parser.add_argument("--call", choices=("get", "submit", "job", "e2e"), default="get")
-    parser.add_argument("--jobs", type=int, default=3000, help="e2e: jobs per round")
+    parser.add_argument("--call", choices=("get", "submit", "job", "e2e", "bulk"), default="get")
+    parser.add_argument("--jobs", type=int, default=3000, help="e2e, bulk: jobs per round")
     parser.add_argument("--workers", type=int, default=16, help="e2e, job: embedded workers")
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--clients", type=int, default=64)
