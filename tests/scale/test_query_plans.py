@@ -11,7 +11,13 @@ from sqlalchemy import create_engine
 from lrod.domain.filters import parse_filter
 from lrod.store.engine import sync_url
 from lrod.store.statements import due_query, list_query
-from lrod.store.worker_sql import PG_CLAIM, PG_FINISH
+from lrod.store.worker_sql import (
+    PG_CLAIM,
+    PG_CLAIM_NOTIFY,
+    PG_FINISH,
+    PG_FINISH_CLAIM_NOTIFY,
+    PG_FINISH_NOTIFY,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +55,15 @@ def _worker_plans(connection) -> list[str]:
     as asyncpg runs them: prepared, with a generic plan."""
     connection.exec_driver_sql("SET plan_cache_mode = force_generic_plan")
     plans = []
+    claim = "now(), ARRAY['examples.sleep'], 16, 'w', 't', now()"
+    finish = ", ".join(["NULL"] * 23)
     for name, sql, args in (
-        ("claim", PG_CLAIM, "now(), ARRAY['examples.sleep'], 16, 'w', 't', now()"),
-        ("finish", PG_FINISH, ", ".join(["NULL"] * 23)),
+        ("claim", PG_CLAIM, claim),
+        ("finish", PG_FINISH, finish),
+        # The same as statements of their own, with their NOTIFY folded in.
+        ("claim_one", PG_CLAIM_NOTIFY, f"{claim}, 'origin'"),
+        ("finish_one", PG_FINISH_NOTIFY, f"{finish}, 'origin'"),
+        ("both_one", PG_FINISH_CLAIM_NOTIFY, f"{finish}, {claim}, 'origin'"),
     ):
         connection.exec_driver_sql(f"PREPARE {name} AS {sql}")
         rows = connection.exec_driver_sql(f"EXPLAIN EXECUTE {name}({args})").all()
@@ -81,9 +93,11 @@ def test_claim_and_list_use_their_indexes(postgres_url) -> None:
     assert "ix_operations_claim" in claim, claim
     for plan in worker:
         assert "Seq Scan" not in plan, plan
-    assert "ix_operations_claim" in worker[0], worker[0]
-    assert "Sort" not in worker[0], worker[0]
-    assert "ix_attempts_operation" in worker[1], worker[1]
+    for claiming in (worker[0], worker[2], worker[4]):
+        assert "ix_operations_claim" in claiming, claiming
+        assert "Sort" not in claiming, claiming
+    for finishing in (worker[1], worker[3], worker[4]):
+        assert "ix_attempts_operation" in finishing, finishing
     assert "Sort" not in claim, claim
     assert "Seq Scan" not in claim, claim
     assert "ix_operations_list" in listing, listing

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
+from lrod.store import pg_notify
 from lrod.store.dialect import runs_on_asyncpg, sqlite_time
 from lrod.store.driver import Hop, asyncpg_fetch, at_once, within
 from lrod.store.protocol import HandOff
@@ -62,6 +63,18 @@ SELECT id, owner, job_type, '{QUEUED}', priority, input_type, input_value, label
 PG_LABELS = """
 INSERT INTO operation_labels (operation_id, key, value)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+"""
+
+# Submit's create as ONE statement of its own (autocommit: no BEGIN or
+# COMMIT round trip), its labels ($16-$18) and its NOTIFY ($19: the payload,
+# made from the jobs, since every row goes in or, the statement failing,
+# none) in it.
+PG_INSERT_NOTIFY = f"""
+WITH stored AS ({PG_INSERT.strip()}),
+labelled AS (
+  INSERT INTO operation_labels (operation_id, key, value)
+  SELECT * FROM unnest($16::text[], $17::text[], $18::text[]))
+SELECT pg_notify('{pg_notify.CHANNEL}', $19)
 """
 
 SQLITE_INSERT = (
@@ -168,6 +181,25 @@ def alone(writer: AsyncEngine) -> CreateSqlAlone | None:
     if runs_on_asyncpg(writer.dialect):
         return None
     return _SqliteAlone(_Sqlite(writer.dialect), at_once(writer))
+
+
+class CreateSqlOne(Protocol):
+    async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
+        """`CreateSql.insert` as ONE statement that is a transaction of its
+        own, with its NOTIFY (committed when this returns)."""
+        ...
+
+
+# One statement of constant SQL as a transaction of its own (as worker_sql.Run).
+Run = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
+
+
+def one_statement(dialect: Dialect, run: Run | None, origin: str) -> CreateSqlOne | None:
+    """On PostgreSQL (given `run`), the INSERT as one statement in autocommit,
+    its NOTIFY naming `origin`; None elsewhere."""
+    if run is None or not runs_on_asyncpg(dialect):
+        return None
+    return _PostgresOne(_Postgres(dialect), run, origin)
 
 
 def _bind(column: Any, dialect: Dialect) -> Callable[[Any], Any]:
@@ -342,3 +374,22 @@ class _SqliteAlone:
 
     async def insert_claimed(self, items: Sequence[HandedOff]) -> list[bool]:
         return await self._statements.insert_claimed_by(self._hop, items)
+
+
+class _PostgresOne:
+    def __init__(self, statements: _Postgres, run: Run, origin: str) -> None:
+        self._statements = statements
+        self._run = run
+        self._origin = origin
+
+    async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
+        labels = _labels(items)
+        ids, keys, values = (
+            [list(column) for column in zip(*labels, strict=True)] if labels else ([], [], [])
+        )
+        jobs = [job for job, _ in items]
+        payload = pg_notify.encode(
+            self._origin, [j.id for j in jobs], (), True, min(j.run_after for j in jobs)
+        )
+        args = (*self._statements._columns(items), ids, keys, values, payload)
+        await self._run(PG_INSERT_NOTIFY, args)

@@ -1,5 +1,6 @@
 """PostgreSQL reads that bypass SQLAlchemy's execution: single statements on
-raw asyncpg connections of their own, compiled once from the store's
+raw asyncpg connections of their own (and, through `run`, the worker's writes
+that are one statement each), compiled once from the store's
 SQLAlchemy selects and prepared once per connection (asyncpg's statement
 cache), with the column types' result processors and SQLAlchemy's JSON codec
 and error translation, so that rows and errors come back as the SQLAlchemy
@@ -17,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -104,6 +105,26 @@ class AsyncpgReader:
                 return process(value)
         return value
 
+    async def run(self, sql: str, args: Sequence[Any]) -> list[Any]:
+        """One statement of constant SQL as a transaction of its own (the
+        connection is in autocommit: a single statement is atomic, and a
+        NOTIFY in it is delivered at its commit), its rows as asyncpg gives
+        them: the worker's one-statement writes (worker_sql.one_statement).
+        Not for a caller that may be cancelled half-way (the store runs these
+        in its group commit's own task)."""
+        if self._trace is not None:
+            self._trace(sql)
+        try:
+            conn = await self._take()
+        except Exception as error:
+            raise self._translated(sql, args, error) from error
+        try:
+            return list(await conn.fetch(sql, *args))
+        except Exception as error:
+            raise self._translated(sql, args, error) from error
+        finally:
+            self._give(conn)
+
     @staticmethod
     def _processed(shape: _Processed, raw: Any) -> Any:
         values = list(raw.values())
@@ -120,7 +141,7 @@ class AsyncpgReader:
         try:
             conn = await self._take()
         except Exception as error:
-            raise self._translated(read, params, error) from error
+            raise self._translated(read.sql, params, error) from error
         try:
             shape = self._shapes.get(read.sql)
             if shape is None:
@@ -131,7 +152,7 @@ class AsyncpgReader:
             raw = await conn.fetchrow(read.sql, *args)
             return shape, [] if raw is None else [raw]
         except Exception as error:
-            raise self._translated(read, params, error) from error
+            raise self._translated(read.sql, params, error) from error
         finally:
             self._give(conn)
 
@@ -163,7 +184,9 @@ class AsyncpgReader:
         self._shapes[read.sql] = shape
         return shape, raws
 
-    def _translated(self, read: PreparedRead, params: Mapping[str, Any], error: Exception) -> Any:
+    def _translated(
+        self, sql: str, params: Mapping[str, Any] | Sequence[Any], error: Exception
+    ) -> Any:
         """asyncpg's errors as the SQLAlchemy path raises them (its asyncpg
         dialect's table, then DBAPIError.instance); others (OSError from a
         refused connection) as they are, as on that path."""
@@ -173,9 +196,8 @@ class AsyncpgReader:
         for kind in type(error).__mro__:
             if kind in table:
                 dbapi_error = table[kind](error.args[0] if error.args else str(error), error)
-                return exc.DBAPIError.instance(
-                    read.sql, dict(params), dbapi_error, self._dbapi.Error
-                )
+                shown = dict(params) if isinstance(params, Mapping) else list(params)
+                return exc.DBAPIError.instance(sql, shown, dbapi_error, self._dbapi.Error)
         return error
 
     # -- connections --------------------------------------------------------

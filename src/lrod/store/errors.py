@@ -41,6 +41,24 @@ def _sqlstate(error: exc.DBAPIError) -> str:
     return ""
 
 
+# SQLSTATE classes of a database that cannot serve (a lost or refused
+# connection, a shutdown, no resources): everything sent now meets them.
+_DOWN_CLASSES = ("08", "53", "57P")
+
+
+def statement_failed(error: BaseException) -> bool:
+    """Whether an UNAVAILABLE from `translated_errors` was one statement
+    refused by a database that is serving (PostgreSQL: a statement or lock
+    timeout, a serialization failure, a deadlock: SQLSTATE other than a
+    connection or shutdown class), not the database being down. Another
+    statement of the same batch may well succeed."""
+    cause = error.__cause__
+    if not isinstance(cause, exc.DBAPIError) or isinstance(cause, exc.InterfaceError):
+        return False
+    state = _sqlstate(cause)
+    return bool(state) and not state.startswith(_DOWN_CLASSES)
+
+
 class _Translated:
     """The context manager of `translated_errors`: stateless, so one serves
     every use (a generator-based one would be built per use, and a

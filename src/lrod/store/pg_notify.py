@@ -1,7 +1,9 @@
 """Cross-process wake-ups on PostgreSQL with LISTEN/NOTIFY.
 
 Each write transaction that changed something sends at most one NOTIFY (sent
-at commit, so listeners never see uncommitted changes). Every process listens
+at commit, so listeners never see uncommitted changes): from the store's
+transaction (`send`), or from inside the write itself where that is one
+statement in autocommit (`notify_cte`). Every process listens
 on one dedicated connection and feeds what it hears into its hub, so waiters,
 watchers and workers wake whichever process made the change. While the
 connection is lost, the listener wakes everyone at each poll interval (they
@@ -21,6 +23,7 @@ import psycopg
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from lrod.domain.states import State
 from lrod.store.dialect import libpq_dsn
 from lrod.store.driver import asyncpg_fetch
 from lrod.store.protocol import ChangeListener
@@ -49,6 +52,32 @@ def encode(
 
 
 NOTIFY = "SELECT pg_notify($1, $2)"
+
+# `encode`'s "w" as Python's isoformat() writes a UTC moment (with its
+# microseconds always), for datetime.fromisoformat in `dispatch`.
+_ISO_UTC = """'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"'"""
+
+
+def notify_cte(rows: str, origin: str, *, queued_again: bool) -> str:
+    """A CTE `note` that sends `encode`'s payload for the rows of the CTE
+    `rows` (their `id`; with `queued_again`, those whose `state` is QUEUED
+    are work due at their `run_after`), for a write that is ONE statement
+    (worker_sql.one_statement): no rows, no NOTIFY. `origin` is the SQL of
+    the origin's parameter. Delivered at the statement's commit, like a
+    NOTIFY sent in a transaction; the same JSON as `encode` (key order and
+    spacing aside), and "everything" past MAX_PAYLOAD."""
+    work = ""
+    if queued_again:
+        due = f"min(run_after) FILTER (WHERE state = '{State.QUEUED.value}')"
+        work = f", 'w', to_char({due} AT TIME ZONE 'UTC', {_ISO_UTC})"
+    everything = f"json_build_object('o', {origin}::text, 'all', true, 'c', '[]'::json, 'w', true)"
+    return f"""note AS (
+  SELECT pg_notify('{CHANNEL}',
+                   CASE WHEN length(body) > {MAX_PAYLOAD} THEN {everything}::text ELSE body END)
+    FROM (SELECT json_strip_nulls(json_build_object(
+                   'o', {origin}::text, 'ops', json_agg(id ORDER BY id), 'c', '[]'::json{work}
+                 ))::text AS body
+            FROM {rows} HAVING count(*) > 0) AS payload)"""
 
 
 async def send(conn: AsyncConnection, payload: str) -> None:

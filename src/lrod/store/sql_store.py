@@ -9,6 +9,7 @@ attempt.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import functools
 import logging
 import secrets
@@ -61,7 +62,7 @@ from lrod.store.deliveries import (
 )
 from lrod.store.endings import record_transitions
 from lrod.store.engine import Database
-from lrod.store.errors import database_unavailable, translated_errors
+from lrod.store.errors import database_unavailable, statement_failed, translated_errors
 from lrod.store.finishes import Finish, FinishPlan, finish_many, finished_alone, writes_outbox
 from lrod.store.group_commit import GroupCommit, flush_isolated
 from lrod.store.protocol import (
@@ -157,8 +158,21 @@ def _check_unexpired(expire_time: datetime | None, op_id: str, now: datetime) ->
 
 def _database_down(error: BaseException) -> bool:
     """Every member of a batch would meet this error alike (or, for
-    `_AfterCommit`, has met it already: the batch must not run again)."""
-    return isinstance(error, Unavailable)
+    `_AfterCommit`, has met it already: the batch must not run again). A
+    statement the database refused while serving (a statement or lock
+    timeout, a serialization failure) is not: it may be one member's."""
+    return isinstance(error, Unavailable) and not statement_failed(error)
+
+
+def _queues_for(finishes: Sequence[Finish], ask: ClaimAsk) -> bool:
+    """Whether one of `finishes` queues its job again due by the time of the
+    claim `ask`, which could take it."""
+    return any(
+        f.target is State.QUEUED
+        and f.values["run_after"] <= ask.now
+        and f.claim.operation.job_type in ask.job_types
+        for f in finishes
+    )
 
 
 class _AfterCommit(Unavailable):
@@ -253,9 +267,21 @@ class SqlStore:
         self._worker_sql = worker_sql.for_dialect(database.writer.dialect)
         # The same as whole transactions in one trip (SQLite; None: PostgreSQL).
         self._worker_alone = worker_sql.alone(database.writer)
+        # PostgreSQL: each as ONE statement in autocommit, its NOTIFY in it.
+        self._worker_one = worker_sql.one_statement(
+            database.writer.dialect,
+            database.direct.run if database.direct is not None else None,
+            self.origin,
+        )
         # Submit's INSERT, at driver level too (create_sql.py).
         self._create_sql = create_sql.for_dialect(database.writer.dialect)
         self._insert_alone = create_sql.alone(database.writer)
+        # PostgreSQL: as ONE statement in autocommit, its NOTIFY in it.
+        self._insert_one = create_sql.one_statement(
+            database.writer.dialect,
+            database.direct.run if database.direct is not None else None,
+            self.origin,
+        )
 
     def _track(self, call: asyncio.Future[Any]) -> None:
         """A call that runs to its end whoever waits for it; `close` waits
@@ -348,6 +374,11 @@ class SqlStore:
                 # SQLite: the INSERT is the whole transaction, in one hop.
                 async with self._write_alone() as changes:
                     await self._insert_alone.insert(items)
+                    return inserted(changes, items)
+            if self._insert_one is not None and cannot_repeat(items):
+                # PostgreSQL: ONE statement in autocommit, its NOTIFY in it.
+                async with self._write_alone() as changes:
+                    await self._insert_one.insert(items)
                     return inserted(changes, items)
             async with self._write() as (conn, changes):
                 return await create_many(conn, changes, items, self._create_sql)
@@ -701,14 +732,18 @@ class SqlStore:
         claim, in order (not held: its lease is gone)."""
         if not claims:
             return []
-        params = {
-            "ids": sorted({c.operation.id for c in claims}),
-            "tokens": sorted({c.lease_token for c in claims}),
-            "expires": now + lease,
-        }
-        async with self._write() as (conn, _changes):
-            rows = (await conn.execute(RENEW_LEASES, params)).all()
-        held = {(r.id, r.lease_token): bool(r.cancel_requested) for r in rows}
+        ids = sorted({c.operation.id for c in claims})
+        tokens = sorted({c.lease_token for c in claims})
+        if self._worker_one is not None:
+            # One statement in autocommit: no BEGIN or COMMIT round trip.
+            with translated_errors():
+                renewed = await self._worker_one.renew(ids, tokens, now + lease)
+        else:
+            params = {"ids": ids, "tokens": tokens, "expires": now + lease}
+            async with self._write() as (conn, _changes):
+                rows = (await conn.execute(RENEW_LEASES, params)).all()
+            renewed = [(r.id, r.lease_token, r.cancel_requested) for r in rows]
+        held = {(op_id, token): bool(cancel) for op_id, token, cancel in renewed}
         beats: list[Heartbeat] = []
         for claim in claims:
             cancel = held.get((claim.operation.id, claim.lease_token))
@@ -794,14 +829,20 @@ class SqlStore:
         assert not isinstance(written, list)
         return written
 
-    async def _worker_batch(self, items: Sequence[WorkerWrite]) -> Sequence[WorkerResult]:
+    async def _worker_batch(
+        self, items: Sequence[WorkerWrite]
+    ) -> Sequence[WorkerResult | BaseException]:
         """Finishing writes of concurrent attempts share one transaction (one
         commit), like Submits, each fenced by its own lease token; the claims
-        asked for meanwhile run after them in the same transaction. On
-        SQLite the whole transaction is one hop to the driver's thread,
-        unless a webhook's outbox row may be written with it."""
+        asked for meanwhile run after them (on SQLite in the same
+        transaction, its one writer taken once). On SQLite the whole
+        transaction is one hop to the driver's thread, unless a webhook's
+        outbox row may be written with it; on PostgreSQL each is one
+        statement of its own (`_worker_batch_apart`)."""
         finishes = [item for item in items if isinstance(item, Finish)]
         asks = [item for item in items if isinstance(item, ClaimAsk)]
+        if self._worker_one is not None:
+            return await self._worker_batch_apart(self._worker_one, items, finishes, asks)
         if self._worker_alone is not None and not writes_outbox(finishes):
             plan = FinishPlan(finishes)
             async with self._write_alone() as changes:
@@ -824,6 +865,83 @@ class SqlStore:
                     claimed.append(raws)
         done, taken = iter(finished), iter(claimed)
         return [next(done) if isinstance(item, Finish) else next(taken) for item in items]
+
+    async def _worker_batch_apart(
+        self,
+        one: worker_sql.WorkerSqlOne,
+        items: Sequence[WorkerWrite],
+        finishes: Sequence[Finish],
+        asks: Sequence[ClaimAsk],
+    ) -> Sequence[WorkerResult | BaseException]:
+        """PostgreSQL: each write one statement in autocommit with its
+        NOTIFY (one round trip, a transaction of its own): the batch's
+        finishing writes and its first claim together as ONE statement (one
+        commit), any further claim alone. (Not together when a finish queues
+        a job again that the claim could take: one statement has one
+        snapshot, so the claim would not see it; the finishes go first
+        then, as they do in a shared transaction.) A claim never fails the finishes
+        of its batch: if the statement they share raises for any reason but
+        the database being down (a statement or lock timeout, a bug), it has
+        written nothing, and they run again apart, each claim failing alone.
+        A finishing write that raises on its own has written nothing too,
+        and the group commit splits its batch as for any transaction."""
+        plan = FinishPlan(finishes)
+        rounds = plan.rounds()
+        together = (
+            len(rounds) == 1
+            and bool(asks)
+            and not writes_outbox(finishes)
+            and not _queues_for(finishes, asks[0])
+        )
+        finished: Sequence[Operation | None] = []
+        claimed: builtins.list[builtins.list[Any] | BaseException] = []
+        if together:
+            try:
+                async with self._write_alone() as changes:
+                    rows, raws = await one.finish_and_claim(rounds[0], asks[0])
+                    try:
+                        finished = finished_alone(plan, [rows], changes)
+                    except Exception as error:
+                        raise _AfterCommit() from error
+                    changes.operations.update(r.id for r in raws)
+                    claimed.append(raws)
+            except Exception as error:
+                if _database_down(error):
+                    raise
+                log.warning("a claim and finishing writes failed together; apart now: %s", error)
+                together = False
+        if not together and finishes:
+            finished = await self._finish_apart(one, plan, rounds, finishes)
+        for ask in asks[len(claimed) :]:
+            try:
+                async with self._write_alone() as changes:
+                    raws = await one.claim(ask)
+                    changes.operations.update(r.id for r in raws)
+            except Exception as error:
+                claimed.append(error)
+            else:
+                claimed.append(raws)
+        done, taken = iter(finished), iter(claimed)
+        return [next(done) if isinstance(item, Finish) else next(taken) for item in items]
+
+    async def _finish_apart(
+        self,
+        one: worker_sql.WorkerSqlOne,
+        plan: FinishPlan,
+        rounds: Sequence[Sequence[worker_sql.FinishWrite]],
+        finishes: Sequence[Finish],
+    ) -> Sequence[Operation | None]:
+        if len(rounds) > 1 or writes_outbox(finishes):
+            # Two claims of one operation in the batch (two statements), or
+            # an outbox row to write with the ends: the store's transaction.
+            async with self._write() as (conn, changes):
+                return await finish_many(conn, changes, finishes, self._worker_sql)
+        async with self._write_alone() as changes:
+            rows = [await one.finish(rounds[0])]
+            try:
+                return finished_alone(plan, rows, changes)
+            except Exception as error:
+                raise _AfterCommit() from error
 
     @_shielded
     async def operation_exists(self, op_id: str) -> bool:

@@ -6,7 +6,10 @@ machinery of SQLAlchemy per batch, and the fewest trips to the database.
 - PostgreSQL (asyncpg): the claim is one statement (the due rows, their
   UPDATE and their attempts rows); a batch's finishing writes are one
   statement too (UNNEST arrays, as PgQueuer does): the fenced UPDATE of the
-  operations and the closing of their attempts.
+  operations and the closing of their attempts. `one_statement` runs each
+  (and the pool's lease renewal) as a transaction of its own in autocommit,
+  its NOTIFY folded into the statement (pg_notify.notify_cte): one round
+  trip per write.
 - SQLite (aiosqlite): the statements of a claim, or of a finishing batch, run
   in one hop to aiosqlite's thread on its plain sqlite3 connection (aiosqlite
   hops once per DBAPI call otherwise); `alone` runs a finishing batch and
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import namedtuple
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -37,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from lrod.domain.states import State
 from lrod.store.dialect import runs_on_asyncpg
 from lrod.store.driver import Hop, asyncpg_fetch, at_once, within
+from lrod.store.pg_notify import notify_cte
 from lrod.store.schema import UTCDateTime
 from lrod.store.statements import ATTEMPTS, T
 
@@ -119,6 +123,43 @@ class WorkerSqlAlone(Protocol):
         ...
 
 
+class WorkerSqlOne(Protocol):
+    """PostgreSQL: each of the worker's writes as ONE statement that is a
+    transaction of its own (autocommit), with its NOTIFY folded in (sent for
+    the rows it changed, delivered at its commit): one round trip, where a
+    transaction takes four (BEGIN, the statement, NOTIFY, COMMIT). A write
+    that raises has written nothing (a single statement is atomic)."""
+
+    async def claim(self, ask: ClaimAsk) -> list[Any]:
+        """As `WorkerSql.claim`, committed when this returns."""
+        ...
+
+    async def finish(self, writes: Sequence[FinishWrite]) -> dict[str, Any]:
+        """As `WorkerSql.finish`, committed when this returns."""
+        ...
+
+    async def finish_and_claim(
+        self, writes: Sequence[FinishWrite], ask: ClaimAsk
+    ) -> tuple[dict[str, Any], list[Any]]:
+        """`finish(writes)` and `claim(ask)` as ONE statement (one commit,
+        one NOTIFY): all of it written, or (it raises) none. The claim does
+        not see what the finishes write (a job they queue again is left
+        for the next claim)."""
+        ...
+
+    async def renew(
+        self, ids: Sequence[str], tokens: Sequence[str], expires: datetime
+    ) -> list[tuple[str, str, bool]]:
+        """The lease of every RUNNING row of `ids` held under one of `tokens`
+        extended to `expires`: (id, lease token, cancel requested) of each."""
+        ...
+
+
+# One statement of constant SQL as a transaction of its own, its rows as
+# the driver gives them (direct_reads.AsyncpgReader.run).
+Run = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
+
+
 def for_dialect(dialect: Dialect) -> WorkerSql:
     if runs_on_asyncpg(dialect):
         return _Postgres(dialect)
@@ -133,6 +174,14 @@ def alone(writer: AsyncEngine) -> WorkerSqlAlone | None:
     if runs_on_asyncpg(writer.dialect):
         return None
     return _SqliteAlone(_Sqlite(writer.dialect), at_once(writer))
+
+
+def one_statement(dialect: Dialect, run: Run | None, origin: str) -> WorkerSqlOne | None:
+    """On PostgreSQL (given `run`), the worker's writes as one statement
+    each, their NOTIFY naming `origin`; None elsewhere."""
+    if run is None or not runs_on_asyncpg(dialect):
+        return None
+    return _PostgresOne(_Postgres(dialect), run, origin)
 
 
 class _Processors:
@@ -177,26 +226,38 @@ def _same(value: Any) -> Any:
 
 # -- PostgreSQL -----------------------------------------------------------
 
-PG_CLAIM = f"""
-WITH due AS MATERIALIZED (
+
+def _pg_claimed(first: int) -> str:
+    """The claim's CTEs (`due`, `claimed`, `opened`), its six parameters
+    numbered from `first`: now, job types, limit, worker, token, expires."""
+    now, types, limit, worker, token, expires = (f"${first + i}" for i in range(6))
+    return f"""due AS MATERIALIZED (
   SELECT id FROM operations
-   WHERE state = '{QUEUED}' AND run_after <= $1 AND job_type = ANY($2::text[])
+   WHERE state = '{QUEUED}' AND run_after <= {now} AND job_type = ANY({types}::text[])
    ORDER BY priority DESC, run_after, create_time
-   LIMIT $3
+   LIMIT {limit}
    FOR UPDATE SKIP LOCKED),
 claimed AS (
   UPDATE operations SET state = '{RUNNING}', attempt = attempt + 1,
-         lease_owner = $4, lease_token = $5, lease_expires_at = $6,
-         start_time = coalesce(start_time, $1), update_time = $1, version = version + 1
+         lease_owner = {worker}, lease_token = {token}, lease_expires_at = {expires},
+         start_time = coalesce(start_time, {now}), update_time = {now}, version = version + 1
    WHERE id IN (SELECT id FROM due) AND state = '{QUEUED}'
   RETURNING {_NAMES}),
 opened AS (
   INSERT INTO attempts (operation_id, number, worker_id, lease_token, start_time, outcome)
-  SELECT id, attempt, $4, $5, $1, '{RUNNING}' FROM claimed)
-SELECT {_NAMES} FROM claimed
+  SELECT id, attempt, {worker}, {token}, {now}, '{RUNNING}' FROM claimed)"""
+
+
+_PG_CLAIMED = f"WITH {_pg_claimed(1)}"
+PG_CLAIM = f"{_PG_CLAIMED}\nSELECT {_NAMES} FROM claimed\n"
+# The same as one statement of its own, its NOTIFY ($7: the store's origin)
+# in it: the one-row count makes the outer SELECT read `note`.
+PG_CLAIM_NOTIFY = f"""{_PG_CLAIMED},
+{notify_cte("claimed", "$7", queued_again=False)}
+SELECT claimed.* FROM claimed CROSS JOIN (SELECT count(*) FROM note) AS sent
 """
 
-PG_FINISH = f"""
+_PG_FINISHED = f"""
 WITH i AS (
   SELECT * FROM unnest(
     $1::text[], $2::text[], $3::timestamptz[], $4::text[],
@@ -235,8 +296,33 @@ closed AS (
   UPDATE attempts a SET end_time = i.now, outcome = i.outcome,
          error = i.a_error::json, internal_error = i.a_internal
     FROM done JOIN i ON i.id = done.id
-   WHERE a.operation_id = i.id AND a.lease_token = i.token)
-SELECT * FROM done
+   WHERE a.operation_id = i.id AND a.lease_token = i.token)"""
+PG_FINISH = f"{_PG_FINISHED}\nSELECT * FROM done\n"
+PG_FINISH_NOTIFY = f"""{_PG_FINISHED},
+{notify_cte("done", "$24", queued_again=True)}
+SELECT done.* FROM done CROSS JOIN (SELECT count(*) FROM note) AS sent
+"""
+# A batch's finishing writes and a claim asked meanwhile as ONE statement
+# (one commit): finish $1-$23, claim $24-$29, origin $30. Each row comes back
+# marked (true: written by a finish). The claim's snapshot is the
+# statement's: a job its finishes queue again is not claimed by it (the
+# NOTIFY's work wakes the claim loops for it). The two touch disjoint rows:
+# the finishes RUNNING ones, the claim QUEUED ones.
+PG_FINISH_CLAIM_NOTIFY = f"""{_PG_FINISHED},
+{_pg_claimed(24)},
+changed AS (
+  SELECT id, state, run_after FROM done
+  UNION ALL SELECT id, state, run_after FROM claimed),
+{notify_cte("changed", "$30", queued_again=True)}
+SELECT w.* FROM (SELECT true AS finished, done.* FROM done
+                 UNION ALL SELECT false, claimed.* FROM claimed) AS w
+ CROSS JOIN (SELECT count(*) FROM note) AS sent
+"""
+# The pool's heartbeat: every lease it holds renewed (nothing to announce).
+PG_RENEW = f"""
+UPDATE operations SET lease_expires_at = $3
+ WHERE id = ANY($1::text[]) AND lease_token = ANY($2::text[]) AND state = '{RUNNING}'
+RETURNING id, lease_token, cancel_requested
 """
 
 
@@ -245,14 +331,32 @@ class _Postgres:
         self._p = _Processors(dialect)
 
     async def claim(self, conn: AsyncConnection, ask: ClaimAsk) -> list[Any]:
-        time = self._p.time
-        args = (time(ask.now), list(ask.job_types), ask.limit, ask.worker, ask.token)
-        raws = await asyncpg_fetch(conn, PG_CLAIM, (*args, time(ask.expires)))
+        raws = await asyncpg_fetch(conn, PG_CLAIM, self.claim_args(ask))
         return [self._p.record(raw) for raw in raws]
 
     async def finish(self, conn: AsyncConnection, writes: Sequence[FinishWrite]) -> dict[str, Any]:
+        raws = await asyncpg_fetch(conn, PG_FINISH, self.finish_args(writes))
+        return self.written(raws)
+
+    def claim_args(self, ask: ClaimAsk) -> tuple[Any, ...]:
+        time = self._p.time
+        return (
+            time(ask.now), list(ask.job_types), ask.limit, ask.worker, ask.token, time(ask.expires)
+        )  # fmt: skip
+
+    def written(self, raws: Sequence[Any]) -> dict[str, Any]:
+        records = [self._p.record(raw) for raw in raws]
+        return {r.id: r for r in records}
+
+    def records(self, raws: Sequence[Any]) -> list[Any]:
+        return [self._p.record(raw) for raw in raws]
+
+    def time(self, moment: datetime) -> Any:
+        return self._p.time(moment)
+
+    def finish_args(self, writes: Sequence[FinishWrite]) -> tuple[Any, ...]:
         time, js, ajs = self._p.time, self._p.json, self._p.attempt_json
-        args = (
+        return (
             [w.op_id for w in writes],
             [w.token for w in writes],
             [time(w.now) for w in writes],
@@ -277,9 +381,39 @@ class _Postgres:
             [ajs(w.attempt_error) for w in writes],
             [w.internal_error for w in writes],
         )
-        raws = await asyncpg_fetch(conn, PG_FINISH, args)
-        records = [self._p.record(raw) for raw in raws]
-        return {r.id: r for r in records}
+
+
+class _PostgresOne:
+    """The worker's writes, each ONE statement run as a transaction of its
+    own (autocommit: BEGIN and COMMIT cost no round trip), its NOTIFY in it."""
+
+    def __init__(self, statements: _Postgres, run: Run, origin: str) -> None:
+        self._statements = statements
+        self._run = run
+        self._origin = origin
+
+    async def claim(self, ask: ClaimAsk) -> list[Any]:
+        args = (*self._statements.claim_args(ask), self._origin)
+        return self._statements.records(await self._run(PG_CLAIM_NOTIFY, args))
+
+    async def finish(self, writes: Sequence[FinishWrite]) -> dict[str, Any]:
+        args = (*self._statements.finish_args(writes), self._origin)
+        return self._statements.written(await self._run(PG_FINISH_NOTIFY, args))
+
+    async def finish_and_claim(
+        self, writes: Sequence[FinishWrite], ask: ClaimAsk
+    ) -> tuple[dict[str, Any], list[Any]]:
+        statements = self._statements
+        args = (*statements.finish_args(writes), *statements.claim_args(ask), self._origin)
+        raws = await self._run(PG_FINISH_CLAIM_NOTIFY, args)
+        written = statements.written([raw[1:] for raw in raws if raw[0]])
+        return written, statements.records([raw[1:] for raw in raws if not raw[0]])
+
+    async def renew(
+        self, ids: Sequence[str], tokens: Sequence[str], expires: datetime
+    ) -> list[tuple[str, str, bool]]:
+        args = (list(ids), list(tokens), self._statements.time(expires))
+        return [(r[0], r[1], r[2]) for r in await self._run(PG_RENEW, args)]
 
 
 # -- SQLite ----------------------------------------------------------------

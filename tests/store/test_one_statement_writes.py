@@ -1,0 +1,288 @@
+"""PostgreSQL: the worker's writes (the claim, a batch's finishing writes,
+the pool's lease renewal) are ONE statement each, a transaction of their own
+in autocommit with their NOTIFY folded in (worker_sql.one_statement). On the
+real PostgreSQL: no transaction of the store's is opened for them, another
+process hears each with the payload `pg_notify.encode` would send, a
+refused write is not announced, and a claim that fails leaves the finishes
+of its batch stored (it fails alone, even with an error that is not the
+database being down)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import psycopg
+import pytest
+from sqlalchemy import event
+
+from lrod.domain.errors import Code, LrodError
+from lrod.domain.names import new_operation_id
+from lrod.domain.operation import Operation, Payload, PublicError
+from lrod.domain.states import State
+from lrod.domain.submission import NewJob
+from lrod.store import pg_notify
+from lrod.store.engine import open_database
+from lrod.store.migrate import upgrade
+from lrod.store.protocol import Claim
+from lrod.store.sql_store import SqlStore
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+LEASE = timedelta(minutes=5)
+KEEP = timedelta(days=1)
+RESULT = Payload("type.googleapis.com/y", b"out")
+DOOMED = "w-doomed"
+LOCK_KEY = 4242
+
+
+def _dsn(url: str) -> str:
+    return url.replace("postgresql+psycopg://", "postgresql://")
+
+
+@pytest.fixture
+async def store(postgres_url: str) -> AsyncIterator[SqlStore]:
+    upgrade(postgres_url)
+    opened = SqlStore(open_database(postgres_url))
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+async def heard(postgres_url: str) -> AsyncIterator[list[dict[str, Any]]]:
+    """The payloads on the store's channel, decoded, as another process's
+    listener receives them."""
+    payloads: list[dict[str, Any]] = []
+    conn = await psycopg.AsyncConnection.connect(_dsn(postgres_url), autocommit=True)
+    await conn.execute(f"LISTEN {pg_notify.CHANNEL}")
+
+    async def listen() -> None:
+        async for notify in conn.notifies():
+            payloads.append(json.loads(notify.payload))
+
+    task = asyncio.create_task(listen())
+    try:
+        yield payloads
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await conn.close()
+
+
+async def _next(payloads: list[dict[str, Any]], seen: int) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while len(payloads) <= seen:
+            await asyncio.sleep(0.01)
+    return payloads[seen]
+
+
+def _job() -> NewJob:
+    return NewJob(
+        id=new_operation_id(),
+        owner="alice",
+        job_type="t",
+        input=Payload("x", b""),
+        max_attempts=3,
+        create_time=NOW,
+        run_after=NOW,
+    )
+
+
+async def _queued(store: SqlStore, n: int) -> list[Operation]:
+    return [(await store.create(_job(), "fp"))[0] for _ in range(n)]
+
+
+async def test_a_claim_and_finishes_open_no_transaction_and_are_heard(
+    store: SqlStore, heard: list[dict[str, Any]]
+) -> None:
+    ops = await _queued(store, 3)
+    await _next(heard, 2)  # the creates' own
+    begun: list[object] = []
+    event.listen(store._db.writer.sync_engine, "begin", begun.append)
+
+    claims = await store.claim("w1", NOW, LEASE, 3, ["t"])
+    assert sorted(c.operation.id for c in claims) == sorted(op.id for op in ops)
+    claimed = await _next(heard, 3)
+    assert claimed == {"o": store.origin, "ops": sorted(op.id for op in ops), "c": []}
+
+    first, second, third = claims
+    retry_at = NOW + timedelta(minutes=1)
+    oops = PublicError(Code.UNAVAILABLE, "later", "DOWN")
+    written = await asyncio.gather(
+        store.succeed(first, NOW, RESULT, KEEP),
+        store.fail(second, NOW, oops, None, retry_at, KEEP),
+        store.succeed(third, NOW, RESULT, KEEP),
+    )
+    assert [w.state if w else None for w in written] == [
+        State.SUCCEEDED,
+        State.QUEUED,
+        State.SUCCEEDED,
+    ]
+    finished = [await _next(heard, 4)]
+    if len(finished[0]["ops"]) < 3:  # the first finish may flush alone
+        finished.append(await _next(heard, 5))
+    assert sorted(i for body in finished for i in body["ops"]) == sorted(op.id for op in ops)
+    # Work is announced with the retry's time, as `encode` writes it, and
+    # parses as the listener parses it.
+    [due] = [body["w"] for body in finished if "w" in body]
+    assert datetime.fromisoformat(due) == retry_at
+    assert all(body["o"] == store.origin and body["c"] == [] for body in finished)
+
+    beats = await store.renew([Claim(second.operation, second.lease_token), third], NOW, LEASE)
+    assert [b.held for b in beats] == [False, False]  # neither runs any more
+    assert begun == []
+
+
+async def test_creates_are_one_statement_with_their_labels_and_heard(
+    store: SqlStore, heard: list[dict[str, Any]]
+) -> None:
+    begun: list[object] = []
+    event.listen(store._db.writer.sync_engine, "begin", begun.append)
+    later = NOW + timedelta(hours=1)
+    jobs = [
+        replace(_job(), labels={"team": "a", "tier": "gold"}),
+        replace(_job(), run_after=later),
+        replace(_job(), labels={"team": "b"}),
+    ]
+    created = await asyncio.gather(*[store.create(job, "fp") for job in jobs])
+    assert all(new for _, new in created)
+    bodies = [await _next(heard, 0)]
+    while sum(len(b["ops"]) for b in bodies) < len(jobs):
+        bodies.append(await _next(heard, len(bodies)))
+    assert sorted(i for b in bodies for i in b["ops"]) == sorted(j.id for j in jobs)
+    assert all(b["o"] == store.origin and b["c"] == [] and "w" in b for b in bodies)
+    assert min(datetime.fromisoformat(b["w"]) for b in bodies) == NOW
+    for job in jobs:
+        stored = await store.get(job.id, "alice", NOW)
+        assert (stored.labels, stored.run_after) == (job.labels, job.run_after)
+    assert begun == []
+
+
+async def test_a_refused_finish_is_not_announced(
+    store: SqlStore, heard: list[dict[str, Any]]
+) -> None:
+    [op] = await _queued(store, 1)
+    [claim] = await store.claim("w1", NOW, LEASE, 1, ["t"])
+    await _next(heard, 1)
+    forged = Claim(claim.operation, "not-the-token")
+    assert await store.succeed(forged, NOW, RESULT, KEEP) is None
+    # The next thing heard is the real finish, not the refused one.
+    assert await store.succeed(claim, NOW, RESULT, KEEP) is not None
+    assert (await _next(heard, 2))["ops"] == [op.id]
+    await asyncio.sleep(0.1)
+    assert len(heard) == 3  # the create, the claim, the finish
+
+
+async def test_the_payload_past_its_limit_says_everything(postgres_url: str) -> None:
+    """The folded NOTIFY over as many rows as its payload cannot carry says
+    'everything', as `encode` does; under the limit, what `encode` says."""
+    origin = "0123456789abcdef"
+    sql = (
+        "WITH rows AS (SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[])"
+        " AS r(id, state, run_after)),\n"
+        f"{pg_notify.notify_cte('rows', '$4', queued_again=True)}\n"
+        "SELECT count(*) FROM note"
+    )
+    got: asyncio.Queue[str] = asyncio.Queue()
+    conn = await asyncpg.connect(_dsn(postgres_url))
+    try:
+        await conn.add_listener(pg_notify.CHANNEL, lambda *args: got.put_nowait(args[3]))
+        cases = [
+            ([f"op-{i:040d}" for i in range(300)], State.SUCCEEDED.value),
+            (["b", "a"], State.QUEUED.value),
+        ]
+        for ids, state in cases:
+            due = NOW + timedelta(microseconds=1500)
+            await conn.fetch(sql, ids, [state] * len(ids), [due] * len(ids), origin)
+            async with asyncio.timeout(10):
+                payload = json.loads(await got.get())
+            queued = state == State.QUEUED.value
+            want = pg_notify.encode(origin, ids, (), queued, due if queued else None)
+            assert payload == json.loads(want)
+    finally:
+        await conn.close()
+
+
+async def _doom_claims_of(postgres_url: str, worker: str) -> psycopg.AsyncConnection[Any]:
+    """A real lock timeout for every claim by `worker`: the attempts row it
+    opens waits for an advisory lock that the returned connection holds,
+    and gives up after 100 ms (SQLSTATE 55P03, which the store translates
+    as it translates a statement timeout: UNAVAILABLE). Nothing else waits
+    for that lock: finishing writes update attempts rows, never insert."""
+    conn = await psycopg.AsyncConnection.connect(_dsn(postgres_url), autocommit=True)
+    await conn.execute(
+        f"""
+        CREATE FUNCTION doomed_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF NEW.worker_id = '{worker}' THEN
+            PERFORM set_config('lock_timeout', '100ms', true);
+            PERFORM pg_advisory_xact_lock({LOCK_KEY});
+          END IF;
+          RETURN NEW;
+        END $$;
+        CREATE TRIGGER doomed_claim BEFORE INSERT ON attempts
+          FOR EACH ROW EXECUTE FUNCTION doomed_claim();
+        """
+    )
+    await conn.execute(f"SELECT pg_advisory_lock({LOCK_KEY})")
+    return conn
+
+
+@pytest.mark.parametrize(
+    "requeue", [False, True], ids=["finishes-and-claim-as-one", "a-retry-so-apart"]
+)
+async def test_a_claim_that_fails_leaves_the_finishes_of_its_batch_stored(
+    store: SqlStore, postgres_url: str, requeue: bool
+) -> None:
+    ops = await _queued(store, 6)
+    running = await store.claim("w1", NOW, LEASE, 4, ["t"])
+    assert len(running) == 4
+    holder = await _doom_claims_of(postgres_url, DOOMED)
+    batches: list[list[str]] = []
+    flush = store._worker_writes._flush
+
+    async def recording(items: list[Any]) -> Any:
+        batches.append([type(item).__name__ for item in items])
+        return await flush(items)
+
+    store._worker_writes._flush = recording  # type: ignore[assignment]
+    oops = PublicError(Code.UNAVAILABLE, "later", "DOWN")
+    # With a retry due at once among the finishes, the claim runs after
+    # them (a statement of its own, to see the job queued again).
+    last = (
+        store.fail(running[3], NOW, oops, None, NOW, KEEP)
+        if requeue
+        else store.succeed(running[3], NOW, RESULT, KEEP)
+    )
+    try:
+        outcomes = await asyncio.gather(
+            *[store.succeed(claim, NOW, RESULT, KEEP) for claim in running[:2]],
+            store.claim(DOOMED, NOW, LEASE, 2, ["t"]),
+            store.succeed(running[2], NOW, RESULT, KEEP),
+            last,
+            return_exceptions=True,
+        )
+    finally:
+        await holder.close()
+    failed_claim = outcomes.pop(2)
+    # The claim met a real error that is not the database being down.
+    assert isinstance(failed_claim, LrodError), failed_claim
+    # It shared a flush with the finishes, which are stored all the same.
+    assert any("ClaimAsk" in batch and "Finish" in batch for batch in batches), batches
+    assert all(isinstance(o, Operation) for o in outcomes), outcomes
+    want = [State.SUCCEEDED] * 3 + [State.QUEUED if requeue else State.SUCCEEDED]
+    assert [o.state for o in outcomes if isinstance(o, Operation)] == want
+    for claim, state in zip(running, want, strict=True):
+        assert (await store.get(claim.operation.id, "alice", NOW)).state is state
+    # The failed claim took nothing: its jobs are still there to claim.
+    left = {op.id for op in ops} - {c.operation.id for c in running}
+    if requeue:
+        left.add(running[3].operation.id)
+    again = await store.claim("w2", NOW, LEASE, 3, ["t"])
+    assert {c.operation.id for c in again} == left
