@@ -19,15 +19,17 @@ from typing import Any
 import asyncpg
 import psycopg
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, exc
 
-from lrod.domain.errors import Code, LrodError
+from lrod.domain.errors import Code, LrodError, Unavailable
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Operation, Payload, PublicError
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store import pg_notify
+from lrod.store.direct_reads import AsyncpgReader
 from lrod.store.engine import open_database
+from lrod.store.errors import translated_errors
 from lrod.store.migrate import upgrade
 from lrod.store.protocol import Claim
 from lrod.store.sql_store import SqlStore
@@ -286,3 +288,33 @@ async def test_a_claim_that_fails_leaves_the_finishes_of_its_batch_stored(
         left.add(running[3].operation.id)
     again = await store.claim("w2", NOW, LEASE, 3, ["t"])
     assert {c.operation.id for c in again} == left
+
+
+async def test_a_connection_left_in_doubt_is_not_pooled_again(store: SqlStore) -> None:
+    """A write whose connection fails under it (here: one busy with another
+    operation) answers UNAVAILABLE, and the connection is closed, not handed
+    to the next write, which gets a fresh one."""
+    await _queued(store, 1)
+    reader = store._db.direct
+    assert reader is not None
+    await reader.run("SELECT 1", [])
+    [conn] = reader._idle
+    busy = asyncio.ensure_future(conn.fetch("SELECT pg_sleep(0.3)"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Unavailable):
+        await store.claim("w1", NOW, LEASE, 1, ["t"])
+    assert conn.is_closed()
+    await asyncio.gather(busy, return_exceptions=True)
+    assert len(await store.claim("w1", NOW, LEASE, 1, ["t"])) == 1
+
+
+def test_a_client_side_protocol_error_is_translated_as_on_sqlalchemys_path() -> None:
+    """asyncpg's own client errors come out as SQLAlchemy's DBAPIError (so
+    the store answers UNAVAILABLE), never raw: a raw one once stopped a
+    worker pool's claim loop after an outage."""
+    reader = AsyncpgReader("postgresql://nobody@127.0.0.1/none", 1, {})
+    stuck = asyncpg.exceptions._base.InternalClientError("another operation is in progress")
+    translated = reader._translated("SELECT 1", [], stuck)
+    assert isinstance(translated, exc.DBAPIError)
+    with pytest.raises(Unavailable), translated_errors():
+        raise translated

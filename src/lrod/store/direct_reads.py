@@ -43,6 +43,24 @@ def _json_decoder(value: bytes) -> Any:
     return json.loads(value.decode())
 
 
+# SQLSTATE classes after which a connection is no use: connection
+# exceptions, the server shutting down.
+_BROKEN_CLASSES = ("08", "57P")
+
+
+def _discard_if_broken(conn: asyncpg.Connection, error: Exception) -> None:
+    """A connection is pooled again after a statement PostgreSQL refused
+    (its protocol is back in step); after anything else (a lost socket, a
+    client-side protocol error, a shutdown) it is closed, so that the next
+    caller opens a fresh one instead of meeting the same error again (as
+    SQLAlchemy invalidates a connection that is broken)."""
+    if isinstance(error, asyncpg.PostgresError) and not str(
+        getattr(error, "sqlstate", "") or ""
+    ).startswith(_BROKEN_CLASSES):
+        return
+    conn.terminate()
+
+
 async def _init(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec(
         "json", encoder=str.encode, decoder=_json_decoder, schema="pg_catalog", format="binary"
@@ -121,6 +139,7 @@ class AsyncpgReader:
         try:
             return list(await conn.fetch(sql, *args))
         except Exception as error:
+            _discard_if_broken(conn, error)
             raise self._translated(sql, args, error) from error
         finally:
             self._give(conn)
@@ -152,6 +171,7 @@ class AsyncpgReader:
             raw = await conn.fetchrow(read.sql, *args)
             return shape, [] if raw is None else [raw]
         except Exception as error:
+            _discard_if_broken(conn, error)
             raise self._translated(read.sql, params, error) from error
         finally:
             self._give(conn)
@@ -188,10 +208,9 @@ class AsyncpgReader:
         self, sql: str, params: Mapping[str, Any] | Sequence[Any], error: Exception
     ) -> Any:
         """asyncpg's errors as the SQLAlchemy path raises them (its asyncpg
-        dialect's table, then DBAPIError.instance); others (OSError from a
-        refused connection) as they are, as on that path."""
-        if not isinstance(error, asyncpg.PostgresError | asyncpg.InterfaceError):
-            return error
+        dialect's table, then DBAPIError.instance: a client-side protocol
+        error too); others (OSError from a refused connection) as they
+        are, as on that path."""
         table = self._dbapi._asyncpg_error_translate
         for kind in type(error).__mro__:
             if kind in table:
