@@ -5,6 +5,7 @@ error JSON; the paths are the protos' google.api.http annotations."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import uuid
@@ -14,6 +15,7 @@ import aiohttp
 import pytest
 
 from lrod.app import Service
+from lrod.http.server import HttpFrontDoor
 from tests.helpers import http_session
 
 
@@ -183,3 +185,39 @@ async def test_list_cancel_wait_delete_and_job_types(http) -> None:
     wrong = await http.put("/v1/operations:submit")
     assert wrong.status == 405
     assert (await wrong.json())["error"]["status"] == "UNIMPLEMENTED"
+
+
+async def test_stopping_the_door_ends_an_open_watch(service: Service, gates) -> None:
+    """A watch of an operation that does not change does not hold the
+    door's stop (aiohttp waits a minute for its handlers unless told): it
+    is given the gRPC server's grace, then ended."""
+    door = HttpFrontDoor(service.manager, "127.0.0.1:0")
+    await door.start()
+    stopped = False
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{door.port}") as session:
+            accepted = await session.post(
+                "/v1/operations:submit",
+                json={
+                    "jobType": "test.gate",
+                    "input": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": "stop",
+                    },
+                },
+            )
+            assert accepted.status == 202, await accepted.text()
+            op_id = (await accepted.json())["name"].removeprefix("operations/")
+            watch = await session.get(f"/v1/operations/{op_id}:watch")
+            assert watch.status == 200
+            await watch.content.readline()
+            await door.stop()
+            stopped = True
+            with contextlib.suppress(aiohttp.ClientPayloadError):
+                while await watch.content.readline():
+                    pass
+            watch.close()
+    finally:
+        gates.gate("stop").set()
+        if not stopped:
+            await door.stop()

@@ -64,6 +64,11 @@ class _ClientsFault(logging.Filter):
 
 
 _CLIENTS_FAULT = _ClientsFault()
+# How long a stop waits for the requests in progress before it cancels them:
+# the gRPC server's grace (app.Service.stop). aiohttp's default, a minute,
+# held every stop for as long as a watch of an unchanging operation (or a
+# long wait) was open.
+STOP_GRACE = 1.0
 
 
 class HttpFrontDoor:
@@ -102,6 +107,7 @@ class HttpFrontDoor:
             access_log=None,
             keepalive_timeout=self.settings.idle_timeout,
             handler_cancellation=True,
+            shutdown_timeout=STOP_GRACE,
         )
         self._ssl = ssl_context
         self.port: int | None = None
