@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 import click
 
@@ -13,7 +15,10 @@ from lrod.domain.names import parse_operation_name
 from lrod.domain.webhooks import DeliveryState
 from lrod.settings import ConfigurationError
 from lrod.store.engine import open_database, sqlite_path
+from lrod.store.protocol import AttemptRecord
 from lrod.store.sql_store import SqlStore
+
+_T = TypeVar("_T")
 
 # How an attempt ended, as the attempts table records it, for people: an
 # attempt whose job went back to the queue for a retry failed temporarily.
@@ -34,11 +39,12 @@ def show_attempts(database_url: str, name: str) -> int:
     return asyncio.run(_print_attempts(database_url, op_id))
 
 
-async def _print_attempts(database_url: str, op_id: str) -> int:
+async def _read(database_url: str, read: Callable[[SqlStore], Awaitable[_T]]) -> _T:
+    """`read` on the database, closed after; a database that cannot be read
+    is the operator's configuration to check."""
     store = SqlStore(open_database(database_url))
     try:
-        exists = await store.operation_exists(op_id)
-        records = await store.attempts(op_id) if exists else []
+        return await read(store)
     except LrodError as error:
         raise ConfigurationError(
             f"cannot read the database {database_url}: {error.message}\n"
@@ -46,6 +52,14 @@ async def _print_attempts(database_url: str, op_id: str) -> int:
         ) from None
     finally:
         await store.close()
+
+
+async def _print_attempts(database_url: str, op_id: str) -> int:
+    async def read(store: SqlStore) -> tuple[bool, Sequence[AttemptRecord]]:
+        exists = await store.operation_exists(op_id)
+        return exists, (await store.attempts(op_id) if exists else [])
+
+    exists, records = await _read(database_url, read)
     if not exists:
         click.echo(f"error: no operation operations/{op_id} in this database", err=True)
         return Exit.FAILED
@@ -84,16 +98,8 @@ def _check_database(database_url: str) -> None:
 
 
 async def _print_deliveries(database_url: str, state: str | None, limit: int) -> int:
-    store = SqlStore(open_database(database_url))
-    try:
-        found = await store.deliveries(DeliveryState(state.upper()) if state else None, limit)
-    except LrodError as error:
-        raise ConfigurationError(
-            f"cannot read the database {database_url}: {error.message}\n"
-            "Check --database-url (LROD_DATABASE_URL), and that lrod's server uses it."
-        ) from None
-    finally:
-        await store.close()
+    wanted = DeliveryState(state.upper()) if state else None
+    found = await _read(database_url, lambda store: store.deliveries(wanted, limit))
     if not found:
         click.echo("no webhook deliveries" + (f" in state {state}" if state else ""))
         return Exit.SUCCEEDED
