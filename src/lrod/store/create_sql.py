@@ -232,6 +232,16 @@ class _Postgres:
         first fifteen)."""
         time, js = self._time, self._json
         jobs = [job for job, _ in items]
+        # Each distinct time converted once: a BatchSubmit's jobs share
+        # theirs (create_time and run_after are its `now`).
+        times: dict[datetime, Any] = {}
+
+        def at(moment: datetime) -> Any:
+            value = times.get(moment)
+            if value is None:
+                value = times[moment] = time(moment)
+            return value
+
         return (
             [j.id for j in jobs],
             [j.owner for j in jobs],
@@ -239,14 +249,14 @@ class _Postgres:
             [j.priority for j in jobs],
             [j.input.type_url for j in jobs],
             [j.input.value for j in jobs],
-            [js(dict(j.labels)) for j in jobs],
+            [js(dict(j.labels)) if j.labels else "{}" for j in jobs],
             [j.request_id for j in jobs],
             [fp if job.request_id else None for job, fp in items],
             [j.dedupe_key for j in jobs],
             [j.max_attempts for j in jobs],
             [j.timeout.total_seconds() if j.timeout is not None else None for j in jobs],
-            [time(j.create_time) for j in jobs],
-            [time(j.run_after) for j in jobs],
+            [at(j.create_time) for j in jobs],
+            [at(j.run_after) for j in jobs],
             [j.notify_url for j in jobs],
         )
 
