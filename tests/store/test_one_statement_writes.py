@@ -23,7 +23,7 @@ from sqlalchemy import event, exc
 
 from lrod.domain.errors import Code, LrodError, Unavailable
 from lrod.domain.names import new_operation_id
-from lrod.domain.operation import Operation, Payload, PublicError
+from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store import pg_notify
@@ -163,6 +163,40 @@ async def test_creates_are_one_statement_with_their_labels_and_heard(
     for job in jobs:
         stored = await store.get(job.id, "alice", NOW)
         assert (stored.labels, stored.run_after) == (job.labels, job.run_after)
+    assert begun == []
+
+
+async def test_a_heartbeat_is_one_statement_and_its_progress_heard(
+    store: SqlStore, heard: list[dict[str, Any]]
+) -> None:
+    [op] = await _queued(store, 1)
+    [claim] = await store.claim("w1", NOW, LEASE, 1, ["t"])
+    await _next(heard, 1)
+    begun: list[object] = []
+    event.listen(store._db.writer.sync_engine, "begin", begun.append)
+    later = NOW + timedelta(seconds=5)
+    beat = await store.heartbeat(claim, later, LEASE, Progress(3, 7, "copying"))
+    assert (beat.held, beat.cancel_requested) == (True, False)
+    assert await _next(heard, 2) == {"o": store.origin, "ops": [op.id], "c": []}
+    stored = await store.get(op.id, "alice", later)
+    assert (stored.progress, stored.update_time, stored.version) == (
+        Progress(3, 7, "copying"),
+        later,
+        claim.operation.version + 1,
+    )
+    assert stored.lease_expires_at == later + LEASE
+    assert begun == []
+    # A lease alone changes nothing to announce; a cancel request is relayed.
+    await store.cancel(op.id, "alice", later, lambda _: KEEP)  # a transaction
+    await _next(heard, 3)
+    begun.clear()
+    beat = await store.heartbeat(claim, later, LEASE, None)
+    assert (beat.held, beat.cancel_requested) == (True, True)
+    forged = Claim(claim.operation, "not-the-token")
+    assert not (await store.heartbeat(forged, later, LEASE, Progress(9, 9))).held
+    assert (await store.get(op.id, "alice", later)).progress == Progress(3, 7, "copying")
+    await asyncio.sleep(0.1)
+    assert len(heard) == 4  # neither of the last two was announced
     assert begun == []
 
 

@@ -708,6 +708,22 @@ class SqlStore:
     async def heartbeat(
         self, claim: Claim, now: datetime, lease: timedelta, progress: Progress | None
     ) -> Heartbeat:
+        op_id = claim.operation.id
+        if self._worker_one is not None:
+            # One statement in autocommit, its NOTIFY (of the progress) in it.
+            reported = (
+                None if progress is None else (progress.completed, progress.total, progress.stage)
+            )
+            async with self._write_alone() as changes:
+                cancel = await self._worker_one.heartbeat(
+                    op_id, claim.lease_token, now + lease, reported, now
+                )
+                if cancel is not None and progress is not None:
+                    changes.operations.add(op_id)
+                    changes.progressed.add(op_id)
+            if cancel is None:
+                return Heartbeat(held=False, cancel_requested=False)
+            return Heartbeat(held=True, cancel_requested=cancel)
         values: dict[str, Any] = {"lease_expires_at": now + lease}
         if progress is not None:
             values |= progress_values(progress) | {"update_time": now, "version": T.version + 1}

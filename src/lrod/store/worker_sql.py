@@ -147,6 +147,20 @@ class WorkerSqlOne(Protocol):
         for the next claim)."""
         ...
 
+    async def heartbeat(
+        self,
+        op_id: str,
+        token: str,
+        expires: datetime,
+        progress: tuple[int, int, str] | None,
+        now: datetime,
+    ) -> bool | None:
+        """One attempt's lease extended to `expires` and, if given, its
+        progress (completed, total, stage) written at `now` (and announced),
+        fenced by `token`: whether a cancel was requested, None if the row
+        is no longer RUNNING under it."""
+        ...
+
     async def renew(
         self, ids: Sequence[str], tokens: Sequence[str], expires: datetime
     ) -> list[tuple[str, str, bool]]:
@@ -318,6 +332,22 @@ SELECT w.* FROM (SELECT true AS finished, done.* FROM done
                  UNION ALL SELECT false, claimed.* FROM claimed) AS w
  CROSS JOIN (SELECT count(*) FROM note) AS sent
 """
+# One attempt's heartbeat: its lease renewed and, with $4, its progress
+# written ($5-$7, at $8: a change, announced with $9 the origin).
+PG_HEARTBEAT_NOTIFY = f"""
+WITH beat AS (
+  UPDATE operations SET lease_expires_at = $3,
+         progress_completed = CASE WHEN $4::bool THEN $5::bigint ELSE progress_completed END,
+         progress_total = CASE WHEN $4::bool THEN $6::bigint ELSE progress_total END,
+         progress_stage = CASE WHEN $4::bool THEN $7::text ELSE progress_stage END,
+         update_time = CASE WHEN $4::bool THEN $8::timestamptz ELSE update_time END,
+         version = version + CASE WHEN $4::bool THEN 1 ELSE 0 END
+   WHERE id = $1 AND lease_token = $2 AND state = '{RUNNING}'
+  RETURNING id, cancel_requested),
+progressed AS (SELECT id FROM beat WHERE $4::bool),
+{notify_cte("progressed", "$9", queued_again=False)}
+SELECT beat.cancel_requested FROM beat CROSS JOIN (SELECT count(*) FROM note) AS sent
+"""
 # The pool's heartbeat: every lease it holds renewed (nothing to announce).
 PG_RENEW = f"""
 UPDATE operations SET lease_expires_at = $3
@@ -408,6 +438,23 @@ class _PostgresOne:
         raws = await self._run(PG_FINISH_CLAIM_NOTIFY, args)
         written = statements.written([raw[1:] for raw in raws if raw[0]])
         return written, statements.records([raw[1:] for raw in raws if not raw[0]])
+
+    async def heartbeat(
+        self,
+        op_id: str,
+        token: str,
+        expires: datetime,
+        progress: tuple[int, int, str] | None,
+        now: datetime,
+    ) -> bool | None:
+        time = self._statements.time
+        completed, total, stage = progress if progress is not None else (0, 0, "")
+        args = (
+            op_id, token, time(expires), progress is not None, completed, total, stage,
+            time(now), self._origin,
+        )  # fmt: skip
+        rows = await self._run(PG_HEARTBEAT_NOTIFY, args)
+        return bool(rows[0][0]) if rows else None
 
     async def renew(
         self, ids: Sequence[str], tokens: Sequence[str], expires: datetime
