@@ -15,6 +15,7 @@ import pytest
 from google.longrunning import operations_pb2
 from google.protobuf import json_format
 
+from lrod.api import validation
 from lrod.app import Service
 from lrod.domain.submission import MAX_BATCH
 from lrod.examples.v1 import examples_pb2 as ex
@@ -106,6 +107,29 @@ async def test_a_refused_member_rolls_the_whole_batch_back(jobs, operations, idl
     assert info.metadata["index"] == "2"
     assert caught.value.details().startswith("requests[2]: ")
     assert await _stored(operations) == before == [first.name]
+
+
+async def test_a_batch_whose_insert_fails_stores_none(
+    jobs, operations, idle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch with nothing to look up (no request_id, no dedupe key) goes in
+    as one INSERT of its own (one hop on SQLite, one statement on
+    PostgreSQL): a row that cannot be stored (here an id given twice) stores
+    none of the batch, and the call fails with no member created."""
+    made = validation.new_operation_ids
+
+    def twice(count: int) -> list[str]:
+        ids = made(count)
+        return [*ids[:-1], ids[0]]
+
+    monkeypatch.setattr(validation, "new_operation_ids", twice)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await jobs.BatchSubmit(_batch(_sleep(), _sleep(steps=2), _sleep(steps=3)))
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert await _stored(operations) == []
+    monkeypatch.setattr(validation, "new_operation_ids", made)
+    response = await jobs.BatchSubmit(_batch(_sleep(), _sleep(steps=2)))
+    assert await _stored(operations) == sorted(op.name for op in response.operations)
 
 
 async def test_limits_per_call(jobs, operations, idle) -> None:

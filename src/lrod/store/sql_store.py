@@ -438,8 +438,18 @@ class SqlStore:
         """BatchSubmit's creates, in one transaction of their own: all are
         stored or none. A refused member (a reused request_id) rolls the
         whole batch back and is raised, naming its index."""
+        # Nothing to look up or refuse (no request_id, no dedupe key): the
+        # INSERT of them all is the whole transaction, as in `_create_batch`:
+        # one hop on SQLite, ONE statement on PostgreSQL; all rows or none.
+        plain = self._insert_alone or self._insert_one
+        if plain is not None and (not items or not cannot_repeat(items)):
+            plain = None
         for _ in range(3):
             try:
+                if plain is not None:
+                    async with self._write_alone() as changes:
+                        await plain.insert(items)
+                        return inserted(changes, items)
                 async with self._write() as (conn, changes):
                     results = await create_many(conn, changes, items, self._create_sql)
                     stored: list[tuple[Operation, bool]] = []
