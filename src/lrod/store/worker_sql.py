@@ -38,7 +38,12 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from lrod.domain.states import State
-from lrod.store.dialect import runs_on_asyncpg
+from lrod.store.dialect import (
+    runs_on_asyncpg,
+    sqlite_time,
+    sqlite_time_read,
+    stores_naive_datetimes,
+)
 from lrod.store.driver import Hop, asyncpg_fetch, at_once, within
 from lrod.store.pg_notify import notify_cte
 from lrod.store.schema import UTCDateTime
@@ -199,14 +204,24 @@ def one_statement(dialect: Dialect, run: Run | None, origin: str) -> WorkerSqlOn
 
 
 class _Processors:
-    """The column types' own conversions for one dialect."""
+    """The column types' own conversions for one dialect. On SQLite the
+    datetimes' are lrod's own (dialect.sqlite_time, sqlite_time_read: the
+    same text and values as SQLAlchemy's chain of UTCDateTime over DATETIME,
+    at less than half its CPU; a claimed and a finished row hold seven
+    datetimes each, a finishing write binds four)."""
 
     def __init__(self, dialect: Dialect) -> None:
+        naive = stores_naive_datetimes(dialect)
+
         def bind(column: Column[Any]) -> Callable[[Any], Any]:
+            if naive and isinstance(column.type, UTCDateTime):
+                return _sqlite_bind_time
             process = column.type.dialect_impl(dialect).bind_processor(dialect)
             return process if process is not None else _same
 
         def result(column: Column[Any]) -> Callable[[Any], Any] | None:
+            if naive and isinstance(column.type, UTCDateTime):
+                return sqlite_time_read
             # asyncpg hands back native values (json decoded by the codec
             # SQLAlchemy installs on its connections): only the UTC
             # normalisation of datetimes is left to do.
@@ -236,6 +251,10 @@ class _Processors:
 
 def _same(value: Any) -> Any:
     return value
+
+
+def _sqlite_bind_time(value: datetime | None) -> str | None:
+    return None if value is None else sqlite_time(value)
 
 
 # -- PostgreSQL -----------------------------------------------------------
