@@ -352,3 +352,39 @@ def test_a_client_side_protocol_error_is_translated_as_on_sqlalchemys_path() -> 
     assert isinstance(translated, exc.DBAPIError)
     with pytest.raises(Unavailable), translated_errors():
         raise translated
+
+
+async def test_a_write_whose_rows_cannot_be_read_back_is_not_run_again(
+    store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The finishes and the claim committed as one statement, then reading
+    its rows back failed (a bug): every member gets UNAVAILABLE once, and
+    the statement is not run again (its finishes would be refused as stale,
+    its claim would claim a second set)."""
+    await _queued(store, 4)
+    claims = await store.claim("w", NOW, LEASE, 2, ["t"])
+    one = store._worker_one
+    assert one is not None
+    runs: list[str] = []
+    run = one._run  # type: ignore[attr-defined]
+
+    async def counted(sql: str, args: Any) -> Any:
+        runs.append(sql)
+        return await run(sql, args)
+
+    def unreadable(*args: object) -> object:
+        raise ValueError("simulated: the rows could not be read back")
+
+    monkeypatch.setattr(one, "_run", counted)
+    monkeypatch.setattr(one._statements, "written", unreadable)  # type: ignore[attr-defined]
+    outcomes = await asyncio.gather(
+        *(store.succeed(c, NOW, RESULT, KEEP) for c in claims),
+        store.claim("w", NOW, LEASE, 2, ["t"]),
+        return_exceptions=True,
+    )
+    assert len(runs) == 1, runs  # one statement, not run again in halves or apart
+    assert all(isinstance(o, Unavailable) for o in outcomes), outcomes
+    monkeypatch.undo()
+    for claim in claims:
+        assert (await store.get(claim.operation.id, "alice", NOW)).state is State.SUCCEEDED
+    assert await store.claim("w", NOW, LEASE, 2, ["t"]) == []  # the claim took them once

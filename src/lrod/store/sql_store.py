@@ -931,6 +931,10 @@ class SqlStore:
                         raise _AfterCommit() from error
                     changes.operations.update(r.id for r in raws)
                     claimed.append(raws)
+            except worker_sql.ReadBackFailed as error:
+                # Committed: run again, its finishes would be refused as
+                # stale and its claim would claim again.
+                raise _AfterCommit() from error
             except Exception as error:
                 if _database_down(error):
                     raise
@@ -963,7 +967,10 @@ class SqlStore:
             async with self._write() as (conn, changes):
                 return await finish_many(conn, changes, finishes, self._worker_sql)
         async with self._write_alone() as changes:
-            rows = [await one.finish(rounds[0])]
+            try:
+                rows = [await one.finish(rounds[0])]
+            except worker_sql.ReadBackFailed as error:
+                raise _AfterCommit() from error
             try:
                 return finished_alone(plan, rows, changes)
             except Exception as error:

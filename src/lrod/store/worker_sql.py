@@ -140,7 +140,8 @@ class WorkerSqlOne(Protocol):
         ...
 
     async def finish(self, writes: Sequence[FinishWrite]) -> dict[str, Any]:
-        """As `WorkerSql.finish`, committed when this returns."""
+        """As `WorkerSql.finish`, committed when this returns (ReadBackFailed:
+        committed, but its rows could not be read)."""
         ...
 
     async def finish_and_claim(
@@ -172,6 +173,11 @@ class WorkerSqlOne(Protocol):
         """The lease of every RUNNING row of `ids` held under one of `tokens`
         extended to `expires`: (id, lease token, cancel requested) of each."""
         ...
+
+
+class ReadBackFailed(Exception):
+    """A one-statement write committed, but its rows could not be read back
+    (a bug, not the database): it must not be run again."""
 
 
 # One statement of constant SQL as a transaction of its own, its rows as
@@ -447,7 +453,11 @@ class _PostgresOne:
 
     async def finish(self, writes: Sequence[FinishWrite]) -> dict[str, Any]:
         args = (*self._statements.finish_args(writes), self._origin)
-        return self._statements.written(await self._run(PG_FINISH_NOTIFY, args))
+        raws = await self._run(PG_FINISH_NOTIFY, args)
+        try:
+            return self._statements.written(raws)
+        except Exception as error:
+            raise ReadBackFailed() from error
 
     async def finish_and_claim(
         self, writes: Sequence[FinishWrite], ask: ClaimAsk
@@ -455,8 +465,11 @@ class _PostgresOne:
         statements = self._statements
         args = (*statements.finish_args(writes), *statements.claim_args(ask), self._origin)
         raws = await self._run(PG_FINISH_CLAIM_NOTIFY, args)
-        written = statements.written([raw[1:] for raw in raws if raw[0]])
-        return written, statements.records([raw[1:] for raw in raws if not raw[0]])
+        try:
+            written = statements.written([raw[1:] for raw in raws if raw[0]])
+            return written, statements.records([raw[1:] for raw in raws if not raw[0]])
+        except Exception as error:
+            raise ReadBackFailed() from error
 
     async def heartbeat(
         self,
