@@ -28,6 +28,9 @@ TEXTS = [sqlite_time(moment) for moment in MOMENTS] + [
     "2026-06-01 12:00:00",  # SQLite's own strftime (the bench loader writes it)
     "2026-06-01",
     "2026-06-01T12:00:00.5",
+    "2026-06-01 12",
+    "2026-06-01T12:00:00Z",
+    "2026-06-01 12:00:00-05:30",
     "2026-06-01 12:00:00+02:00",  # a zone: converted to UTC, as UTCDateTime does
 ]
 
@@ -72,6 +75,11 @@ def test_the_worker_rows_convert_as_sqlalchemy_converts() -> None:
     names = [c.name for c in T]
     for name in ("create_time", "update_time", "run_after", "start_time", "lease_expires_at"):
         raw[names.index(name)] = "2026-06-01 12:00:00.000007"
+    raw[names.index("labels")] = "{}"
+    record = ours.record(raw)
+    assert record.labels == {}
+    raw[names.index("labels")] = '{"a": "{}"}'
+    assert ours.record(raw).labels == {"a": "{}"}
     record = ours.record(raw)
     for name in ("create_time", "run_after", "lease_expires_at"):
         assert getattr(record, name) == datetime(2026, 6, 1, 12, 0, 0, 7, tzinfo=UTC)
