@@ -62,7 +62,15 @@ def _requests() -> list[job_service_pb2.SubmitRequest]:
         job_service_pb2.SubmitRequest(input=pack(ex.SleepJob())),
         job_service_pb2.SubmitRequest(job_type="examples.sleep", input=pack(ex.FlakyJob())),
     ]
-    return base + base[::-1]
+    # Each again with a request_id of its own: requests with one and
+    # without are keyed differently (validation._alike).
+    named = []
+    for request in base:
+        copy = job_service_pb2.SubmitRequest()
+        copy.CopyFrom(request)
+        copy.request_id = copy.request_id or str(uuid.uuid4())
+        named.append(copy)
+    return base + named + base[::-1] + named[::-1]
 
 
 def _alone(request: job_service_pb2.SubmitRequest) -> NewJob | InvalidArgument:
@@ -78,7 +86,9 @@ def test_alike_reads_every_field_but_request_id() -> None:
 
 
 def test_each_member_gets_what_it_gets_alone() -> None:
-    requests = _requests()
+    # Compared with the batch's own copies: a copied map may iterate in
+    # another order than its original.
+    requests = list(job_service_pb2.BatchSubmitRequest(requests=_requests()).requests)
     alone = [_alone(r) for r in requests]
     with pytest.raises(InvalidArgument) as caught:
         new_jobs(job_service_pb2.BatchSubmitRequest(requests=requests), registry, OWNER, NOW)
@@ -95,7 +105,9 @@ def test_each_member_gets_what_it_gets_alone() -> None:
 
     # The valid ones, as a batch of their own: the jobs Submit makes of them.
     valid = [r for r, a in zip(requests, alone, strict=True) if isinstance(a, NewJob)]
-    jobs = new_jobs(job_service_pb2.BatchSubmitRequest(requests=valid), registry, OWNER, NOW)
+    batch = job_service_pb2.BatchSubmitRequest(requests=valid)
+    valid = list(batch.requests)
+    jobs = new_jobs(batch, registry, OWNER, NOW)
     assert len({job.id for job in jobs}) == len(jobs) == len(valid)
     for job, request in zip(jobs, valid, strict=True):
         reference = _alone(request)
