@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 from lrod.domain.operation import Progress
 
+_NO_PROGRESS = Progress()
+
 
 class JobCancelled(Exception):
     """Raised by `JobContext.raise_if_cancelled` once a cancel was requested."""
@@ -96,7 +98,7 @@ class JobContext:
     def latest_progress(self) -> Progress | None:
         """The last progress reported, sent or not; None if none was."""
         with self._lock:
-            return self._progress if self._progress != Progress() or self._unsent else None
+            return self._progress if self._unsent or self._progress != _NO_PROGRESS else None
 
     def take_progress(self) -> Progress | None:
         """The progress reported since the last call, if any."""

@@ -75,8 +75,11 @@ class TransitionLog:
     worker's.)"""
 
     def transitions_committed(self, transitions: Sequence[Transition]) -> None:
+        info = log.isEnabledFor(logging.INFO)
         for t in transitions:
             op = t.operation
+            if t.by is not EndedBy.RESCUE and not (info and op.done):
+                continue  # nothing to log: no fields built (one per job ended)
             fields = {
                 "operation": op.name,
                 "job_type": op.job_type,

@@ -600,7 +600,7 @@ class _Sqlite:
         at = self._p.time(ask.now)
         worker, token = ask.worker, ask.token
         args = (worker, token, self._p.time(ask.expires), at, at, at, *ask.job_types, ask.limit)
-        started = self._p.attempt_time(ask.now)
+        started = at if self._p.attempt_time is self._p.time else self._p.attempt_time(ask.now)
         number = self._attempt_index
 
         def run(db: sqlite3.Connection) -> list[Any]:
@@ -617,14 +617,19 @@ class _Sqlite:
         self, writes: Sequence[FinishWrite]
     ) -> Callable[[sqlite3.Connection], list[Any]]:
         time, js, ajs = self._p.time, self._p.json, self._p.attempt_json
+        # The write's moment is bound three times (update_time, the attempt's
+        # end_time and, for a terminal move, end_time): converted once.
+        same = self._p.attempt_time is time
         updates: list[tuple[Any, ...]] = []
         closes: list[tuple[Any, ...]] = []
         for w in writes:
             completed, total, stage = w.progress
+            now = time(w.now)
+            ended = (now if w.end_time is w.now else time(w.end_time)) if w.ends else None
             updates.append(
                 (
                     w.state,
-                    w.ends, time(w.end_time) if w.ends else None,
+                    w.ends, ended,
                     w.ends, time(w.expire_time) if w.ends else None,
                     w.ends, js(w.error) if w.ends else None,
                     w.has_result, w.result_type,
@@ -635,13 +640,13 @@ class _Sqlite:
                     w.has_last_error, js(w.last_attempt_error) if w.has_last_error else None,
                     w.has_run_after, time(w.run_after) if w.has_run_after else None,
                     1 if w.releases else 0,
-                    time(w.now),
+                    now,
                     w.op_id, w.token,
                 )
             )  # fmt: skip
             closes.append(
                 (
-                    self._p.attempt_time(w.now),
+                    now if same else self._p.attempt_time(w.now),
                     w.outcome,
                     ajs(w.attempt_error),
                     w.internal_error,
