@@ -9,7 +9,7 @@ import hashlib
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from lrod.auth import audit
 from lrod.auth.principal import Principal
@@ -115,8 +115,14 @@ class OperationManager:
                 operation, created = await self.store.create(job, fingerprint)
             else:
                 operation, created = await self.store.create_claimed(job, fingerprint, hand_off)
-        finally:
-            self.quotas.stored(reservation, int(created))
+        except asyncio.CancelledError:
+            # The store runs the create to its end without its caller.
+            self.quotas.left(reservation)
+            raise
+        except BaseException:
+            self.quotas.stored(reservation, 0)
+            raise
+        self.quotas.stored(reservation, int(created))
         self.metrics.submitted(operation.job_type, created)
         return operation
 
@@ -138,11 +144,16 @@ class OperationManager:
             for repeat in stored:
                 self.metrics.submitted(repeat.job_type, False)
             return stored
-        results: Sequence[tuple[Operation, bool]] = ()
         try:
             results = await self.store.create_all(members)
-        finally:
-            self.quotas.stored(reservation, sum(created for _, created in results))
+        except asyncio.CancelledError:
+            # create_all is shielded: all or none is stored without its caller.
+            self.quotas.left(reservation)
+            raise
+        except BaseException:
+            self.quotas.stored(reservation, 0)
+            raise
+        self.quotas.stored(reservation, sum(created for _, created in results))
         # Counted per job type and outcome, not per job.
         counts = collections.Counter((op.job_type, created) for op, created in results)
         for (job_type, created), count in counts.items():
@@ -204,7 +215,14 @@ class OperationManager:
     async def cancel(self, caller: Principal, name: str) -> Operation:
         # A queued operation's move to CANCELLED is counted by the store's
         # transition subscribers.
-        op_id = parse_operation_name(name)
+        # The cancel and its audit record run to their end together, even if
+        # the caller leaves (an HTTP client hanging up): an admin's cancel of
+        # another owner's operation that commits is always recorded.
+        call = asyncio.ensure_future(self._cancel(caller, parse_operation_name(name)))
+        call.add_done_callback(_retrieved)
+        return await asyncio.shield(call)
+
+    async def _cancel(self, caller: Principal, op_id: str) -> Operation:
         after = await self.store.cancel(
             op_id, _scope(caller), self.clock(), self.registry.retention
         )
@@ -289,3 +307,10 @@ def _audit(caller: Principal, action: str, op: Operation) -> None:
     """An admin's action on another owner's operation is logged."""
     if caller.is_admin and op.owner != caller.owner:
         audit.admin_action(caller, action, op.name, op.owner)
+
+
+def _retrieved(call: asyncio.Future[Any]) -> None:
+    """A shielded call whose caller left: its error (a NotFound, say) is no
+    one's to handle, and asyncio would log "exception was never retrieved"."""
+    if not call.cancelled():
+        call.exception()

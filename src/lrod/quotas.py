@@ -37,6 +37,9 @@ from lrod.store.protocol import OperationStore, Usage
 # How old the database's counts may be before a Submit reads them again.
 USAGE_MAX_AGE = 1.0
 RETRY_SECONDS = 1.0
+# How long a reservation whose caller left mid-create is held before it
+# counts as stored (`Quotas.left`).
+LEFT_SETTLE = 5.0
 
 
 def exhausted(
@@ -194,6 +197,24 @@ class Quotas:
             self._add(reservation, 1)
         self._seq += 1
         reservation.committed = self._seq
+
+    def left(self, reservation: _Reservation | None) -> None:
+        """The caller left while its create was in flight (a client that hung
+        up): the store carries the write on to its end, unseen from here. The
+        reservation stays held as if still being created, and counts as
+        stored after LEFT_SETTLE seconds (far longer than a create takes),
+        until a usage read begun after that counts what really was. The safe
+        side: at worst a refusal for those seconds, never an admission past
+        a limit (unless a create outlasts them)."""
+        if reservation is not None:
+            asyncio.get_running_loop().call_later(
+                LEFT_SETTLE, self.stored, reservation, reservation.count
+            )
+
+    def reserved(self, owner: str) -> int:
+        """How many operations of `owner` are reserved and not yet in a usage
+        read (being created, or stored since the last read)."""
+        return sum(r.count for r in self._reservations if r.owner == owner)
 
     def _add(self, r: _Reservation, sign: int) -> None:
         """Running totals of the reservations not yet in a database read."""

@@ -6,6 +6,7 @@ Over gRPC and every HTTP route, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -18,12 +19,17 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.protobuf import duration_pb2
 from prometheus_client import generate_latest
 
+from lrod.api.validation import new_job
 from lrod.app import Service
+from lrod.auth.principal import ADMIN, Principal
+from lrod.clock import utcnow
+from lrod.domain.states import State
 from lrod.examples.v1 import examples_pb2
 from lrod.http.server import HttpFrontDoor
 from lrod.settings import SecuritySettings
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc
-from tests.auth.conftest import Principals
+from lrod.worker import WorkerSettings
+from tests.auth.conftest import Principals, ServiceFactory
 from tests.helpers import pack
 
 MISSING_ID = "AAAAAAAAAAAAAAAAAAAAAA"
@@ -309,3 +315,36 @@ async def test_the_console_checks_its_viewers_through_the_same_seam(
         assert wrong.status == 303
         signed = await http.get("/console/", headers=principals.alice.headers)
         assert signed.status == 200
+
+
+async def test_an_admins_cancel_is_audited_even_if_the_caller_leaves(
+    start_service: ServiceFactory, principals: Principals, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store runs a cancel to its end when its caller is cancelled (an
+    HTTP client hanging up); the admin's audit record goes with it."""
+    caplog.set_level(logging.INFO)
+    service = await start_service(
+        security=SecuritySettings(auth_token_file=str(principals.token_file)),
+        workers=WorkerSettings(concurrency=0),
+    )
+    manager = service.manager
+    job = new_job(_sleep_request(), manager.registry, principals.alice.name, utcnow())
+    op = await manager.submit(job)
+    admin = Principal(principals.admin.name, frozenset({ADMIN}))
+    cancel = asyncio.create_task(manager.cancel(admin, op.name))
+    await asyncio.sleep(0)  # the cancel is under way in the store
+    cancel.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await cancel
+
+    def audited() -> bool:
+        return any(
+            getattr(r, "audit", None) == "admin" and getattr(r, "action", None) == "cancel"
+            for r in caplog.records
+        )
+
+    async with asyncio.timeout(10):
+        while not audited():
+            await asyncio.sleep(0.01)
+    after = await manager.get(Principal(principals.alice.name), op.name)
+    assert after.state is State.CANCELLED

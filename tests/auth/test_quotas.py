@@ -16,7 +16,9 @@ from google.longrunning import operations_pb2, operations_pb2_grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from lrod.api.validation import new_job
 from lrod.app import Service
+from lrod.clock import utcnow
 from lrod.console.access import Access
 from lrod.http.server import HttpFrontDoor
 from lrod.manager import ManagerSettings
@@ -328,3 +330,31 @@ async def test_a_client_that_hangs_up_gives_its_wait_back(
                 await again.content.readline()
                 assert quotas.waits_open(alice.name) == 1
                 again.close()
+
+
+async def test_a_submit_whose_caller_leaves_mid_create_keeps_its_place(
+    start_service: ServiceFactory, principals: Principals
+) -> None:
+    """A caller cancelled while its Submit's create is in flight (a client
+    hanging up: the HTTP door cancels its handler) leaves the write to the
+    store, which stores it: its place under the limit stays taken meanwhile,
+    instead of being given back as if nothing had been stored."""
+    service = await _start(start_service, principals, active_operations=1)
+    alice, manager = principals.alice, service.manager
+    job = new_job(_sleep_request(), manager.registry, alice.name, utcnow())
+    submit = asyncio.create_task(manager.submit(job))
+    async with asyncio.timeout(10):
+        while not manager.quotas.reserved(alice.name):  # reserved: the create is under way
+            await asyncio.sleep(0)
+    submit.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await submit
+    assert manager.quotas.reserved(alice.name) == 1
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{service.port}") as channel:
+        jobs, ops = _stubs(channel)
+        reason, _, _ = await _refused(jobs.Submit(_sleep_request(), metadata=alice.metadata))
+        assert reason == "ACTIVE_OPERATIONS_EXCEEDED"
+        async with asyncio.timeout(10):
+            while not await _names(ops, alice):
+                await asyncio.sleep(0.01)
+        assert await _names(ops, alice) == {f"operations/{job.id}"}  # stored all the same

@@ -85,7 +85,7 @@ def test_alike_reads_every_field_but_request_id() -> None:
     assert set(validation.ALIKE_FIELDS) == fields - {"request_id"}
 
 
-def test_each_member_gets_what_it_gets_alone() -> None:
+def test_each_member_gets_what_it_gets_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     # Compared with the batch's own copies: a copied map may iterate in
     # another order than its original.
     requests = list(job_service_pb2.BatchSubmitRequest(requests=_requests()).requests)
@@ -102,6 +102,12 @@ def test_each_member_gets_what_it_gets_alone() -> None:
     shown = [(v.field, v.description, v.reason) for v in caught.value.violations]
     assert shown == expected[: validation.MAX_BATCH_VIOLATIONS]
     assert caught.value.reason == expected[0][2]
+    # Every member's violations, not just the first shown: the mirrored
+    # half, where the shared check is reused, comes after the cap.
+    monkeypatch.setattr(validation, "MAX_BATCH_VIOLATIONS", len(expected) + 1)
+    with pytest.raises(InvalidArgument) as caught:
+        new_jobs(job_service_pb2.BatchSubmitRequest(requests=requests), registry, OWNER, NOW)
+    assert [(v.field, v.description, v.reason) for v in caught.value.violations] == expected
 
     # The valid ones, as a batch of their own: the jobs Submit makes of them.
     valid = [r for r, a in zip(requests, alone, strict=True) if isinstance(a, NewJob)]
