@@ -41,7 +41,21 @@ class JobContext:
         self._cancel_asked = False
         self._cancelled: asyncio.Event | None = None
         self._on_report: Callable[[], None] | None = None
-        self.stopped = threading.Event()  # the attempt's time ran out or was abandoned
+        self._stopped: threading.Event | None = None  # made at its first use
+
+    @property
+    def stopped(self) -> threading.Event:
+        """Set once the attempt's time ran out or it was abandoned. Made at
+        its first use (a stop, or a handler that looks): most attempts never
+        need it, and a threading.Event costs more than the rest of the
+        context together."""
+        stopped = self._stopped
+        if stopped is None:
+            with self._lock:
+                if self._stopped is None:
+                    self._stopped = threading.Event()
+                stopped = self._stopped
+        return stopped
 
     # -- for handlers -------------------------------------------------------
     def report_progress(
@@ -75,7 +89,8 @@ class JobContext:
         await self._cancelled.wait()
 
     def raise_if_cancelled(self) -> None:
-        if self._cancel_asked or self.stopped.is_set():
+        stopped = self._stopped
+        if self._cancel_asked or (stopped is not None and stopped.is_set()):
             raise JobCancelled()
 
     # -- for the worker -----------------------------------------------------
