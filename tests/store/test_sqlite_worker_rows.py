@@ -49,6 +49,14 @@ def test_a_time_reads_back_as_sqlalchemy_reads_it(text: str) -> None:
     assert ours.tzinfo is UTC
 
 
+@pytest.mark.parametrize("moment", MOMENTS, ids=str)
+def test_a_time_written_reads_back_as_the_same_moment(moment: datetime) -> None:
+    for read in (sqlite_time_read(sqlite_time(moment)), _sqlalchemy_read(sqlite_time(moment))):
+        assert read == moment.astimezone(UTC)
+        assert read.tzinfo is UTC  # type: ignore[union-attr]
+        assert read.fold == 0  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     ("text", "why"),
     [("", "isoformat"), ("yesterday", "isoformat"), ("2026-13-01 00:00:00", "month")],
