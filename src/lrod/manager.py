@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from lrod.auth import audit
 from lrod.auth.principal import Principal
@@ -30,10 +30,12 @@ from lrod.domain.webhooks import AddressRules
 from lrod.hub import ChangeHub, Subscription
 from lrod.jobs.registry import Registry
 from lrod.metrics import Metrics
-from lrod.quotas import Quotas
+from lrod.quotas import Quotas, _Reservation
 from lrod.settings import ManagerSettings, QuotaSettings
 from lrod.shared_reads import SharedReads
 from lrod.store.protocol import HandOff, K, OperationStore
+
+_C = TypeVar("_C")
 
 
 class LocalWorkers(Protocol):
@@ -110,19 +112,12 @@ class OperationManager:
             if workers is not None and not job.dedupe_key
             else None
         )
-        try:
-            if hand_off is None:
-                operation, created = await self.store.create(job, fingerprint)
-            else:
-                operation, created = await self.store.create_claimed(job, fingerprint, hand_off)
-        except asyncio.CancelledError:
-            # The store runs the create to its end without its caller.
-            self.quotas.left(reservation)
-            raise
-        except BaseException:
-            self.quotas.stored(reservation, 0)
-            raise
-        self.quotas.stored(reservation, int(created))
+        create = (
+            self.store.create(job, fingerprint)
+            if hand_off is None
+            else self.store.create_claimed(job, fingerprint, hand_off)
+        )
+        operation, created = await self._settled(reservation, create, lambda r: int(r[1]))
         self.metrics.submitted(operation.job_type, created)
         return operation
 
@@ -144,21 +139,33 @@ class OperationManager:
             for repeat in stored:
                 self.metrics.submitted(repeat.job_type, False)
             return stored
-        try:
-            results = await self.store.create_all(members)
-        except asyncio.CancelledError:
-            # create_all is shielded: all or none is stored without its caller.
-            self.quotas.left(reservation)
-            raise
-        except BaseException:
-            self.quotas.stored(reservation, 0)
-            raise
-        self.quotas.stored(reservation, sum(created for _, created in results))
+        results = await self._settled(
+            reservation,
+            self.store.create_all(members),
+            lambda results: sum(created for _, created in results),
+        )
         # Counted per job type and outcome, not per job.
         counts = collections.Counter((op.job_type, created) for op, created in results)
         for (job_type, created), count in counts.items():
             self.metrics.submitted(job_type, created, count)
         return [operation for operation, _ in results]
+
+    async def _settled(
+        self, reservation: _Reservation | None, create: Awaitable[_C], count: Callable[[_C], int]
+    ) -> _C:
+        """`create`'s result, its quota reservation settled with `count` of it
+        stored; none if it fails; held (`Quotas.left`) if the caller leaves,
+        as the store runs the create to its end without it."""
+        try:
+            result = await create
+        except asyncio.CancelledError:
+            self.quotas.left(reservation)
+            raise
+        except BaseException:
+            self.quotas.stored(reservation, 0)
+            raise
+        self.quotas.stored(reservation, count(result))
+        return result
 
     async def get(self, caller: Principal, name: str) -> Operation:
         op = await self.store.get(parse_operation_name(name), _scope(caller), self.clock())
