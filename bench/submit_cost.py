@@ -6,7 +6,10 @@ and BatchSubmit (1,000 per call, 4 at once) straight through the servicer,
 without gRPC: what this process's CPU (time.process_time, which counts the
 SQLite threads too, not the PostgreSQL server) spends per created
 operation in validation, quotas, the store's create and the answer's
-conversion and serialization. `--profile FILE` writes a cProfile of the measured calls.
+conversion and serialization; and the wall time per created operation.
+`--request-id` gives each Submit (each BatchSubmit: the batch) a fresh
+request_id, as an idempotent client sends. `--profile FILE` writes a cProfile
+of the measured calls.
 A tool for measuring one change; `make bench` does not run it.
 """
 
@@ -17,6 +20,7 @@ import asyncio
 import contextlib
 import cProfile
 import time
+import uuid
 from typing import Any
 
 from bench.client import submit_request
@@ -37,11 +41,29 @@ def _serialized(answer: Any) -> bytes:
     return answer if isinstance(answer, bytes) else answer.SerializeToString()
 
 
-async def _measure(service: JobService, args: argparse.Namespace) -> list[float]:
-    """Microseconds of CPU per created operation, one figure per round."""
+async def _measure(
+    service: JobService, args: argparse.Namespace
+) -> tuple[list[float], list[float]]:
+    """Microseconds of CPU and of wall time per created operation, one
+    figure per round each."""
     single = submit_request()
     batch = job_service_pb2.BatchSubmitRequest(requests=[single] * 1000)
     context: Any = None
+
+    def one() -> job_service_pb2.SubmitRequest:
+        if not args.request_id:
+            return single
+        request = job_service_pb2.SubmitRequest()
+        request.CopyFrom(single)
+        request.request_id = str(uuid.uuid4())
+        return request
+
+    def many() -> job_service_pb2.BatchSubmitRequest:
+        if not args.request_id:
+            return batch
+        return job_service_pb2.BatchSubmitRequest(
+            requests=batch.requests, request_id=str(uuid.uuid4())
+        )
 
     async def submits(count: int) -> None:
         left = count
@@ -50,7 +72,7 @@ async def _measure(service: JobService, args: argparse.Namespace) -> list[float]
             nonlocal left
             while left > 0:
                 left -= 1
-                _serialized(await service.Submit(single, context))
+                _serialized(await service.Submit(one(), context))
 
         await asyncio.gather(*(client() for _ in range(64)))
 
@@ -61,7 +83,7 @@ async def _measure(service: JobService, args: argparse.Namespace) -> list[float]
             nonlocal left
             while left > 0:
                 left -= 1
-                _serialized(await service.BatchSubmit(batch, context))
+                _serialized(await service.BatchSubmit(many(), context))
 
         await asyncio.gather(*(client() for _ in range(4)))
 
@@ -69,17 +91,19 @@ async def _measure(service: JobService, args: argparse.Namespace) -> list[float]
     await run(max(1, 200 // unit))  # warm up: statement caches, connections
     profile = cProfile.Profile() if args.profile else None
     costs = []
+    walls = []
     for _ in range(args.rounds):
         if profile is not None:
             profile.enable()
-        started = time.process_time()
+        started, began = time.process_time(), time.perf_counter()
         await run(args.count // unit)
         costs.append((time.process_time() - started) / args.count * 1e6)
+        walls.append((time.perf_counter() - began) / args.count * 1e6)
         if profile is not None:
             profile.disable()
     if profile is not None:
         profile.dump_stats(args.profile)
-    return costs
+    return costs, walls
 
 
 async def run(args: argparse.Namespace) -> None:
@@ -89,13 +113,15 @@ async def run(args: argparse.Namespace) -> None:
         store = SqlStore(open_database(url), hub)
         try:
             service = JobService(OperationManager(store, hub, registry))
-            costs = await _measure(service, args)
+            costs, walls = await _measure(service, args)
         finally:
             await store.close()
     rounds = ", ".join(f"{c:.1f}" for c in costs)
+    kind = " with request_id" if args.request_id else ""
     print(
-        f"{args.call} {args.db}: CPU per operation {median(costs):.1f} us"
-        f" (median of {len(costs)} rounds of {args.count}: {rounds})"
+        f"{args.call}{kind} {args.db}: CPU per operation {median(costs):.1f} us"
+        f" (median of {len(costs)} rounds of {args.count}: {rounds});"
+        f" wall {median(walls):.1f} us"
     )
 
 
@@ -105,6 +131,7 @@ def main() -> None:
     parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--count", type=int, default=4000, help="operations per round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--request-id", action="store_true", help="a fresh request_id per call")
     parser.add_argument("--profile", help="write a cProfile of the measured rounds here")
     asyncio.run(run(parser.parse_args()))
 

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from lrod.domain.filters import parse_filter
+from lrod.store.create_sql import PG_INSERT_FRESH
 from lrod.store.engine import sync_url
 from lrod.store.statements import due_query, list_query
 from lrod.store.worker_sql import (
@@ -64,6 +65,8 @@ def _worker_plans(connection) -> list[str]:
         ("claim_one", PG_CLAIM_NOTIFY, f"{claim}, 'origin'"),
         ("finish_one", PG_FINISH_NOTIFY, f"{finish}, 'origin'"),
         ("both_one", PG_FINISH_CLAIM_NOTIFY, f"{finish}, {claim}, 'origin'"),
+        # A create with request_ids or dedupe keys (create_sql.py).
+        ("fresh", PG_INSERT_FRESH, ", ".join(["NULL"] * 18 + ["'payload'"])),
     ):
         connection.exec_driver_sql(f"PREPARE {name} AS {sql}")
         rows = connection.exec_driver_sql(f"EXPLAIN EXECUTE {name}({args})").all()
@@ -98,6 +101,9 @@ def test_claim_and_list_use_their_indexes(postgres_url) -> None:
         assert "Sort" not in claiming, claiming
     for finishing in (worker[1], worker[3], worker[4]):
         assert "ix_attempts_operation" in finishing, finishing
+    # The look-up of stored request_ids and active dedupe keys, by their indexes.
+    assert "uq_operations_request_id" in worker[5], worker[5]
+    assert "uq_operations_active_dedupe" in worker[5], worker[5]
     assert "Sort" not in claim, claim
     assert "Seq Scan" not in claim, claim
     assert "ix_operations_list" in listing, listing

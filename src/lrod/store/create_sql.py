@@ -35,6 +35,7 @@ from lrod.store import pg_notify
 from lrod.store.dialect import runs_on_asyncpg, sqlite_time
 from lrod.store.driver import Hop, asyncpg_fetch, at_once, within
 from lrod.store.protocol import HandOff
+from lrod.store.schema import ACTIVE_STATES_SQL
 from lrod.store.statements import T
 
 QUEUED = State.QUEUED.value
@@ -75,6 +76,43 @@ labelled AS (
   INSERT INTO operation_labels (operation_id, key, value)
   SELECT * FROM unnest($16::text[], $17::text[], $18::text[]))
 SELECT pg_notify('{pg_notify.CHANNEL}', $19)
+"""
+
+# The same with request_ids or dedupe keys (Submit's group commit, a
+# BatchSubmit): ONE statement that stores every row, with its labels and its
+# NOTIFY, if none of them repeats a stored request_id or an active dedupe key
+# (`found`), and else stores nothing; it returns how many it found. All
+# rows or none either way; a concurrent writer's row, committed after the
+# statement's snapshot, fails it on the unique index (IntegrityError), as
+# it fails the INSERT of the transaction path.
+PG_INSERT_FRESH = f"""
+WITH i AS (
+  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bytea[],
+                       $7::text[], $8::text[], $9::text[], $10::text[], $11::int[],
+                       $12::float8[], $13::timestamptz[], $14::timestamptz[], $15::text[])
+    AS i(id, owner, job_type, priority, input_type, input_value,
+         labels, request_id, request_fingerprint, dedupe_key, max_attempts,
+         timeout_seconds, create_time, run_after, notify_url)),
+found AS (
+  SELECT o.id FROM i JOIN operations o
+      ON o.owner = i.owner AND o.request_id = i.request_id
+  UNION ALL
+  SELECT o.id FROM i JOIN operations o
+      ON o.owner = i.owner AND o.job_type = i.job_type AND o.dedupe_key = i.dedupe_key
+   WHERE o.dedupe_key IS NOT NULL AND o.{ACTIVE_STATES_SQL}),
+stored AS (
+  INSERT INTO operations ({_SET})
+  SELECT id, owner, job_type, '{QUEUED}', priority, input_type, input_value, labels::json,
+         request_id, request_fingerprint, dedupe_key, 0, max_attempts, timeout_seconds,
+         create_time, create_time, run_after, false, 0, 0, '', 1, notify_url
+    FROM i WHERE NOT EXISTS (SELECT FROM found)),
+labelled AS (
+  INSERT INTO operation_labels (operation_id, key, value)
+  SELECT * FROM unnest($16::text[], $17::text[], $18::text[])
+   WHERE NOT EXISTS (SELECT FROM found)),
+note AS (
+  SELECT pg_notify('{pg_notify.CHANNEL}', $19) WHERE NOT EXISTS (SELECT FROM found))
+SELECT (SELECT count(*) FROM found), (SELECT count(*) FROM note)
 """
 
 SQLITE_INSERT = (
@@ -187,6 +225,13 @@ class CreateSqlOne(Protocol):
     async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
         """`CreateSql.insert` as ONE statement that is a transaction of its
         own, with its NOTIFY (committed when this returns)."""
+        ...
+
+    async def insert_fresh(self, items: Sequence[tuple[NewJob, str]]) -> bool:
+        """As `insert`, if no item repeats a stored request_id or an active
+        dedupe key (of the same owner, and job type); else nothing is
+        stored. Whether they were stored. The items must not repeat each
+        other (creates.fresh_plan)."""
         ...
 
 
@@ -392,7 +437,7 @@ class _PostgresOne:
         self._run = run
         self._origin = origin
 
-    async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
+    def _args(self, items: Sequence[tuple[NewJob, str]]) -> tuple[Any, ...]:
         labels = _labels(items)
         ids, keys, values = (
             [list(column) for column in zip(*labels, strict=True)] if labels else ([], [], [])
@@ -401,5 +446,11 @@ class _PostgresOne:
         payload = pg_notify.encode(
             self._origin, [j.id for j in jobs], (), True, min(j.run_after for j in jobs)
         )
-        args = (*self._statements._columns(items), ids, keys, values, payload)
-        await self._run(PG_INSERT_NOTIFY, args)
+        return (*self._statements._columns(items), ids, keys, values, payload)
+
+    async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
+        await self._run(PG_INSERT_NOTIFY, self._args(items))
+
+    async def insert_fresh(self, items: Sequence[tuple[NewJob, str]]) -> bool:
+        [(found, _)] = await self._run(PG_INSERT_FRESH, self._args(items))
+        return int(found) == 0

@@ -1,7 +1,9 @@
 """Creating operations inside a write transaction: a repeat of a stored
 request_id or active dedupe key returns what is there; the rest go in with one
 constant INSERT for all their rows (create_sql.py). `create_all` is
-BatchSubmit's: all of them or none.
+BatchSubmit's: all of them or none. On PostgreSQL a batch none of whose
+request_ids or dedupe keys is stored goes in as ONE statement instead
+(`create_fresh`), answered as this path would answer it (`fresh_plan`).
 
 A new operation's answer is built from the job itself (`created`): every
 column of its row is known before the insert (the store sets nothing the
@@ -10,6 +12,7 @@ job does not give), so nothing is read back or converted from a row."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +24,7 @@ from lrod.domain.operation import Operation, Progress
 from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.changes import Changes
-from lrod.store.create_sql import CreateSql, HandedOff
+from lrod.store.create_sql import CreateSql, CreateSqlOne, HandedOff
 from lrod.store.protocol import HandOff
 from lrod.store.rows import to_operation
 from lrod.store.statements import OPS, T
@@ -211,6 +214,67 @@ async def create_many(
             results[index] = earlier
         else:
             results[index] = _repeat(job, fingerprint, items[first][1], earlier[0])
+    return [results[i] for i in range(len(items))]
+
+
+@dataclass(frozen=True)
+class FreshPlan:
+    """A batch of creates as one statement of the new ones
+    (CreateSqlOne.insert_fresh): the members it stores (`firsts`, the
+    first of each request_id), and the repeats of one of them inside the
+    batch (index, index of its first)."""
+
+    firsts: list[int]
+    repeats: list[tuple[int, int]]
+
+
+def fresh_plan(items: Sequence[tuple[NewJob, str]], *, whole: bool) -> FreshPlan | None:
+    """How `create_fresh` answers `items` if none of them is stored already:
+    as `create_many` (and `create_one` one after the other) would, a member
+    repeating an earlier one's request_id gets the earlier one's answer (or
+    is refused, its request differing). None where the one statement cannot
+    answer as they would: two members with one dedupe key (the second is a
+    repeat of the first), or, for a batch stored `whole` (BatchSubmit), a
+    member refused."""
+    firsts: list[int] = []
+    repeats: list[tuple[int, int]] = []
+    first_of: dict[tuple[str, str], int] = {}
+    keys: set[tuple[str, str, str]] = set()
+    for index, (job, fingerprint) in enumerate(items):
+        if job.dedupe_key:
+            key = (job.owner, job.job_type, job.dedupe_key)
+            if key in keys:
+                return None
+            keys.add(key)
+        if job.request_id:
+            first = first_of.setdefault((job.owner, job.request_id), index)
+            if first != index:
+                if whole and items[first][1] != fingerprint:
+                    return None
+                repeats.append((index, first))
+                continue
+        firsts.append(index)
+    return FreshPlan(firsts, repeats)
+
+
+async def create_fresh(
+    sql: CreateSqlOne, changes: Changes, items: Sequence[tuple[NewJob, str]], plan: FreshPlan
+) -> list[tuple[Operation, bool] | BaseException] | None:
+    """The answers for `items`, all stored in ONE statement (with their
+    NOTIFY) if none of them repeats a stored request_id or an active dedupe
+    key; None if one does, and nothing was stored: for the transaction's
+    path (`create_many`) to answer instead."""
+    firsts = [items[i] for i in plan.firsts]
+    if not await sql.insert_fresh(firsts):
+        return None
+    results: dict[int, tuple[Operation, bool] | BaseException] = dict(
+        zip(plan.firsts, inserted(changes, firsts), strict=True)
+    )
+    for index, first in plan.repeats:
+        job, fingerprint = items[index]
+        earlier = results[first]
+        assert not isinstance(earlier, BaseException)
+        results[index] = _repeat(job, fingerprint, items[first][1], earlier[0])
     return [results[i] for i in range(len(items))]
 
 

@@ -48,8 +48,10 @@ from lrod.store.creates import (
     cannot_repeat,
     claimed_inserted,
     create_claimed,
+    create_fresh,
     create_many,
     create_one,
+    fresh_plan,
     inserted,
     refused_member,
     stored_repeats,
@@ -380,6 +382,14 @@ class SqlStore:
                 async with self._write_alone() as changes:
                     await self._insert_one.insert(items)
                     return inserted(changes, items)
+            plan = fresh_plan(items, whole=False) if self._insert_one is not None else None
+            if self._insert_one is not None and plan is not None:
+                # PostgreSQL, with request_ids or dedupe keys: as ONE
+                # statement too, unless one repeats a stored one.
+                async with self._write_alone() as changes:
+                    fresh = await create_fresh(self._insert_one, changes, items, plan)
+                if fresh is not None:
+                    return fresh
             async with self._write() as (conn, changes):
                 return await create_many(conn, changes, items, self._create_sql)
         except IntegrityError:
@@ -444,12 +454,21 @@ class SqlStore:
         plain = self._insert_alone or self._insert_one
         if plain is not None and (not items or not cannot_repeat(items)):
             plain = None
+        # PostgreSQL, with request_ids or dedupe keys: ONE statement as well
+        # when none repeats a stored one (a retried batch reads its rows).
+        one = self._insert_one if items and plain is None else None
+        plan = fresh_plan(items, whole=True) if one is not None else None
         for _ in range(3):
             try:
                 if plain is not None:
                     async with self._write_alone() as changes:
                         await plain.insert(items)
                         return inserted(changes, items)
+                if one is not None and plan is not None:
+                    async with self._write_alone() as changes:
+                        fresh = await create_fresh(one, changes, items, plan)
+                    if fresh is not None:
+                        return cast(list[tuple[Operation, bool]], fresh)
                 async with self._write() as (conn, changes):
                     results = await create_many(conn, changes, items, self._create_sql)
                     stored: list[tuple[Operation, bool]] = []
