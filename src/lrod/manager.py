@@ -33,7 +33,7 @@ from lrod.metrics import Metrics
 from lrod.quotas import Quotas, _Reservation
 from lrod.settings import ManagerSettings, QuotaSettings
 from lrod.shared_reads import SharedReads
-from lrod.store.protocol import HandOff, K, OperationStore
+from lrod.store.protocol import HandOff, K, KeptAnswers, OperationStore
 
 _C = TypeVar("_C")
 
@@ -173,7 +173,7 @@ class OperationManager:
         return op
 
     async def get_or_kept(
-        self, caller: Principal, name: str, kept: Callable[[str, int], K | None]
+        self, caller: Principal, name: str, kept: KeptAnswers[K]
     ) -> Operation | K:
         """As `get`, or what `kept` has for the stored version (see
         OperationStore.get_or_kept). An admin's read takes `get`: it may be

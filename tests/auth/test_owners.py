@@ -75,6 +75,11 @@ async def test_grpc_another_owners_operation_answers_like_a_missing_one(
         operations_pb2.WaitOperationRequest(name=finished.name), metadata=alice.metadata
     )
     assert done.done
+    # Alice's answers are kept (the Wait's, these Gets'): bob still gets none.
+    for target in (running, finished):
+        await ops.GetOperation(
+            operations_pb2.GetOperationRequest(name=target.name), metadata=alice.metadata
+        )
     missing = f"operations/{MISSING_ID}"
 
     def calls(name: str) -> dict[str, Callable[[], Awaitable[Any]]]:

@@ -71,6 +71,11 @@ ELSEWHERE = {
     "OperationStore.rescue": "tests.store.test_endings::test_a_rescued_job_waits_for_its_backoff",
     "OperationStore.get_many": "tests.store.test_get_many::"
     "test_get_many_reads_every_owner_and_skips_unknown_and_expired",
+    # What the api keeps (convert.OperationBytes) for get_or_kept.
+    "KeptAnswers.known": "tests.unit.test_operation_bytes::"
+    "test_known_gives_the_bytes_kept_for_a_version_only",
+    "KeptAnswers.version": "tests.unit.test_operation_bytes::"
+    "test_version_names_the_version_last_kept_while_its_bytes_are",
 }
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -348,48 +353,55 @@ async def test_get_or_kept_answers_what_is_kept_for_the_stored_version(
     op = await add(store, "alice")
     asked: list[tuple[str, int]] = []
 
-    def kept_for(version: int) -> Callable[[str, int], str | None]:
-        def kept(op_id: str, stored: int) -> str | None:
-            asked.append((op_id, stored))
-            return "kept" if stored == version else None
+    class Kept:
+        """Keeps an answer for one version (and says so, as the api's
+        kept bytes do)."""
 
-        return kept
+        def __init__(self, version: int) -> None:
+            self.kept = version
+
+        def known(self, op_id: str, stored: int) -> str | None:
+            asked.append((op_id, stored))
+            return "kept" if stored == self.kept else None
+
+        def version(self, op_id: str) -> int | None:
+            return self.kept
 
     # Kept for the stored version: that, for the owner and for an admin.
-    assert await store.get_or_kept(op.id, "alice", NOW, kept_for(op.version)) == "kept"
-    assert await store.get_or_kept(op.id, None, NOW, kept_for(op.version)) == "kept"
+    assert await store.get_or_kept(op.id, "alice", NOW, Kept(op.version)) == "kept"
+    assert await store.get_or_kept(op.id, None, NOW, Kept(op.version)) == "kept"
     assert asked == [(op.id, op.version)] * 2
     # Kept for another version, or nothing kept: the operation, as get reads it.
-    assert await store.get_or_kept(op.id, "alice", NOW, kept_for(op.version + 1)) == op
+    assert await store.get_or_kept(op.id, "alice", NOW, Kept(op.version + 1)) == op
     assert await store.get_or_kept(op.id, "alice", NOW, None) == op
     # The scope holds before anything kept is asked for.
     asked.clear()
     with pytest.raises(NotFound) as hidden:
-        await store.get_or_kept(op.id, "bob", NOW, kept_for(op.version))
+        await store.get_or_kept(op.id, "bob", NOW, Kept(op.version))
     assert not isinstance(hidden.value, OperationExpired)
     with pytest.raises(NotFound):
-        await store.get_or_kept(new_operation_id(), "alice", NOW, kept_for(op.version))
+        await store.get_or_kept(new_operation_id(), "alice", NOW, Kept(op.version))
     assert asked == []
     # A new version is not the kept one.
     claim = await claim_one(store)
     await store.succeed(claim, NOW, Payload("y", b""), timedelta(hours=1))
     done = await store.get(op.id, "alice", NOW)
     assert done.version > op.version
-    assert await store.get_or_kept(op.id, "alice", NOW, kept_for(op.version)) == done
+    assert await store.get_or_kept(op.id, "alice", NOW, Kept(op.version)) == done
     # Expired: expired, even when its version is kept.
     later = NOW + timedelta(hours=2)
     for owner in ("alice", None):
         with pytest.raises(OperationExpired):
-            await store.get_or_kept(op.id, owner, later, kept_for(done.version))
+            await store.get_or_kept(op.id, owner, later, Kept(done.version))
     with pytest.raises(NotFound) as hidden:
-        await store.get_or_kept(op.id, "bob", later, kept_for(done.version))
+        await store.get_or_kept(op.id, "bob", later, Kept(done.version))
     assert not isinstance(hidden.value, OperationExpired)
     # Its tombstone, once the row is gone: expired to its owner, unknown to others.
     assert await store.expire(later, 10) == 1
     with pytest.raises(OperationExpired):
-        await store.get_or_kept(op.id, "alice", later, kept_for(done.version))
+        await store.get_or_kept(op.id, "alice", later, Kept(done.version))
     with pytest.raises(NotFound) as hidden:
-        await store.get_or_kept(op.id, "bob", later, kept_for(done.version))
+        await store.get_or_kept(op.id, "bob", later, Kept(done.version))
     assert not isinstance(hidden.value, OperationExpired)
 
 

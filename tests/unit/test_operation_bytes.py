@@ -80,3 +80,17 @@ def test_known_gives_the_bytes_kept_for_a_version_only() -> None:
     later = replace(_op(), state=State.QUEUED, run_after=NOW + timedelta(minutes=1))
     kept.operation(replace(later, version=9), NOW)
     assert kept.known("A" * 22, 9) is None  # never kept: it moves with the clock
+
+
+def test_version_names_the_version_last_kept_while_its_bytes_are() -> None:
+    kept = convert.OperationBytes(size=2)
+    assert kept.version("a" * 22) is None
+    kept.operation(_op(id="a" * 22), NOW)
+    assert kept.version("a" * 22) == 3
+    kept.operation(_op(id="a" * 22, version=4), NOW)
+    assert kept.version("a" * 22) == 4
+    kept.operation(_op(id="b" * 22), NOW)  # a's version 3 goes; 4 stays
+    assert kept.version("a" * 22) == 4
+    kept.operation(_op(id="c" * 22), NOW)  # a's version 4 goes
+    assert kept.version("a" * 22) is None
+    assert kept.version("c" * 22) == 3

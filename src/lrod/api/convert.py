@@ -230,6 +230,8 @@ class OperationBytes:
     def __init__(self, size: int = 20_000) -> None:
         self._size = size
         self._kept: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        # The version last kept of each operation with bytes kept.
+        self._versions: dict[str, int] = {}
 
     def known(self, op_id: str, version: int) -> bytes | None:
         """The bytes kept for this version of an operation, if any (the
@@ -239,6 +241,10 @@ class OperationBytes:
         if kept is not None:
             self._kept.move_to_end(key)
         return kept
+
+    def version(self, op_id: str) -> int | None:
+        """The version of an operation last kept, if its bytes still are."""
+        return self._versions.get(op_id)
 
     def operation(self, op: Operation, now: datetime) -> bytes:
         key = (op.id, op.version)
@@ -252,8 +258,11 @@ class OperationBytes:
         if op.done and op.notify_url is not None:
             return data  # its webhook's delivery changes without a new version
         self._kept[key] = data
+        self._versions[op.id] = op.version
         if len(self._kept) > self._size:
-            self._kept.popitem(last=False)
+            (old_id, old_version), _ = self._kept.popitem(last=False)
+            if self._versions.get(old_id) == old_version:
+                del self._versions[old_id]
         return data
 
     def watch_response(self, op: Operation, now: datetime) -> bytes:

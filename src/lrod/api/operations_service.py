@@ -44,7 +44,7 @@ class OperationsService(operations_pb2_grpc.OperationsServicer):  # type: ignore
     ) -> bytes:
         # An unchanged version is answered from its kept bytes, without
         # building or converting the operation.
-        found = await self._manager.get_or_kept(caller(context), request.name, self._kept.known)
+        found = await self._manager.get_or_kept(caller(context), request.name, self._kept)
         if isinstance(found, bytes):
             return found
         return self._kept.operation(found, self._manager.clock())

@@ -18,6 +18,22 @@ from lrod.domain.webhooks import Delivery, DeliveryState
 
 # What a caller of OperationStore.get_or_kept keeps per operation version.
 K = TypeVar("K")
+K_co = TypeVar("K_co", covariant=True)
+
+
+class KeptAnswers(Protocol[K_co]):
+    """What a caller of OperationStore.get_or_kept keeps per operation
+    version (the api's serialized Operation)."""
+
+    def known(self, op_id: str, version: int) -> K_co | None:
+        """The answer kept for this version of the operation, if any."""
+        ...
+
+    def version(self, op_id: str) -> int | None:
+        """A version of the operation an answer is kept for, if any: where
+        the store reads the stored version alone first (PostgreSQL: one
+        round trip more when it changed), it does so only then."""
+        ...
 
 
 class ChangeListener(Protocol):
@@ -254,10 +270,10 @@ class OperationStore(Protocol):
         op_id: str,
         owner: str | None,
         now: datetime,
-        kept: Callable[[str, int], K | None] | None,
+        kept: KeptAnswers[K] | None,
     ) -> Operation | K:
         """As `get` (the same scope, NOT_FOUND and expiry), except that when
-        `kept(op_id, version)` has something for the stored row's version,
+        `kept.known(op_id, version)` has something for the stored row's version,
         that is the answer, without building the Operation: a caller that
         keeps its answer per version (the api's serialized Operation) skips
         the conversion of an unchanged row. Every write bumps the version."""

@@ -77,6 +77,7 @@ from lrod.store.protocol import (
     HandOff,
     Heartbeat,
     JobTypeOverview,
+    KeptAnswers,
     QueueStats,
     Transition,
     TransitionSubscriber,
@@ -251,9 +252,9 @@ class SqlStore:
             columns = self._get_prepared[True][0].row._fields
             self._version_at = columns.index("version")
             self._expire_at = columns.index("expire_time")
-        if database.inline is not None:
+        if reader is not None:
             self._version_prepared = {
-                scoped: database.inline.prepare(GET_VERSION if scoped else GET_ANY_VERSION)
+                scoped: reader.prepare(GET_VERSION if scoped else GET_ANY_VERSION)
                 for scoped in (True, False)
             }
         if database.direct is not None:
@@ -510,7 +511,7 @@ class SqlStore:
         op_id: str,
         owner: str | None,
         now: datetime,
-        kept: Callable[[str, int], _K | None] | None,
+        kept: KeptAnswers[_K] | None,
     ) -> Operation | _K:
         params = {"id": op_id, "owner": owner} if owner is not None else {"id": op_id}
         inline, direct = self._db.inline, self._db.direct
@@ -530,9 +531,22 @@ class SqlStore:
                 if head is None:
                     tombstone = inline.first_raw(get_tombstone, params)
                     return _found(tombstone is not None, op_id, now)
-                answer = kept(op_id, head[0])
+                answer = kept.known(op_id, head[0])
                 if answer is not None:
                     _check_unexpired(inline.column(version_read, head, 1), op_id, now)
+                    return answer
+            elif direct is not None and kept is not None and kept.version(op_id) is not None:
+                # On PostgreSQL too, where an answer is kept for the
+                # operation: the narrow row costs less on both ends of the
+                # round trip; a changed version costs a second one.
+                version_read = self._version_prepared[owner is not None]
+                head = await direct.first_raw(version_read, params)
+                if head is None:
+                    tombstone = await direct.first_raw(get_tombstone, params)
+                    return _found(tombstone is not None, op_id, now)
+                answer = kept.known(op_id, head[0])
+                if answer is not None:
+                    _check_unexpired(direct.column(version_read, head, 1), op_id, now)
                     return answer
             raw = (
                 inline.first_raw(get_row, params)
@@ -549,7 +563,7 @@ class SqlStore:
             if kept is not None:
                 # The caller's answer for this version, if it keeps one: the
                 # row's other columns are not even processed.
-                answer = kept(op_id, raw[self._version_at])
+                answer = kept.known(op_id, raw[self._version_at])
                 if answer is not None:
                     _check_unexpired(reader.column(get_row, raw, self._expire_at), op_id, now)
                     return answer
