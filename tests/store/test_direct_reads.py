@@ -237,4 +237,11 @@ async def test_clients_that_hang_up_mid_get_leave_the_server_whole(
     answers = await asyncio.gather(*(operations.GetOperation(request) for _ in range(20)))
     assert {a.name for a in answers} == {op.name}
     assert reader._waiters == deque()
+    # The service's own worker may hold a connection for a moment (a claim,
+    # a heartbeat): every connection is back within a bounded wait, or one
+    # was lost.
+    for _ in range(200):
+        if len(reader._idle) == reader._open:
+            break
+        await asyncio.sleep(0.01)
     assert len(reader._idle) == reader._open <= reader._size
