@@ -12,8 +12,6 @@ operation that every caller gets."""
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,26 +24,14 @@ from lrod.domain.errors import AlreadyExists, NotFound
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
 from lrod.domain.submission import NewJob
-from lrod.store import pg_notify
 from lrod.store.creates import fresh_plan
 from lrod.store.engine import open_database
 from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
+from tests.store.conftest import plain_dsn
+from tests.store.test_contract import new_job
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
-
-
-def _job(**fields: Any) -> NewJob:
-    values: dict[str, Any] = {
-        "id": new_operation_id(),
-        "owner": "alice",
-        "job_type": "t",
-        "input": Payload("type.googleapis.com/x", b"in"),
-        "max_attempts": 3,
-        "create_time": NOW,
-        "run_after": NOW,
-    } | fields
-    return NewJob(**values)
 
 
 def _item(job: NewJob) -> tuple[NewJob, str]:
@@ -61,14 +47,14 @@ async def _stored(store: SqlStore, op_id: str) -> bool:
 
 
 async def test_one_flush_answers_each_submit_as_one_at_a_time_would(store: SqlStore) -> None:
-    kept = _job(request_id="kept")
+    kept = new_job(request_id="kept")
     await store.create(*_item(kept))
-    fresh = _job(request_id="fresh", labels={"team": "a"})
+    fresh = new_job(request_id="fresh", labels={"team": "a"})
     same = replace(fresh, id=new_operation_id())  # the same request again
-    other = _job(request_id="fresh", priority=5)  # the same request_id, another request
-    keyed = _job(dedupe_key="k", request_id="keyed")
-    joins = _job(dedupe_key="k", input=Payload("type.googleapis.com/x", b"other"))
-    plain = _job()
+    other = new_job(request_id="fresh", priority=5)  # the same request_id, another request
+    keyed = new_job(dedupe_key="k", request_id="keyed")
+    joins = new_job(dedupe_key="k", input=Payload("type.googleapis.com/x", b"other"))
+    plain = new_job()
     answers = await asyncio.gather(
         *(store.create(*_item(j)) for j in (fresh, same, other, keyed, joins, plain)),
         return_exceptions=True,
@@ -91,7 +77,7 @@ async def test_one_flush_answers_each_submit_as_one_at_a_time_would(store: SqlSt
         assert not await _stored(store, job.id)
     # A flush with a stored request_id among fresh ones answers each.
     repeat = replace(kept, id=new_operation_id())
-    new = _job(request_id="new")
+    new = new_job(request_id="new")
     (op, created), (made, made_new) = await asyncio.gather(
         store.create(*_item(repeat)), store.create(*_item(new))
     )
@@ -99,7 +85,7 @@ async def test_one_flush_answers_each_submit_as_one_at_a_time_would(store: SqlSt
 
 
 async def test_a_batch_with_request_ids_is_whole_and_a_retry_repeats_it(store: SqlStore) -> None:
-    jobs = [_job(request_id=f"b-{i}", labels={"i": str(i)}) for i in range(4)]
+    jobs = [new_job(request_id=f"b-{i}", labels={"i": str(i)}) for i in range(4)]
     twice = replace(jobs[1], id=new_operation_id())  # a repeat inside the batch
     stored = await store.create_all([_item(j) for j in [*jobs, twice]])
     assert [(op.id, new) for op, new in stored] == [(j.id, True) for j in jobs] + [
@@ -109,26 +95,26 @@ async def test_a_batch_with_request_ids_is_whole_and_a_retry_repeats_it(store: S
     again = await store.create_all([_item(replace(j, id=new_operation_id())) for j in jobs])
     assert [(op.id, new) for op, new in again] == [(j.id, False) for j in jobs]
     # Some stored, some not: the stored ones returned, the rest stored.
-    more = _job(request_id="b-new")
+    more = new_job(request_id="b-new")
     mixed = await store.create_all([_item(replace(jobs[0], id=new_operation_id())), _item(more)])
     assert [(op.id, new) for op, new in mixed] == [(jobs[0].id, False), (more.id, True)]
 
 
 async def test_a_batch_with_a_refused_member_stores_none(store: SqlStore) -> None:
-    taken = _job(request_id="taken")
+    taken = new_job(request_id="taken")
     await store.create(*_item(taken))
-    jobs = [_job(request_id=f"n-{i}") for i in range(3)]
-    clash = _job(request_id="taken", priority=9)
+    jobs = [new_job(request_id=f"n-{i}") for i in range(3)]
+    clash = new_job(request_id="taken", priority=9)
     with pytest.raises(AlreadyExists) as refused:
         await store.create_all([_item(j) for j in [jobs[0], clash, *jobs[1:]]])
     assert refused.value.metadata["index"] == "1"
     # Refused inside the batch itself: the same request_id, another request.
-    inside = _job(request_id="n-0", priority=4)
+    inside = new_job(request_id="n-0", priority=4)
     with pytest.raises(AlreadyExists) as refused:
         await store.create_all([_item(j) for j in [*jobs, inside]])
     assert refused.value.metadata["index"] == "3"
     # An active dedupe key twice in a batch: the second joins the first.
-    keyed = [_job(dedupe_key="d"), _job(dedupe_key="d", priority=2)]
+    keyed = [new_job(dedupe_key="d"), new_job(dedupe_key="d", priority=2)]
     joined = await store.create_all([_item(j) for j in keyed])
     assert [(op.id, new) for op, new in joined] == [(keyed[0].id, True), (keyed[0].id, False)]
     for job in [*jobs, clash, inside, keyed[1]]:
@@ -140,14 +126,15 @@ async def test_concurrent_duplicates_from_two_stores_end_as_one(database_url: st
     stores = [SqlStore(open_database(database_url)) for _ in range(2)]
     try:
         for round_ in range(5):
-            jobs = [_job(request_id=f"race-{round_}") for _ in range(6)]
+            jobs = [new_job(request_id=f"race-{round_}") for _ in range(6)]
             answers = await asyncio.gather(
                 *(stores[i % 2].create(*_item(j)) for i, j in enumerate(jobs))
             )
             assert len({op.id for op, _ in answers}) == 1
             assert sum(created for _, created in answers) == 1
             batches = [
-                [_item(_job(request_id=f"batch-{round_}-{k}")) for k in range(3)] for _ in range(2)
+                [_item(new_job(request_id=f"batch-{round_}-{k}")) for k in range(3)]
+                for _ in range(2)
             ]
             stored = await asyncio.gather(
                 *(s.create_all(b) for s, b in zip(stores, batches, strict=True))
@@ -159,55 +146,22 @@ async def test_concurrent_duplicates_from_two_stores_end_as_one(database_url: st
 
 
 def test_the_plan_takes_firsts_and_leaves_what_one_statement_cannot_answer() -> None:
-    a, b = _job(request_id="a"), _job(request_id="b")
+    a, b = new_job(request_id="a"), new_job(request_id="b")
     a2 = replace(a, id=new_operation_id())
-    a3 = _job(request_id="a", priority=1)
+    a3 = new_job(request_id="a", priority=1)
     items = [_item(j) for j in (a, b, a2, a3)]
     plan = fresh_plan(items, whole=False)
     assert plan is not None
     assert (plan.firsts, plan.repeats) == ([0, 1], [(2, 0), (3, 0)])
     assert fresh_plan(items, whole=True) is None  # a3 refused: the batch is not stored
     assert fresh_plan(items[:3], whole=True) == plan.__class__([0, 1], [(2, 0)])
-    keyed = [_item(_job(dedupe_key="k")), _item(_job(dedupe_key="k"))]
+    keyed = [_item(new_job(dedupe_key="k")), _item(new_job(dedupe_key="k"))]
     assert fresh_plan(keyed, whole=False) is None
-    other_owner = [_item(_job(dedupe_key="k")), _item(_job(dedupe_key="k", owner="bob"))]
+    other_owner = [_item(new_job(dedupe_key="k")), _item(new_job(dedupe_key="k", owner="bob"))]
     assert fresh_plan(other_owner, whole=True) == plan.__class__([0, 1], [])
 
 
 # -- PostgreSQL: one statement, heard; a lost race reads the winner ---------
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
-@pytest.fixture
-async def pg_store(postgres_url: str) -> AsyncIterator[SqlStore]:
-    upgrade(postgres_url)
-    opened = SqlStore(open_database(postgres_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def heard(postgres_url: str) -> AsyncIterator[list[dict[str, Any]]]:
-    payloads: list[dict[str, Any]] = []
-    conn = await psycopg.AsyncConnection.connect(_dsn(postgres_url), autocommit=True)
-    await conn.execute(f"LISTEN {pg_notify.CHANNEL}")
-
-    async def listen() -> None:
-        async for notify in conn.notifies():
-            payloads.append(json.loads(notify.payload))
-
-    task = asyncio.create_task(listen())
-    try:
-        yield payloads
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await conn.close()
-
-
 async def _heard_ops(payloads: list[dict[str, Any]], count: int) -> list[str]:
     async with asyncio.timeout(10):
         while sum(len(p["ops"]) for p in payloads) < count:
@@ -222,13 +176,13 @@ async def test_fresh_creates_with_request_ids_are_one_statement_and_heard(
     event.listen(pg_store._db.writer.sync_engine, "begin", begun.append)
     later = NOW + timedelta(hours=1)
     jobs = [
-        _job(request_id="r-1", labels={"team": "a"}),
-        _job(request_id="r-2", run_after=later),
-        _job(dedupe_key="k-1"),
+        new_job(request_id="r-1", labels={"team": "a"}),
+        new_job(request_id="r-2", run_after=later),
+        new_job(dedupe_key="k-1"),
     ]
     created = await asyncio.gather(*(pg_store.create(*_item(j)) for j in jobs))
     assert all(new for _, new in created)
-    batch = [_job(request_id=f"b-{i}", labels={"i": str(i)}) for i in range(3)]
+    batch = [new_job(request_id=f"b-{i}", labels={"i": str(i)}) for i in range(3)]
     await pg_store.create_all([_item(j) for j in batch])
     assert await _heard_ops(heard, 6) == sorted(j.id for j in jobs + batch)
     assert all(p["o"] == pg_store.origin and p["c"] == [] and "w" in p for p in heard)
@@ -249,12 +203,12 @@ async def test_a_create_that_loses_the_race_on_the_index_returns_the_winner(
     """Another writer's row for the same request_id, committed while the
     statement waits on the unique index (after its snapshot: the statement
     cannot see it): the create and the batch each return the winner."""
-    winner = _job(request_id="race")
+    winner = new_job(request_id="race")
     loser = replace(winner, id=new_operation_id())
-    batch_winner = _job(request_id="batch-race")
-    batch = [_job(request_id="batch-other"), replace(batch_winner, id=new_operation_id())]
+    batch_winner = new_job(request_id="batch-race")
+    batch = [new_job(request_id="batch-other"), replace(batch_winner, id=new_operation_id())]
     other = SqlStore(open_database(postgres_url))
-    watch = await psycopg.AsyncConnection.connect(_dsn(postgres_url), autocommit=True)
+    watch = await psycopg.AsyncConnection.connect(plain_dsn(postgres_url), autocommit=True)
     try:
 
         async def waiting() -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,11 +27,10 @@ from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store import pg_notify
 from lrod.store.direct_reads import AsyncpgReader
-from lrod.store.engine import open_database
 from lrod.store.errors import translated_errors
-from lrod.store.migrate import upgrade
 from lrod.store.protocol import Claim
 from lrod.store.sql_store import SqlStore
+from tests.store.conftest import plain_dsn
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -42,39 +40,9 @@ DOOMED = "w-doomed"
 LOCK_KEY = 4242
 
 
-def _dsn(url: str) -> str:
-    return url.replace("postgresql+psycopg://", "postgresql://")
-
-
 @pytest.fixture
-async def store(postgres_url: str) -> AsyncIterator[SqlStore]:
-    upgrade(postgres_url)
-    opened = SqlStore(open_database(postgres_url))
-    try:
-        yield opened
-    finally:
-        await opened.close()
-
-
-@pytest.fixture
-async def heard(postgres_url: str) -> AsyncIterator[list[dict[str, Any]]]:
-    """The payloads on the store's channel, decoded, as another process's
-    listener receives them."""
-    payloads: list[dict[str, Any]] = []
-    conn = await psycopg.AsyncConnection.connect(_dsn(postgres_url), autocommit=True)
-    await conn.execute(f"LISTEN {pg_notify.CHANNEL}")
-
-    async def listen() -> None:
-        async for notify in conn.notifies():
-            payloads.append(json.loads(notify.payload))
-
-    task = asyncio.create_task(listen())
-    try:
-        yield payloads
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await conn.close()
+def store(pg_store: SqlStore) -> SqlStore:
+    return pg_store
 
 
 async def _next(payloads: list[dict[str, Any]], seen: int) -> dict[str, Any]:
@@ -226,7 +194,7 @@ async def test_the_payload_past_its_limit_says_everything(postgres_url: str) -> 
         "SELECT count(*) FROM note"
     )
     got: asyncio.Queue[str] = asyncio.Queue()
-    conn = await asyncpg.connect(_dsn(postgres_url))
+    conn = await asyncpg.connect(plain_dsn(postgres_url))
     try:
         await conn.add_listener(pg_notify.CHANNEL, lambda *args: got.put_nowait(args[3]))
         cases = [
@@ -251,7 +219,7 @@ async def _doom_claims_of(postgres_url: str, worker: str) -> psycopg.AsyncConnec
     and gives up after 100 ms (SQLSTATE 55P03, which the store translates
     as it translates a statement timeout: UNAVAILABLE). Nothing else waits
     for that lock: finishing writes update attempts rows, never insert."""
-    conn = await psycopg.AsyncConnection.connect(_dsn(postgres_url), autocommit=True)
+    conn = await psycopg.AsyncConnection.connect(plain_dsn(postgres_url), autocommit=True)
     await conn.execute(
         f"""
         CREATE FUNCTION doomed_claim() RETURNS trigger LANGUAGE plpgsql AS $$
