@@ -383,12 +383,13 @@ class SqlStore:
                 async with self._write_alone() as changes:
                     await self._insert_one.insert(items)
                     return inserted(changes, items)
-            plan = fresh_plan(items, whole=False) if self._insert_one is not None else None
-            if self._insert_one is not None and plan is not None:
+            one = self._insert_one
+            plan = fresh_plan(items, whole=False) if one is not None else None
+            if one is not None and plan is not None:
                 # PostgreSQL, with request_ids or dedupe keys: as ONE
                 # statement too, unless one repeats a stored one.
                 async with self._write_alone() as changes:
-                    fresh = await create_fresh(self._insert_one, changes, items, plan)
+                    fresh = await create_fresh(one, changes, items, plan)
                 if fresh is not None:
                     return fresh
             async with self._write() as (conn, changes):
@@ -469,6 +470,7 @@ class SqlStore:
                     async with self._write_alone() as changes:
                         fresh = await create_fresh(one, changes, items, plan)
                     if fresh is not None:
+                        # A plan for a whole batch has no refused member.
                         return cast(list[tuple[Operation, bool]], fresh)
                 async with self._write() as (conn, changes):
                     results = await create_many(conn, changes, items, self._create_sql)
