@@ -95,3 +95,58 @@ async def test_a_shared_failure_fails_the_batch_without_splitting() -> None:
     outcomes = await asyncio.gather(*[commit.submit(i) for i in range(20)], return_exceptions=True)
     assert all(isinstance(o, ConnectionError) for o in outcomes)
     assert sum(len(f) for f in flushes) == 20  # each member flushed once: no split
+
+
+# -- lingering under load (SQLite's creates: lrod.store.dialect.create_linger)
+async def _turns(count: int = 5) -> None:
+    """Let the loop run `count` times without any time passing: a flush
+    that is due runs, one that waits on a timer does not."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+async def _load(commit: GroupCommit[int, int]) -> None:
+    """Batches of 20 until the writer counts as under load."""
+    for _ in range(10):
+        await asyncio.gather(*[commit.submit(i * 2) for i in range(20)])
+    await commit.wait_idle()
+
+
+async def test_an_idle_lingering_writer_flushes_its_first_caller_at_once() -> None:
+    recorder = Recorder()
+    commit: GroupCommit[int, int] = GroupCommit(recorder.flush, linger=5.0)
+    await _load(commit)
+    recorder.batches.clear()
+    answer = asyncio.ensure_future(commit.submit(4))
+    await _turns()
+    assert recorder.batches == [[4]]  # flushing before any timer could fire
+    assert await answer == 40
+
+
+async def test_a_writer_under_load_lingers_before_its_next_flush() -> None:
+    for linger, waits in ((0.5, True), (0.0, False)):
+        recorder = Recorder()
+        commit: GroupCommit[int, int] = GroupCommit(recorder.flush, linger=linger)
+        await _load(commit)
+        first = asyncio.ensure_future(commit.submit(2))
+        await _turns()
+        late = asyncio.ensure_future(commit.submit(6))  # queued during the flush of [2]
+        assert await first == 20
+        await _turns()
+        assert (recorder.batches[-1] == [2]) is waits  # lingering: [6] is not flushed yet
+        assert await late == 60
+        assert recorder.batches[-1] == [6]
+
+
+async def test_a_writer_that_is_not_busy_does_not_linger() -> None:
+    recorder = Recorder()
+    commit: GroupCommit[int, int] = GroupCommit(recorder.flush, linger=0.5)
+    for i in range(5):  # one caller at a time: batches of one
+        assert await commit.submit(i * 2) == i * 20
+    first = asyncio.ensure_future(commit.submit(2))
+    await _turns()
+    late = asyncio.ensure_future(commit.submit(6))
+    assert await first == 20
+    await _turns()
+    assert recorder.batches[-1] == [6]  # flushed at once: the mean batch is small
+    assert await late == 60

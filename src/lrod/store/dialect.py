@@ -172,6 +172,16 @@ def reset_open_transactions_only(engine: Engine) -> None:
             dbapi_connection.rollback()
 
 
+def create_linger(url: str | URL) -> float:
+    """How long, at most, Submit's group commit waits under load for more
+    creates to join a flush (lrod.store.group_commit). SQLite: 5 ms, since
+    its one writer pays a commit and a thread hop per transaction whatever
+    its size, so larger batches are cheaper per Submit; PostgreSQL: none,
+    its creates are one statement each on a pool of connections and a wait
+    would only add latency."""
+    return 0.005 if is_sqlite(url) else 0.0
+
+
 def runs_on_asyncpg(dialect: Dialect) -> bool:
     """Whether the store's connections are asyncpg's (PostgreSQL), else
     aiosqlite's (SQLite): the worker's driver-level statements

@@ -62,6 +62,7 @@ from lrod.store.deliveries import (
     read_deliveries,
     record_attempt,
 )
+from lrod.store.dialect import create_linger
 from lrod.store.endings import record_transitions
 from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, statement_failed, translated_errors
@@ -228,7 +229,10 @@ class SqlStore:
             self._worker_batch, shared=_database_down, track=self._track
         )
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
-            self._create_batch, shared=_database_down, track=self._track
+            self._create_batch,
+            shared=_database_down,
+            track=self._track,
+            linger=create_linger(database.url),
         )
         # Submits handed off to this process's idle workers: their own group
         # commit, whose flush settles every hand-off it took (`_hand_off_batch`).
