@@ -66,7 +66,7 @@ def _worker_plans(connection) -> list[str]:
         ("finish_one", PG_FINISH_NOTIFY, f"{finish}, 'origin'"),
         ("both_one", PG_FINISH_CLAIM_NOTIFY, f"{finish}, {claim}, 'origin'"),
         # A create with request_ids or dedupe keys (create_sql.py).
-        ("fresh", PG_INSERT_FRESH, ", ".join(["NULL"] * 18 + ["'payload'"])),
+        ("fresh", PG_INSERT_FRESH, ", ".join(["NULL"] * 18 + ["'payload'"] + ["NULL"] * 14)),
     ):
         connection.exec_driver_sql(f"PREPARE {name} AS {sql}")
         rows = connection.exec_driver_sql(f"EXPLAIN EXECUTE {name}({args})").all()

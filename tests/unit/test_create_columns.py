@@ -45,7 +45,7 @@ def test_times_and_labels_are_what_the_processors_give() -> None:
             ]
         )
     ]
-    columns = _Postgres(asyncpg_dialect())._columns([(job, "") for job in jobs])
+    columns, _ = _Postgres(asyncpg_dialect())._columns([(job, "") for job in jobs])
     assert columns[6] == [_bound(T.labels, dict(job.labels)) for job in jobs]
     assert columns[12] == [_bound(T.create_time, job.create_time) for job in jobs]
     assert columns[13] == [_bound(T.run_after, job.run_after) for job in jobs]

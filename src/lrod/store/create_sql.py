@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sqlalchemy.engine import Dialect
@@ -49,18 +49,67 @@ _SET = (
     " progress_stage, version, notify_url"
 )
 
-PG_INSERT = f"""
-INSERT INTO operations ({_SET})
+# The values every PostgreSQL create reads per row: (column, SQL type), in
+# the order of their arrays ($1-$15) and of `_Postgres._columns`.
+_ROW = (
+    ("id", "text"), ("owner", "text"), ("job_type", "text"), ("priority", "int"),
+    ("input_type", "text"), ("input_value", "bytea"), ("labels", "text"), ("request_id", "text"),
+    ("request_fingerprint", "text"), ("dedupe_key", "text"), ("max_attempts", "int"),
+    ("timeout_seconds", "float8"), ("create_time", "timestamptz"), ("run_after", "timestamptz"),
+    ("notify_url", "text"),
+)  # fmt: skip
+
+# What a batch sends once: the columns that go as ONE scalar parameter when
+# every row of the statement has the same value, instead of an array of it.
+# A BatchSubmit's members share all but their ids as a rule (one owner, one
+# `now` for create_time and run_after; sent alike, one job type, input,
+# labels, priority, webhook; no request_ids, or one batch fingerprint), and
+# building and encoding a value per row and column is most of the client's
+# CPU for a create (the server decodes fewer elements too). Every column
+# but the id, which no two rows share; request_id and dedupe_key are shared
+# only when none is set (set ones differ within a statement:
+# creates.fresh_plan). A shared column's array is sent empty and its scalar
+# holds the value (NULL too); a varying column's array holds every row's
+# value and its scalar is NULL and unread. `cardinality(array) = 0` picks,
+# so ONE constant statement serves any mix of shared and varying columns
+# (a statement has at least one row: a varying column's array is never
+# empty). `_Postgres._columns` decides per call, by this set alone.
+SHARED = frozenset(name for name, _ in _ROW) - {"id"}
+
+
+def _rows(scalars_from: int, more: Sequence[tuple[str, str]] = ()) -> str:
+    """The SELECT of the rows to insert, as `r`'s columns (`_ROW`'s, then
+    `more`'s, per row always): their arrays $1.. in that order, and the
+    SHARED columns' scalars from $`scalars_from` on, in `_ROW`'s order."""
+    columns = (*_ROW, *more)
+    arrays, picks = [], []
+    scalar = scalars_from
+    for n, (name, kind) in enumerate(columns, 1):
+        arrays.append(f"${n}::{kind}[]")
+        if name in SHARED and n <= len(_ROW):
+            picks.append(
+                f"CASE WHEN cardinality(${n}::{kind}[]) = 0 THEN ${scalar}::{kind}"
+                f" ELSE r.{name} END AS {name}"
+            )
+            scalar += 1
+        else:
+            picks.append(f"r.{name}")
+    names = ", ".join(name for name, _ in columns)
+    listed = ",\n         ".join(picks)
+    return f"SELECT {listed}\n    FROM unnest({', '.join(arrays)})\n      AS r({names})"
+
+
+def _insert(rows: str) -> str:
+    """The INSERT of the operations `rows` (a `_rows` SELECT) holds."""
+    return f"""INSERT INTO operations ({_SET})
 SELECT id, owner, job_type, '{QUEUED}', priority, input_type, input_value, labels::json,
        request_id, request_fingerprint, dedupe_key, 0, max_attempts, timeout_seconds,
        create_time, create_time, run_after, false, 0, 0, '', 1, notify_url
-  FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bytea[],
-              $7::text[], $8::text[], $9::text[], $10::text[], $11::int[],
-              $12::float8[], $13::timestamptz[], $14::timestamptz[], $15::text[])
-    AS i(id, owner, job_type, priority, input_type, input_value,
-         labels, request_id, request_fingerprint, dedupe_key, max_attempts,
-         timeout_seconds, create_time, run_after, notify_url)
-"""
+  FROM ({rows}) AS i"""
+
+
+# The arrays $1-$15, the shared columns' scalars from $16 on.
+PG_INSERT = _insert(_rows(16))
 PG_LABELS = """
 INSERT INTO operation_labels (operation_id, key, value)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
@@ -69,9 +118,9 @@ SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
 # Submit's create as ONE statement of its own (autocommit: no BEGIN or
 # COMMIT round trip), its labels ($16-$18) and its NOTIFY ($19: the payload,
 # made from the jobs, since every row goes in or, the statement failing,
-# none) in it.
+# none) in it; the shared columns' scalars from $20 on.
 PG_INSERT_NOTIFY = f"""
-WITH stored AS ({PG_INSERT.strip()}),
+WITH stored AS ({_insert(_rows(20))}),
 labelled AS (
   INSERT INTO operation_labels (operation_id, key, value)
   SELECT * FROM unnest($16::text[], $17::text[], $18::text[]))
@@ -84,15 +133,10 @@ SELECT pg_notify('{pg_notify.CHANNEL}', $19)
 # (`found`), and else stores nothing; it returns how many it found. All
 # rows or none either way; a concurrent writer's row, committed after the
 # statement's snapshot, fails it on the unique index (IntegrityError), as
-# it fails the INSERT of the transaction path.
+# it fails the INSERT of the transaction path. Parameters as
+# PG_INSERT_NOTIFY's.
 PG_INSERT_FRESH = f"""
-WITH i AS (
-  SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bytea[],
-                       $7::text[], $8::text[], $9::text[], $10::text[], $11::int[],
-                       $12::float8[], $13::timestamptz[], $14::timestamptz[], $15::text[])
-    AS i(id, owner, job_type, priority, input_type, input_value,
-         labels, request_id, request_fingerprint, dedupe_key, max_attempts,
-         timeout_seconds, create_time, run_after, notify_url)),
+WITH i AS ({_rows(20)}),
 found AS (
   SELECT o.id FROM i JOIN operations o
       ON o.owner = i.owner AND o.request_id = i.request_id
@@ -129,6 +173,11 @@ SQLITE_LABELS = "INSERT INTO operation_labels (operation_id, key, value) VALUES 
 # QUEUED, as by `insert`, for the claim loop to take in order.
 _CLAIMED_SET = _SET + ", lease_owner, lease_token, lease_expires_at, start_time"
 
+# The hand-offs' per row ($16-$19, after `_ROW`'s arrays).
+_GRANT = (("worker", "text"), ("token", "text"), ("now", "timestamptz"), ("expires", "timestamptz"))
+
+# The arrays $1-$19, the claim's moment and job types $20-$21, the shared
+# columns' scalars from $22 on.
 PG_INSERT_CLAIMED = f"""
 WITH ahead AS (
   SELECT priority FROM operations
@@ -137,14 +186,7 @@ WITH ahead AS (
    LIMIT 1),
 i AS (
   SELECT *, NOT EXISTS (SELECT 1 FROM ahead WHERE ahead.priority >= i.priority) AS claimed
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::bytea[],
-                $7::text[], $8::text[], $9::text[], $10::text[], $11::int[],
-                $12::float8[], $13::timestamptz[], $14::timestamptz[], $15::text[],
-                $16::text[], $17::text[], $18::timestamptz[], $19::timestamptz[])
-      AS i(id, owner, job_type, priority, input_type, input_value,
-           labels, request_id, request_fingerprint, dedupe_key, max_attempts,
-           timeout_seconds, create_time, run_after, notify_url,
-           worker, token, now, expires)),
+    FROM ({_rows(22, _GRANT)}) AS i),
 stored AS (
   INSERT INTO operations ({_CLAIMED_SET})
   SELECT id, owner, job_type, CASE WHEN claimed THEN '{RUNNING}' ELSE '{QUEUED}' END,
@@ -254,6 +296,19 @@ def _bind(column: Any, dialect: Dialect) -> Callable[[Any], Any]:
     return lambda value: None if value is None else process(value)
 
 
+def _alike(values: list[Any]) -> bool:
+    """Whether every one of `values` (at least one) is stored as the first
+    is: equal to it and, for labels (mappings, equal in any order), in its
+    order too, since their JSON keeps the order."""
+    first = values[0]
+    if values.count(first) != len(values):
+        return False
+    if isinstance(first, Mapping) and first:
+        keys = list(first)
+        return all(value is first or list(value) == keys for value in values)
+    return True
+
+
 def _labels(items: Sequence[tuple[NewJob, str] | HandedOff]) -> list[tuple[str, str, str]]:
     return [(item[0].id, k, v) for item in items for k, v in item[0].labels.items()]
 
@@ -272,13 +327,17 @@ class _Postgres:
         self._time = _bind(T.create_time, dialect)
         self._json = _bind(T.labels, dialect)
 
-    def _columns(self, items: Sequence[tuple[NewJob, str]]) -> tuple[list[Any], ...]:
-        """The jobs' columns as PG_INSERT's arrays (PG_INSERT_CLAIMED's
-        first fifteen)."""
+    def _columns(self, items: Sequence[tuple[NewJob, str]]) -> tuple[list[Any], list[Any]]:
+        """The jobs' columns as the statements' parameters (`_rows`): an
+        array per `_ROW` column, and a scalar per SHARED one; a SHARED
+        column whose value every row has goes as that scalar, its array
+        empty; any other column as an array of each row's value (the
+        scalar None, unread). Values converted as the column types' bind
+        processors convert them, each shared one once."""
         time, js = self._time, self._json
         jobs = [job for job, _ in items]
-        # Each distinct time converted once: a BatchSubmit's jobs share
-        # theirs (create_time and run_after are its `now`).
+        # Each distinct time converted once: a group commit's Submits often
+        # share create_time with run_after.
         times: dict[datetime, Any] = {}
 
         def at(moment: datetime) -> Any:
@@ -287,26 +346,47 @@ class _Postgres:
                 value = times[moment] = time(moment)
             return value
 
-        return (
-            [j.id for j in jobs],
-            [j.owner for j in jobs],
-            [j.job_type for j in jobs],
-            [j.priority for j in jobs],
-            [j.input.type_url for j in jobs],
-            [j.input.value for j in jobs],
-            [js(dict(j.labels)) if j.labels else "{}" for j in jobs],
-            [j.request_id for j in jobs],
-            [fp if job.request_id else None for job, fp in items],
-            [j.dedupe_key for j in jobs],
-            [j.max_attempts for j in jobs],
-            [j.timeout.total_seconds() if j.timeout is not None else None for j in jobs],
-            [at(j.create_time) for j in jobs],
-            [at(j.run_after) for j in jobs],
-            [j.notify_url for j in jobs],
+        def labels(value: Mapping[str, str]) -> Any:
+            return js(dict(value)) if value else "{}"
+
+        def seconds(timeout: timedelta | None) -> float | None:
+            return timeout.total_seconds() if timeout is not None else None
+
+        # Per `_ROW` column: the rows' values as the jobs hold them, and
+        # their conversion (None: as they are).
+        columns: tuple[tuple[list[Any], Callable[[Any], Any] | None], ...] = (
+            ([j.id for j in jobs], None),
+            ([j.owner for j in jobs], None),
+            ([j.job_type for j in jobs], None),
+            ([j.priority for j in jobs], None),
+            ([j.input.type_url for j in jobs], None),
+            ([j.input.value for j in jobs], None),
+            ([j.labels for j in jobs], labels),
+            ([j.request_id for j in jobs], None),
+            ([fp if job.request_id else None for job, fp in items], None),
+            ([j.dedupe_key for j in jobs], None),
+            ([j.max_attempts for j in jobs], None),
+            ([j.timeout for j in jobs], seconds),
+            ([j.create_time for j in jobs], at),
+            ([j.run_after for j in jobs], at),
+            ([j.notify_url for j in jobs], None),
         )
+        arrays: list[Any] = []
+        scalars: list[Any] = []
+        for (name, _), (values, convert) in zip(_ROW, columns, strict=True):
+            shared = name in SHARED
+            if shared and _alike(values):
+                arrays.append([])
+                scalars.append(values[0] if convert is None else convert(values[0]))
+                continue
+            arrays.append(values if convert is None else [convert(v) for v in values])
+            if shared:
+                scalars.append(None)
+        return arrays, scalars
 
     async def insert(self, conn: AsyncConnection, items: Sequence[tuple[NewJob, str]]) -> None:
-        await asyncpg_fetch(conn, PG_INSERT, self._columns(items))
+        arrays, scalars = self._columns(items)
+        await asyncpg_fetch(conn, PG_INSERT, (*arrays, *scalars))
         await self._insert_labels(conn, items)
 
     async def _insert_labels(
@@ -322,14 +402,16 @@ class _Postgres:
         jobs = [job for job, _, _ in items]
         grants = [hand_off for _, _, hand_off in items]
         moment, types = _ahead_of(items)
+        arrays, scalars = self._columns([(job, fp) for job, fp, _ in items])
         args = (
-            *self._columns([(job, fp) for job, fp, _ in items]),
+            *arrays,
             [g.worker_id for g in grants],
             [g.lease_token for g in grants],
             [time(g.now) for g in grants],
             [time(g.lease_expires_at) for g in grants],
             time(moment),
             types,
+            *scalars,
         )
         rows = await asyncpg_fetch(conn, PG_INSERT_CLAIMED, args)
         await self._insert_labels(conn, items)
@@ -446,7 +528,8 @@ class _PostgresOne:
         payload = pg_notify.encode(
             self._origin, [j.id for j in jobs], (), True, min(j.run_after for j in jobs)
         )
-        return (*self._statements._columns(items), ids, keys, values, payload)
+        arrays, scalars = self._statements._columns(items)
+        return (*arrays, ids, keys, values, payload, *scalars)
 
     async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
         await self._run(PG_INSERT_NOTIFY, self._args(items))
