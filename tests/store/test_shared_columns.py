@@ -155,6 +155,10 @@ async def test_a_mixed_batch_stores_the_rows_of_every_value_per_row(
     alike = [(replace(items[1][0], id=new_operation_id(), request_id=None), "") for _ in range(5)]
     assert _varying(alike) == {"id"}
     await _every_way(pg_store, postgres_url, alike)
+    # The same with request_ids (PG_INSERT_FRESH), their labels shared too.
+    keyed = [(replace(job, request_id=f"a-{n}"), "fp") for n, (job, _) in enumerate(alike)]
+    assert _varying(keyed) == {"id", "request_id"}
+    await _every_way(pg_store, postgres_url, keyed)
 
 
 async def test_claimed_creates_store_the_rows_of_every_value_per_row(

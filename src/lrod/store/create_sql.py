@@ -75,6 +75,7 @@ _ROW = (
 # (a statement has at least one row: a varying column's array is never
 # empty). `_Postgres._columns` decides per call, by this set alone.
 SHARED = frozenset(name for name, _ in _ROW) - {"id"}
+_LABELS = [name for name, _ in _ROW].index("labels")
 
 
 def _rows(scalars_from: int, more: Sequence[tuple[str, str]] = ()) -> str:
@@ -115,15 +116,26 @@ INSERT INTO operation_labels (operation_id, key, value)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
 """
 
+# The labels' rows of the one-statement creates: per label of each row, its
+# (operation id, key, value) in $16-$18; or, where the rows share their
+# labels (the labels column is SHARED for the statement), the shared
+# labels' keys and values alone in $17-$18 ($16 empty), each row's id
+# ($1) with each of them.
+_LABEL_ROWS = """SELECT * FROM unnest($16::text[], $17::text[], $18::text[])
+   WHERE cardinality($16::text[]) > 0
+  UNION ALL
+  SELECT i, k, v FROM unnest($1::text[]) AS i, unnest($17::text[], $18::text[]) AS l(k, v)
+   WHERE cardinality($16::text[]) = 0"""
+
 # Submit's create as ONE statement of its own (autocommit: no BEGIN or
-# COMMIT round trip), its labels ($16-$18) and its NOTIFY ($19: the payload,
-# made from the jobs, since every row goes in or, the statement failing,
-# none) in it; the shared columns' scalars from $20 on.
+# COMMIT round trip), its labels ($16-$18, `_LABEL_ROWS`) and its NOTIFY
+# ($19: the payload, made from the jobs, since every row goes in or, the
+# statement failing, none) in it; the shared columns' scalars from $20 on.
 PG_INSERT_NOTIFY = f"""
 WITH stored AS ({_insert(_rows(20))}),
 labelled AS (
   INSERT INTO operation_labels (operation_id, key, value)
-  SELECT * FROM unnest($16::text[], $17::text[], $18::text[]))
+  {_LABEL_ROWS})
 SELECT pg_notify('{pg_notify.CHANNEL}', $19)
 """
 
@@ -152,8 +164,7 @@ stored AS (
     FROM i WHERE NOT EXISTS (SELECT FROM found)),
 labelled AS (
   INSERT INTO operation_labels (operation_id, key, value)
-  SELECT * FROM unnest($16::text[], $17::text[], $18::text[])
-   WHERE NOT EXISTS (SELECT FROM found)),
+  SELECT * FROM ({_LABEL_ROWS}) AS l WHERE NOT EXISTS (SELECT FROM found)),
 note AS (
   SELECT pg_notify('{pg_notify.CHANNEL}', $19) WHERE NOT EXISTS (SELECT FROM found))
 SELECT (SELECT count(*) FROM found), (SELECT count(*) FROM note)
@@ -520,15 +531,19 @@ class _PostgresOne:
         self._origin = origin
 
     def _args(self, items: Sequence[tuple[NewJob, str]]) -> tuple[Any, ...]:
-        labels = _labels(items)
-        ids, keys, values = (
-            [list(column) for column in zip(*labels, strict=True)] if labels else ([], [], [])
-        )
-        jobs = [job for job, _ in items]
-        payload = pg_notify.encode(
-            self._origin, [j.id for j in jobs], (), True, min(j.run_after for j in jobs)
-        )
         arrays, scalars = self._statements._columns(items)
+        jobs = [job for job, _ in items]
+        ids: list[str] = []
+        if not arrays[_LABELS]:  # shared by every row (`_LABEL_ROWS`)
+            keys, values = list(jobs[0].labels), list(jobs[0].labels.values())
+        else:
+            labels = _labels(items)
+            ids, keys, values = (
+                [list(column) for column in zip(*labels, strict=True)] if labels else ([], [], [])
+            )
+        payload = pg_notify.encode(
+            self._origin, arrays[0], (), True, min(j.run_after for j in jobs)
+        )
         return (*arrays, ids, keys, values, payload, *scalars)
 
     async def insert(self, items: Sequence[tuple[NewJob, str]]) -> None:
