@@ -4,11 +4,16 @@ worker's statements are (worker_sql.py): no parameter construction or bind
 processing by SQLAlchemy per row, and one trip for any number of rows.
 
 - PostgreSQL (asyncpg): one statement, the rows as UNNEST arrays (one
-  prepared statement whatever the batch size); the labels, when there are
-  any, in a second one.
+  prepared statement whatever the batch size), a column that every row
+  shares sent once as a scalar instead (SHARED: the same statement for any
+  mix); the labels, when there are any, in a second one (in the same one
+  where the statement is a transaction of its own: `one_statement`).
 - SQLite (aiosqlite): sqlite3's executemany of the operations and of their
   labels, in one hop to aiosqlite's thread; `alone` runs it as a whole
-  transaction in that one hop (BEGIN IMMEDIATE and COMMIT included).
+  transaction in that one hop (BEGIN IMMEDIATE and COMMIT included). A
+  shared value is bound again for each row there: executemany binds a
+  row's tuple in C, a repeated value costing what a distinct one does, and
+  there are no arrays to build or encode, so SHARED has nothing to save.
 
 On PostgreSQL values go through the column types' own bind processors (the
 conversions SQLAlchemy applies); on SQLite they are converted here as those
