@@ -312,17 +312,12 @@ def _bind(column: Any, dialect: Dialect) -> Callable[[Any], Any]:
     return lambda value: None if value is None else process(value)
 
 
-def _alike(values: list[Any]) -> bool:
-    """Whether every one of `values` (at least one) is stored as the first
-    is: equal to it and, for labels (mappings, equal in any order), in its
-    order too, since their JSON keeps the order."""
-    first = values[0]
-    if values.count(first) != len(values):
-        return False
-    if isinstance(first, Mapping) and first:
-        keys = list(first)
-        return all(value is first or list(value) == keys for value in values)
-    return True
+def _in_one_order(labels: list[Mapping[str, str]]) -> bool:
+    """Whether labels equal to the first (mappings: equal in any order) are
+    in its order too, as their JSON keeps it."""
+    first = labels[0]
+    keys = list(first)
+    return all(value is first or list(value) == keys for value in labels)
 
 
 def _labels(items: Sequence[tuple[NewJob, str] | HandedOff]) -> list[tuple[str, str, str]]:
@@ -387,13 +382,20 @@ class _Postgres:
             ([j.run_after for j in jobs], at),
             ([j.notify_url for j in jobs], None),
         )
+        count = len(jobs)
         arrays: list[Any] = []
         scalars: list[Any] = []
         for (name, _), (values, convert) in zip(_ROW, columns, strict=True):
             shared = name in SHARED
-            if shared and _alike(values):
+            first = values[0]
+            # Every row's value stored as the first's is (labels: in its order).
+            if (
+                shared
+                and values.count(first) == count
+                and (convert is not labels or _in_one_order(values))
+            ):
                 arrays.append([])
-                scalars.append(values[0] if convert is None else convert(values[0]))
+                scalars.append(first if convert is None else convert(first))
                 continue
             arrays.append(values if convert is None else [convert(v) for v in values])
             if shared:
