@@ -48,6 +48,8 @@ class MemoryStore:
     """Just enough of OperationStore for a pool running no-op jobs: every
     call answers at once (after one pass of the loop, as a write would)."""
 
+    claims_in_flight = 2  # as on PostgreSQL: the pool's own cost of it
+
     def __init__(self, hub: ChangeHub) -> None:
         self._hub = hub
         self._queued: list[Operation] = []

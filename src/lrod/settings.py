@@ -160,6 +160,9 @@ class WorkerSettings:
         "key, a BatchSubmit, or when a due queued job of at least its priority is stored.",
         commands=(SERVE,),
     )
+    # Claims outstanding at once (their sizes counted against the room);
+    # None: the store's choice for its database (store.claims_in_flight).
+    claims_in_flight: int | None = None
     progress_interval: float = 0.2
     cancel_grace: float = 5.0
     drain_grace: float = setting(

@@ -189,6 +189,20 @@ def runs_on_asyncpg(dialect: Dialect) -> bool:
     return dialect.name == POSTGRESQL
 
 
+def claims_in_flight(dialect: Dialect) -> int:
+    """How many claims a worker pool keeps outstanding at once on this
+    database (worker/pool.py; its room, free slots plus claim_ahead, is
+    shared among them). PostgreSQL: 2. The worker writes' group commit
+    flushes one batch at a time, a round trip each; a second claim asked
+    while the first one's flush is out joins the next flush with the
+    finishes queued by then, so that a pool that claims ahead has its next
+    jobs running while that flush is out instead of waiting for it.
+    SQLite: 1. Its flush is one hop to the driver's thread in this process,
+    not a round trip to another: a second claim out gains no overlap there
+    (bench/findings.md, "Day 6")."""
+    return 2 if dialect.name == POSTGRESQL else 1
+
+
 # -- migrations ---------------------------------------------------------------
 def migration_engine(url: URL) -> Engine:
     """The synchronous engine a migration runs on (the caller disposes of it)."""

@@ -88,13 +88,19 @@ class GroupCommit(Generic[_T, _R]):
         """The item's result once its batch is flushed. A caller that is
         cancelled meanwhile leaves the item to its flush: the flush runs in
         a task of its own, so no transaction is abandoned half-way."""
+        return await self.enqueue(item)
+
+    def enqueue(self, item: _T) -> asyncio.Future[_R]:
+        """`submit`, the item queued now (its place in the next batch taken
+        at the call, not when the caller first awaits): the future of its
+        result."""
         future: asyncio.Future[_R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._drain(), name="lrod-group-commit")
             if self._track is not None:
                 self._track(self._flusher)
-        return await future
+        return future
 
     async def _drain(self) -> None:
         first = True

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Container, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -224,6 +224,10 @@ class Usage:
 
 
 class OperationStore(Protocol):
+    # How many claims a worker pool keeps outstanding at once (one
+    # dialect's choice: lrod.store.dialect.claims_in_flight).
+    claims_in_flight: int
+
     def notification_listener(self) -> ChangeFeed:
         """The feed of other processes' changes into this store's listener;
         the caller starts and stops it."""
@@ -308,14 +312,17 @@ class OperationStore(Protocol):
 
     async def delete(self, op_id: str, owner: str, now: datetime) -> None: ...
 
-    async def claim(
+    def claim(
         self,
         worker_id: str,
         now: datetime,
         lease: timedelta,
         limit: int,
         job_types: Sequence[str],
-    ) -> Sequence[Claim]: ...
+    ) -> Awaitable[Sequence[Claim]]:
+        """Up to `limit` due jobs of `job_types`, claimed for `worker_id`.
+        An `async def` serves; SqlStore queues the claim at the call."""
+        ...
 
     async def heartbeat(
         self, claim: Claim, now: datetime, lease: timedelta, progress: Progress | None

@@ -13,7 +13,7 @@ import builtins
 import functools
 import logging
 import secrets
-from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -41,7 +41,7 @@ from lrod.domain.retry import LEASE_EXPIRED, JobPolicy
 from lrod.domain.states import State, check_move
 from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import Delivery, DeliveryState
-from lrod.store import create_sql, pg_notify, presence, worker_sql
+from lrod.store import create_sql, dialect, pg_notify, presence, worker_sql
 from lrod.store.changes import Changes
 from lrod.store.create_sql import HandedOff
 from lrod.store.creates import (
@@ -270,6 +270,8 @@ class SqlStore:
         # Tells this process's notifications from others' (PostgreSQL).
         self.origin = secrets.token_hex(8)
         self._notify = database.notifies
+        # How many claims a worker pool over this store keeps outstanding.
+        self.claims_in_flight = dialect.claims_in_flight(database.writer.dialect)
         # The claim and the finishing writes, at driver level (worker_sql.py).
         self._worker_sql = worker_sql.for_dialect(database.writer.dialect)
         # The same as whole transactions in one trip (SQLite; None: PostgreSQL).
@@ -733,21 +735,29 @@ class SqlStore:
             changes.operations.add(op_id)
 
     # -- the worker side --------------------------------------------------
-    async def claim(
+    def claim(
         self,
         worker_id: str,
         now: datetime,
         lease: timedelta,
         limit: int,
         job_types: Sequence[str],
-    ) -> Sequence[Claim]:
+    ) -> Awaitable[Sequence[Claim]]:
         """Claim up to `limit` due jobs of the given types (those this worker
         has handlers for: during a rolling deploy, old workers leave new types
         to new workers). Not `_shielded`: it runs in the worker writes' group
         commit (with the finishing writes waiting then), whose task a caller
-        that leaves cannot cut short."""
+        that leaves cannot cut short. Queued there at the call, so that a
+        pool awaiting it in a task of its own takes the place in the next
+        flush it would have taken awaiting it at once (beside the finishes
+        queued by then)."""
         ask = ClaimAsk(now, now + lease, limit, tuple(job_types), worker_id, secrets.token_hex(16))
-        rows = await self._worker_writes.submit(ask)
+        return self._claimed(ask, self._worker_writes.enqueue(ask))
+
+    async def _claimed(
+        self, ask: ClaimAsk, written: asyncio.Future[WorkerResult]
+    ) -> Sequence[Claim]:
+        rows = await written
         assert isinstance(rows, list)
         claims = [Claim(to_operation(r), ask.token) for r in rows]
         claims.sort(key=lambda c: (-c.operation.priority, c.operation.run_after))

@@ -8,7 +8,15 @@ such writes at once; they share transactions through the store's group
 commit, each fenced by its lease token), so that the next claim overlaps the
 last finishes; one heartbeat loop renews every lease the pool holds in one
 statement; and with `claim_ahead` the claim loop claims that many jobs beyond
-the free slots into a local queue (one statement per claim batch)."""
+the free slots into a local queue (one statement per claim batch).
+
+Claims run in tasks of their own, up to the store's `claims_in_flight` at
+once (PostgreSQL: two) while jobs are known to wait: a claim asked while
+another is out joins the worker writes' next flush, so that its jobs are at
+hand when the first claim's are done. Every claim out counts its whole
+`limit` against the room (free slots plus `claim_ahead`), so the pool never
+holds more jobs than that; a stop waits for the claims out and drains or
+hands back their jobs with the rest."""
 
 from __future__ import annotations
 
@@ -17,6 +25,7 @@ import dataclasses
 import logging
 import secrets
 from collections import deque
+from collections.abc import Awaitable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -71,6 +80,23 @@ class WorkerPool:
         self._busy: set[asyncio.Task[None]] = set()
         # Claimed ahead, not started yet: their leases are renewed too.
         self._queued: deque[Claim] = deque()
+        # The claims out (each task's `limit`), at most `_claims_in_flight`;
+        # the number of the last claim asked, and of the last whose answer
+        # set the idle state (answers come back in order, but a later claim
+        # is the newer word on whether work waits).
+        self._claims_in_flight = max(
+            1,
+            store.claims_in_flight
+            if self.settings.claims_in_flight is None
+            else self.settings.claims_in_flight,
+        )
+        self._claiming: dict[asyncio.Task[None], int] = {}
+        self._claims_asked = 0
+        self._claims_heard = 0
+        # The loop woke while a claim was out (and may have let the wake go
+        # for it): the claim's answer wakes it again, as a wake kept during
+        # an awaited claim would.
+        self._woke_while_claiming = False
         self._stopping = asyncio.Event()
         self._closed = asyncio.Event()
         self._hurry = asyncio.Event()
@@ -97,18 +123,28 @@ class WorkerPool:
 
     def _free_slots(self) -> int:
         """Slots whose handler is done; at most `concurrency` outcomes being
-        written besides."""
+        written besides per claim in flight (one flush's worth out, one
+        gathering behind it: with one, a pool claiming ahead would stall
+        its next jobs until the flush out came back)."""
         concurrency = self.settings.concurrency
         running = len(self._running) + self._reserved
-        return min(concurrency - len(self._busy) - self._reserved, 2 * concurrency - running)
+        writes = concurrency * self._claims_in_flight
+        return min(concurrency - len(self._busy) - self._reserved, concurrency + writes - running)
 
     def _claim_wanted(self) -> int:
         """How many to claim now: the free slots not served by the local
-        queue, plus `claim_ahead`; once claiming ahead, wait until the queue
-        ran down by half of it, so that claims come in batches."""
+        queue or the claims out, plus `claim_ahead`; once claiming ahead,
+        wait until that ran down by half of it, so that claims come in
+        batches. A further claim while one is out only while jobs are known
+        to wait (the last answer was full): else the claim out is the look."""
+        if self._claiming and (
+            len(self._claiming) >= self._claims_in_flight or self._idle_since_work is not None
+        ):
+            return 0
         ahead = self.settings.claim_ahead
-        room = self._free_slots() - len(self._queued) + ahead
-        if room <= 0 or (ahead and self._queued and room < max(1, ahead // 2)):
+        held = len(self._queued) + sum(self._claiming.values())
+        room = self._free_slots() - held + ahead
+        if room <= 0 or (ahead and held and room < max(1, ahead // 2)):
             return 0
         return room
 
@@ -125,7 +161,8 @@ class WorkerPool:
                     if self._stopping.is_set():
                         break
                 wanted = self._claim_wanted()
-                if wanted > 0 and await self._claim(wanted):
+                if wanted > 0:
+                    self._claim(wanted)
                     continue
             await self._idle()
 
@@ -225,36 +262,58 @@ class WorkerPool:
         except LrodError as error:
             log.warning("rescue failed: %s", error.message)
 
-    async def _claim(self, free: int) -> bool:
-        work = self._hub.work_announced
+    def _claim(self, limit: int) -> None:
+        """Ask for up to `limit` jobs, now (the store queues the claim at
+        the call); its answer is taken in a task of its own, which wakes the
+        claim loop if it brought jobs."""
+        self._claims_asked += 1
+        asked = self._store.claim(
+            self.settings.worker_id, self._clock(), self.settings.lease, limit, self._job_types
+        )
+        task = asyncio.create_task(
+            self._claimed(asked, limit, self._hub.work_announced, self._claims_asked),
+            name="lrod-claim",
+        )
+        self._claiming[task] = limit
+
+    async def _claimed(
+        self, asked: Awaitable[Sequence[Claim]], limit: int, work: int, number: int
+    ) -> None:
+        claims: Sequence[Claim] = ()
         try:
-            claims = await self._store.claim(
-                self.settings.worker_id,
-                self._clock(),
-                self.settings.lease,
-                free,
-                self._job_types,
-            )
+            claims = await asked
         except LrodError as error:
             log.warning("claim failed: %s", error.message)
-            return False
-        if len(claims) < free:
-            self._idle_since_work = work
-            self._idle_until = asyncio.get_running_loop().time() + self.settings.poll_interval
-        else:
-            self._idle_since_work = None
+            return
+        except Exception:
+            log.exception("claim failed unexpectedly")
+            return
+        finally:
+            self._claiming.pop(asyncio.current_task(), None)  # type: ignore[arg-type]
+            # Wake the loop if jobs came (it may claim more) or it woke
+            # while this was out; not for an empty answer or a failure alone,
+            # which would claim again at once (the poll comes).
+            if claims or self._woke_while_claiming:
+                self._woke_while_claiming = False
+                self._poke()
+        if number > self._claims_heard:
+            self._claims_heard = number
+            if len(claims) < limit:
+                self._idle_since_work = work
+                self._idle_until = asyncio.get_running_loop().time() + self.settings.poll_interval
+            else:
+                self._idle_since_work = None
         for claim in claims:
             self._metrics.moved(claim.operation.job_type, State.QUEUED, State.RUNNING)
         # Claimed as a drain began, these jobs are RUNNING already for anyone
         # who reads them: they start like the others and get the drain's
-        # grace (`stop` gathers the running attempts once this loop ended,
-        # and hands back what is still queued).
+        # grace (`stop` waits for the claims out, then gathers the running
+        # attempts and hands back what is still queued).
         self._queued.extend(claims)
         if len(claims) != len(self._queued):
             ordered = sorted(self._queued, key=_claim_order)
             self._queued = deque(ordered)
         self._start_queued()
-        return bool(claims)
 
     def _start_queued(self) -> None:
         while self._queued and self._free_slots() > 0:
@@ -379,6 +438,7 @@ class WorkerPool:
         pool stops: one future and one timer, no task per wait."""
         if self._poked or self._stopping.is_set():
             self._poked = False
+            self._woke_while_claiming = bool(self._claiming)
             return
         loop = asyncio.get_running_loop()
         wake = self._wake = loop.create_future()
@@ -397,6 +457,7 @@ class WorkerPool:
             self._hub.work_wait_ended(wake)
             self._wake = None
             self._poked = False
+            self._woke_while_claiming = bool(self._claiming)
 
     def hurry(self) -> None:
         """Cut a drain under way short: hand the running jobs back now."""
@@ -425,6 +486,9 @@ class WorkerPool:
         self._poke()
         if self._loop_task is not None:
             await self._loop_task
+        # The claims out: their jobs are this pool's once they come back.
+        while self._claiming:
+            await asyncio.wait(list(self._claiming))
         # Submits being stored claimed start (and are drained) like claims.
         try:
             async with asyncio.timeout(self.settings.drain_grace + 5):
