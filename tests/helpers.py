@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -19,6 +19,14 @@ from lrod.manager import OperationManager
 from lrod.v1 import job_service_pb2, job_service_pb2_grpc, operation_metadata_pb2
 
 State = operation_metadata_pb2.OperationMetadata.State
+
+
+async def in_turn(call: Callable[[], Awaitable[Any]]) -> Any:
+    """`call()` made when this coroutine runs: SqlStore.claim queues its ask
+    in the worker writes at the call, so a claim among an `asyncio.gather`'s
+    writes is queued in the gather's order this way (as the pool's claim
+    after the finishes its freed slots queued), not before them all."""
+    return await call()
 
 
 def pack(message: Message) -> any_pb2.Any:

@@ -30,6 +30,7 @@ from lrod.store.direct_reads import AsyncpgReader
 from lrod.store.errors import translated_errors
 from lrod.store.protocol import Claim
 from lrod.store.sql_store import SqlStore
+from tests.helpers import in_turn
 from tests.store.conftest import plain_dsn
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
@@ -267,7 +268,7 @@ async def test_a_claim_that_fails_leaves_the_finishes_of_its_batch_stored(
     try:
         outcomes = await asyncio.gather(
             *[store.succeed(claim, NOW, RESULT, KEEP) for claim in running[:2]],
-            store.claim(DOOMED, NOW, LEASE, 2, ["t"]),
+            in_turn(lambda: store.claim(DOOMED, NOW, LEASE, 2, ["t"])),
             store.succeed(running[2], NOW, RESULT, KEEP),
             last,
             return_exceptions=True,
@@ -347,7 +348,7 @@ async def test_a_write_whose_rows_cannot_be_read_back_is_not_run_again(
     monkeypatch.setattr(one._statements, "written", unreadable)  # type: ignore[attr-defined]
     outcomes = await asyncio.gather(
         *(store.succeed(c, NOW, RESULT, KEEP) for c in claims),
-        store.claim("w", NOW, LEASE, 2, ["t"]),
+        in_turn(lambda: store.claim("w", NOW, LEASE, 2, ["t"])),
         return_exceptions=True,
     )
     assert len(runs) == 1, runs  # one statement, not run again in halves or apart

@@ -33,6 +33,7 @@ from lrod.store.engine import open_database
 from lrod.store.finishes import Finish
 from lrod.store.migrate import upgrade
 from lrod.store.sql_store import SqlStore
+from tests.helpers import in_turn
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -142,7 +143,7 @@ async def test_a_claim_asked_while_finishes_wait_shares_their_transaction(
     retried, succeeded, claimed = await asyncio.gather(
         store.fail(first, NOW, oops, None, NOW, RETENTION),
         store.succeed(second, NOW, RESULT, RETENTION),
-        store.claim("w", NOW, LEASE, 5, ["t"]),
+        in_turn(lambda: store.claim("w", NOW, LEASE, 5, ["t"])),
     )
     # One transaction: the finishes first, then the claim, which takes the
     # job the failure queued again.
@@ -243,7 +244,7 @@ async def test_a_batch_that_fails_after_its_commit_is_not_run_again(
     monkeypatch.setattr(sql_store, "finished_alone", unreadable)
     outcomes = await asyncio.gather(
         *(sqlite_store.succeed(c, NOW, RESULT, RETENTION) for c in claims),
-        sqlite_store.claim("w", NOW, LEASE, 2, ["t"]),
+        in_turn(lambda: sqlite_store.claim("w", NOW, LEASE, 2, ["t"])),
         return_exceptions=True,
     )
     assert len(writes) == 1, writes  # one transaction, not run again in halves
