@@ -130,7 +130,12 @@ class DoneCounter:
 async def _rounds(
     store: Any, hub: ChangeHub, counter: DoneCounter, load: Callable[[int], None], args: Any
 ) -> list[float]:
-    settings = WorkerSettings(concurrency=args.concurrency, lease=timedelta(seconds=30))
+    settings = WorkerSettings(
+        concurrency=args.concurrency,
+        lease=timedelta(seconds=30),
+        claim_ahead=args.claim_ahead,
+        claims_in_flight=args.claims_in_flight,
+    )
     metrics = Metrics()
     profile = cProfile.Profile() if args.profile else None
     costs: list[float] = []
@@ -189,6 +194,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000, help="jobs per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--claim-ahead", type=int, default=0)
+    parser.add_argument(
+        "--claims-in-flight", type=int, help="claims out at once (default: the store's choice)"
+    )
     parser.add_argument("--log-level", default="WARNING", help="as the bench server: WARNING")
     parser.add_argument("--profile", help="write a cProfile of the measured rounds here")
     args = parser.parse_args()
