@@ -67,6 +67,8 @@ ELSEWHERE = {
     "OperationStore.remove_stale_workers": "tests.store.test_console_reads::"
     "test_stale_workers_are_cleaned_up_and_their_heartbeat_says_so",
     "OperationStore.expire": "tests.store.test_expiry::test_expired_before_and_after_the_janitor",
+    "OperationStore.claims_in_flight": "tests.execution.test_pipelined_claims::"
+    "test_the_database_chooses_the_claims_out",
     "OperationStore.renew": "tests.store.test_claims::test_one_renewal_for_many_leases_each_fenced",
     "OperationStore.rescue": "tests.store.test_endings::test_a_rescued_job_waits_for_its_backoff",
     "OperationStore.get_many": "tests.store.test_get_many::"
