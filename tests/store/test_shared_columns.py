@@ -24,6 +24,7 @@ from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
 from lrod.domain.submission import NewJob
 from lrod.store.create_sql import _ROW, SHARED, _Postgres
+from lrod.store.rows import new_row
 from lrod.store.schema import LabelRow, OperationRow
 from lrod.store.sql_store import SqlStore
 from tests.store.conftest import plain_dsn
@@ -62,34 +63,7 @@ async def _sqlalchemy_insert(store: SqlStore, items: Items) -> None:
     per row by the column types' processors)."""
     async with store._db.writer.begin() as conn:
         for job, fingerprint in items:
-            await conn.execute(
-                insert(OperationRow),
-                {
-                    "id": job.id,
-                    "owner": job.owner,
-                    "job_type": job.job_type,
-                    "state": "QUEUED",
-                    "priority": job.priority,
-                    "input_type": job.input.type_url,
-                    "input_value": job.input.value,
-                    "labels": dict(job.labels),
-                    "request_id": job.request_id,
-                    "request_fingerprint": fingerprint if job.request_id else None,
-                    "dedupe_key": job.dedupe_key,
-                    "attempt": 0,
-                    "max_attempts": job.max_attempts,
-                    "timeout_seconds": job.timeout.total_seconds() if job.timeout else None,
-                    "create_time": job.create_time,
-                    "update_time": job.create_time,
-                    "run_after": job.run_after,
-                    "cancel_requested": False,
-                    "progress_completed": 0,
-                    "progress_total": 0,
-                    "progress_stage": "",
-                    "version": 1,
-                    "notify_url": job.notify_url,
-                },
-            )
+            await conn.execute(insert(OperationRow), new_row(job, fingerprint))
             for key, value in job.labels.items():
                 await conn.execute(
                     insert(LabelRow), {"operation_id": job.id, "key": key, "value": value}
