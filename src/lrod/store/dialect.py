@@ -203,6 +203,15 @@ def claims_in_flight(dialect: Dialect) -> int:
     return 2 if dialect.name == POSTGRESQL else 1
 
 
+def refreshes_planner_statistics(dialect: Dialect) -> bool:
+    """Whether the store runs ANALYZE itself as its commits change the
+    operations table (store/planner_stats.py). PostgreSQL: yes, its claim
+    and finish plans follow the table's statistics, which autovacuum
+    refreshes only a minute apart. SQLite: no, it keeps no statistics
+    unless asked and plans from its indexes."""
+    return dialect.name == POSTGRESQL
+
+
 # -- migrations ---------------------------------------------------------------
 def migration_engine(url: URL) -> Engine:
     """The synchronous engine a migration runs on (the caller disposes of it)."""

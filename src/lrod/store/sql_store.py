@@ -68,6 +68,7 @@ from lrod.store.engine import Database
 from lrod.store.errors import database_unavailable, statement_failed, translated_errors
 from lrod.store.finishes import Finish, FinishPlan, finish_many, finished_alone, writes_outbox
 from lrod.store.group_commit import GroupCommit, flush_isolated
+from lrod.store.planner_stats import PlannerStatistics
 from lrod.store.protocol import (
     AttemptRecord,
     ChangeFeed,
@@ -272,6 +273,13 @@ class SqlStore:
         self._notify = database.notifies
         # How many claims a worker pool over this store keeps outstanding.
         self.claims_in_flight = dialect.claims_in_flight(database.writer.dialect)
+        # PostgreSQL: the table's planner statistics refreshed as this
+        # store's commits change it (planner_stats.py).
+        self._planner_stats = (
+            PlannerStatistics(database.writer)
+            if dialect.refreshes_planner_statistics(database.writer.dialect)
+            else None
+        )
         # The claim and the finishing writes, at driver level (worker_sql.py).
         self._worker_sql = worker_sql.for_dialect(database.writer.dialect)
         # The same as whole transactions in one trip (SQLite; None: PostgreSQL).
@@ -345,6 +353,8 @@ class SqlStore:
             return await self._db.read(fn)
 
     def _announce(self, changes: Changes) -> None:
+        if changes.operations and self._planner_stats is not None:
+            self._planner_stats.changed(len(changes.operations))
         if changes.operations:
             # The finished rows the seam's writes returned go to the hub with
             # the change: waiters and watchers in this process need no read.
@@ -1276,4 +1286,6 @@ class SqlStore:
     async def close(self) -> None:
         if self._inflight:
             await asyncio.wait(set(self._inflight), timeout=5)
+        if self._planner_stats is not None:
+            await self._planner_stats.close()
         await self._db.dispose()
