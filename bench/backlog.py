@@ -33,8 +33,6 @@ PART = "backlog"
 BACKLOG = "8. Processing a backlog: N queued no-op jobs, workers started, until all done"
 BULK = "9. Bulk: N no-op jobs through BatchSubmit until all done"
 WORKERS = peers.CONCURRENCY
-# Jobs claimed beyond the free slots (--claim-ahead); the default, 0, is measured.
-AHEAD = 0
 BATCH = 1000
 CALLERS = 4
 DONE_SQL = "SELECT count(*) FROM operations WHERE state = 'SUCCEEDED'"
@@ -95,7 +93,7 @@ async def lrod_backlog(ctx: Context, db: str, jobs: int) -> float:
             conn = await stack.enter_async_context(_pg(url)) if db == POSTGRESQL else None
             done = _counter(db, url, conn)
             server = await stack.enter_async_context(
-                ctx.lrod_server(url, workers=WORKERS, name=f"backlog-{db}", claim_ahead=AHEAD)
+                ctx.lrod_server(url, workers=WORKERS, name=f"backlog-{db}")
             )
             await stack.enter_async_context(
                 ctx.profiler.record(f"backlog.lrod.{db}", server.pid, ctx.plan.profile_seconds)
@@ -146,7 +144,7 @@ async def lrod_bulk(ctx: Context, db: str, jobs: int) -> float:
         conn = await stack.enter_async_context(_pg(url)) if db == POSTGRESQL else None
         done = _counter(db, url, conn)
         server = await stack.enter_async_context(
-            ctx.lrod_server(url, workers=WORKERS, name=f"bulk-{db}", claim_ahead=AHEAD)
+            ctx.lrod_server(url, workers=WORKERS, name=f"bulk-{db}")
         )
         opened = await stack.enter_async_context(channel(server.port))
         await stack.enter_async_context(

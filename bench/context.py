@@ -56,12 +56,11 @@ class Context:
                 yield url
 
     def lrod_server(
-        self, url: str, *, workers: int, name: str, claim_ahead: int = 0
+        self, url: str, *, workers: int, name: str
     ) -> contextlib.AbstractAsyncContextManager[Child]:
         """lrod's Service in a process of its own (API, plus `workers` embedded
         workers; 0: none, which is how Submit is measured with workers paused)."""
         args = ["-m", "bench.servers", "lrod", "--database-url", url, "--workers", str(workers)]
-        args += ["--claim-ahead", str(claim_ahead)]
         return child(args, self.log(name))
 
     def lrod_worker(

@@ -134,6 +134,7 @@ async def _rounds(
         concurrency=args.concurrency,
         lease=timedelta(seconds=30),
         claim_ahead=args.claim_ahead,
+        claim_ahead_wait=args.claim_ahead_seconds,
         claims_in_flight=args.claims_in_flight,
     )
     metrics = Metrics()
@@ -194,7 +195,10 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=5000, help="jobs per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--claim-ahead", type=int, default=0)
+    parser.add_argument("--claim-ahead", type=int, default=WorkerSettings().claim_ahead)
+    parser.add_argument(
+        "--claim-ahead-seconds", type=float, default=WorkerSettings().claim_ahead_wait
+    )
     parser.add_argument(
         "--claims-in-flight", type=int, help="claims out at once (default: the store's choice)"
     )

@@ -33,6 +33,8 @@ from lrod.settings import QuotaSettings
 from lrod.v1 import job_service_pb2
 from lrod.worker import WorkerSettings
 
+DEFAULT_WORKERS = WorkerSettings()
+
 ECHO_SERVICE = "bench.Echo"
 ECHO_SUBMIT = f"/{ECHO_SERVICE}/Submit"
 ECHO_GET = f"/{ECHO_SERVICE}/Get"
@@ -132,7 +134,12 @@ def _time_collections(log: Path) -> None:
 
 
 async def serve_lrod(
-    database_url: str, workers: int, lease: float, claim_ahead: int = 0, hand_off: bool = False
+    database_url: str,
+    workers: int,
+    lease: float,
+    claim_ahead: int = DEFAULT_WORKERS.claim_ahead,
+    hand_off: bool = False,
+    claim_ahead_wait: float = DEFAULT_WORKERS.claim_ahead_wait,
 ) -> None:
     settings = Settings(
         address="127.0.0.1:0",
@@ -142,6 +149,7 @@ async def serve_lrod(
                 concurrency=workers,
                 lease=timedelta(seconds=lease),
                 claim_ahead=claim_ahead,
+                claim_ahead_wait=claim_ahead_wait,
                 hand_off=hand_off,
             )
             if workers > 0
@@ -172,7 +180,10 @@ def main(argv: list[str] | None = None) -> None:
     served.add_argument("--database-url", required=True)
     served.add_argument("--workers", type=int, default=0, help="0: API only")
     served.add_argument("--lease-seconds", type=float, default=30.0)
-    served.add_argument("--claim-ahead", type=int, default=0)
+    served.add_argument("--claim-ahead", type=int, default=DEFAULT_WORKERS.claim_ahead)
+    served.add_argument(
+        "--claim-ahead-seconds", type=float, default=DEFAULT_WORKERS.claim_ahead_wait
+    )
     served.add_argument("--hand-off", action=argparse.BooleanOptionalAction, default=False)
     args = parser.parse_args(argv)
     logs.configure("WARNING", False)
@@ -189,6 +200,7 @@ def main(argv: list[str] | None = None) -> None:
                 args.lease_seconds,
                 args.claim_ahead,
                 args.hand_off,
+                args.claim_ahead_seconds,
             )
         )
 

@@ -143,12 +143,22 @@ class WorkerSettings:
         minimum=0.01,
     )
     claim_ahead: int = setting(
-        0,
-        "Jobs to claim beyond the free slots, into a local queue, so that a freed slot "
-        "starts its next job without waiting for a claim. Faster with many short jobs, but "
-        "a job claimed ahead shows RUNNING (and its start time) from its claim, and a "
-        "higher-priority job submitted after it may start after it.",
+        16,
+        "Most jobs to claim beyond the free slots, into a local queue, so that a freed slot "
+        "starts its next job without waiting for a claim (0: none). Only as many as the "
+        "workers are expected to start within --claim-ahead-seconds are claimed ahead: a job "
+        "claimed ahead shows RUNNING (and its start time) from its claim, and a higher-priority "
+        "job submitted after it may start after it, for about that long at most.",
         commands=(SERVE, WORKER),
+        minimum=0,
+    )
+    claim_ahead_wait: float = setting(
+        0.05,
+        "How long, at most, a job claimed ahead is expected to wait in the local queue: the "
+        "pool claims ahead only concurrency x this / the mean time its handlers took "
+        "(nothing until one has finished), so slow jobs are not claimed ahead at all.",
+        commands=(SERVE, WORKER),
+        name="claim-ahead-seconds",
         minimum=0,
     )
     hand_off: bool = setting(

@@ -157,13 +157,19 @@ def _pool(store: Any, counted: Counted, **settings: Any) -> WorkerPool:
     values: dict[str, Any] = {
         "concurrency": 2,
         "claim_ahead": 2,
+        # Ahead in full however long the gated handlers are held.
+        "claim_ahead_wait": 3600.0,
         "claims_in_flight": 2,
         "lease": timedelta(seconds=10),
         "poll_interval": 60,
     }
     hub = store.listener
     assert isinstance(hub, ChangeHub)
-    return WorkerPool(store, hub, counted.registry(), WorkerSettings(**(values | settings)))
+    pool = WorkerPool(store, hub, counted.registry(), WorkerSettings(**(values | settings)))
+    # As if a handler had finished at once: the first claim takes the
+    # slots and claim_ahead (a new pool claims nothing ahead until then).
+    pool._handler_mean = 0.0
+    return pool
 
 
 async def _two_claims_out(

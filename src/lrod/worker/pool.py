@@ -7,8 +7,12 @@ handler returns, while the finishing write goes on (at most `concurrency`
 such writes at once; they share transactions through the store's group
 commit, each fenced by its lease token), so that the next claim overlaps the
 last finishes; one heartbeat loop renews every lease the pool holds in one
-statement; and with `claim_ahead` the claim loop claims that many jobs beyond
-the free slots into a local queue (one statement per claim batch).
+statement; and the claim loop claims jobs beyond the free slots into a local
+queue (one statement per claim batch): at most `claim_ahead`, and only as
+many as the pool is expected to start within `claim_ahead_wait` at the mean
+time its handlers took (`_ahead`), so that short jobs are claimed in batches
+while a job claimed ahead of slow ones, RUNNING from its claim, does not
+wait behind them.
 
 Claims run in tasks of their own, up to the store's `claims_in_flight` at
 once (PostgreSQL: two) while jobs are known to wait: a claim asked while
@@ -41,6 +45,8 @@ from lrod.store.protocol import Claim, HandOff, OperationStore
 from lrod.worker.attempt import Attempt
 
 log = logging.getLogger("lrod.worker")
+# The weight of the newest handler time in the pool's moving mean.
+_MEAN_WEIGHT = 0.2
 
 
 class WorkerPool:
@@ -91,6 +97,9 @@ class WorkerPool:
             else self.settings.claims_in_flight,
         )
         self._claiming: dict[asyncio.Task[None], int] = {}
+        # The mean time a handler held its slot (an exponential moving
+        # average, seconds; None until one has finished): how far ahead to claim.
+        self._handler_mean: float | None = None
         self._claims_asked = 0
         self._claims_heard = 0
         # The loop woke while a claim was out (and may have let the wake go
@@ -141,12 +150,29 @@ class WorkerPool:
             len(self._claiming) >= self._claims_in_flight or self._idle_since_work is not None
         ):
             return 0
-        ahead = self.settings.claim_ahead
+        ahead = self._ahead()
         held = len(self._queued) + sum(self._claiming.values())
         room = self._free_slots() - held + ahead
         if room <= 0 or (ahead and held and room < max(1, ahead // 2)):
             return 0
         return room
+
+    def _ahead(self) -> int:
+        """How many jobs to claim beyond the free slots: as many as the pool
+        starts within `claim_ahead_wait` with every slot busy (concurrency
+        over the mean handler time), at most `claim_ahead`; none before a
+        handler has finished, so a pool of slow jobs never claims ahead."""
+        most = self.settings.claim_ahead
+        mean = self._handler_mean
+        if most <= 0 or mean is None:
+            return 0
+        if mean <= 0:
+            return most
+        return min(most, int(self.settings.concurrency * self.settings.claim_ahead_wait / mean))
+
+    def _handler_took(self, seconds: float) -> None:
+        mean = self._handler_mean
+        self._handler_mean = seconds if mean is None else mean + _MEAN_WEIGHT * (seconds - mean)
 
     async def _claim_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -338,6 +364,8 @@ class WorkerPool:
     async def _run(self, attempt: Attempt) -> None:
         task: asyncio.Task[None] | None = asyncio.current_task()
         outcome = None
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         try:
             outcome = await attempt.execute()
         except Exception:
@@ -348,6 +376,7 @@ class WorkerPool:
         finally:
             # The slot is free once the handler is done: the next job starts
             # while this one's outcome is written.
+            self._handler_took(loop.time() - began)
             self._busy.discard(task)
             if not self._stopping.is_set():
                 self._start_queued()
