@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from lrod.store.engine import open_database
-from lrod.store.planner_stats import ANALYZE_BASE, PlannerStatistics
+from lrod.store.planner_stats import ANALYZE_BASE, ANALYZE_LOCK, PlannerStatistics
 from lrod.store.sql_store import SqlStore
 from tests.store.conftest import plain_dsn
 from tests.store.test_contract import new_job
@@ -86,3 +86,41 @@ async def test_a_failed_refresh_is_a_warning_and_is_tried_again(
     finally:
         await stats.close()
         await database.dispose()
+
+
+async def test_a_refresh_under_way_elsewhere_is_left_to_it(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another process's refresh holds the advisory lock for its transaction:
+    # this one leaves it to that one (two ANALYZEs of one table at once fail
+    # with "tuple concurrently updated"), without a warning; once it is
+    # released, the next threshold's worth refreshes them here.
+    database = open_database(postgres_url)
+    stats = PlannerStatistics(database.writer)
+    other = psycopg.connect(plain_dsn(postgres_url))
+    try:
+        other.execute(f"SELECT pg_advisory_xact_lock({ANALYZE_LOCK})")
+        with caplog.at_level(logging.WARNING, logger="lrod.store"):
+            stats.changed(ANALYZE_BASE)
+            await _settled(stats)
+        assert (stats.refreshes, stats.left_to_others) == (0, 1)
+        assert not [r for r in caplog.records if "planner's statistics" in r.getMessage()]
+        other.rollback()  # the other refresh ended
+        stats._next = 0.0
+        stats.changed(ANALYZE_BASE)
+        await _settled(stats)
+        assert (stats.refreshes, stats.left_to_others) == (1, 1)
+        assert _reltuples(postgres_url) >= 0  # analyzed
+    finally:
+        other.close()
+        await stats.close()
+        await database.dispose()
+
+
+async def _settled(stats: PlannerStatistics) -> None:
+    assert stats._task is not None
+    for _ in range(200):
+        if stats._task is None:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the refresh did not end within 10 s")

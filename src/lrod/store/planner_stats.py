@@ -18,7 +18,11 @@ own commits changed and, once that reaches autovacuum's own threshold
 refresh; at most `ANALYZE_MOST`, so that a burst of queued jobs into a large
 table is seen before autovacuum's 10% of it have changed), runs `ANALYZE
 operations` in the background: at most one at a time and at most one per
-`ANALYZE_GAP` seconds, never in a request's path.
+`ANALYZE_GAP` seconds, never in a request's path. Many processes share one
+table: a refresh first takes a transaction-level advisory lock
+(`pg_try_advisory_xact_lock`), and one that finds another process's refresh
+under way leaves it to that one (two ANALYZEs of one table at once fail with
+"tuple concurrently updated").
 ANALYZE reads a fixed-size sample (about 30,000 rows at the default
 statistics target) whatever the table's size, takes no lock that blocks
 reads or writes, and invalidates every session's cached plans of the table,
@@ -48,6 +52,9 @@ ANALYZE_MOST = 100_000
 ANALYZE_GAP = 1.0
 
 _ANALYZE = text("ANALYZE operations")
+# The advisory lock a refresh holds for its transaction, whichever process runs it.
+ANALYZE_LOCK = 0x6C726F64_616E6C7A  # "lrodanlz"
+_TAKE_LOCK = text(f"SELECT pg_try_advisory_xact_lock({ANALYZE_LOCK})")
 _ROWS = text("SELECT reltuples FROM pg_class WHERE oid = 'operations'::regclass")
 
 
@@ -62,6 +69,7 @@ class PlannerStatistics:
         self._task: asyncio.Task[None] | None = None
         self._next = 0.0  # loop time before which no refresh starts
         self.refreshes = 0
+        self.left_to_others = 0
 
     def threshold(self) -> float:
         return min(ANALYZE_BASE + ANALYZE_SCALE * self._rows, ANALYZE_MOST)
@@ -80,9 +88,14 @@ class PlannerStatistics:
     async def _refresh(self) -> None:
         try:
             async with self._engine.connect() as conn:
+                if not (await conn.execute(_TAKE_LOCK)).scalar():
+                    # Another process is refreshing them now.
+                    await conn.rollback()
+                    self.left_to_others += 1
+                    return
                 await conn.execute(_ANALYZE)
                 rows: Any = (await conn.execute(_ROWS)).scalar()
-                await conn.commit()
+                await conn.commit()  # the lock is released with the transaction
             self._rows = max(0.0, float(rows or 0))
             self.refreshes += 1
         except asyncio.CancelledError:
