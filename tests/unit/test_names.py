@@ -40,6 +40,24 @@ def test_ids_made_together_are_made_as_one_is() -> None:
     assert new_operation_ids(0) == []
 
 
+def test_new_ids_never_begin_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A shell argument that begins with "-" is read as an option (`lrod get
+    # -2Xh...` failed with "No such option '-2'"): such a draw is drawn again.
+    import secrets
+
+    dash = bytes([0xF8]) + bytes(15)  # top six bits 62: base64url "-"
+    assert base64.urlsafe_b64encode(dash).startswith(b"-")
+    plain = bytes([0x04]) + bytes(15)
+    draws = iter([dash, dash, plain])
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: next(draws))
+    assert new_operation_id() == base64.urlsafe_b64encode(plain)[:22].decode()
+    draws = iter([plain + dash + plain, plain])
+    assert [i[0] for i in new_operation_ids(3)] == ["B", "B", "B"]
+    monkeypatch.undo()
+    assert not any(i.startswith("-") for i in new_operation_ids(6400))
+    assert not any(new_operation_id().startswith("-") for _ in range(6400))
+
+
 def test_new_ids_are_unique() -> None:
     ids = {new_operation_id() for _ in range(10_000)}
     assert len(ids) == 10_000
