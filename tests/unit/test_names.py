@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import secrets
 
 import pytest
 
@@ -43,8 +44,6 @@ def test_ids_made_together_are_made_as_one_is() -> None:
 def test_new_ids_never_begin_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     # A shell argument that begins with "-" is read as an option (`lrod get
     # -2Xh...` failed with "No such option '-2'"): such a draw is drawn again.
-    import secrets
-
     dash = bytes([0xF8]) + bytes(15)  # top six bits 62: base64url "-"
     assert base64.urlsafe_b64encode(dash).startswith(b"-")
     plain = bytes([0x04]) + bytes(15)
