@@ -94,7 +94,7 @@ def sync_url(url: str) -> URL:
 def async_url(url: str) -> URL:
     """The URL the service runs on. PostgreSQL goes through asyncpg: measured
     1.2-1.4x psycopg's rate for Submit and round trips (docs/architecture.md);
-    psycopg serves migrations and the LISTEN connection."""
+    psycopg serves migrations."""
     parsed = make_url(url)
     if parsed.get_backend_name() == SQLITE:
         return parsed.set(drivername="sqlite+aiosqlite")
@@ -104,8 +104,8 @@ def async_url(url: str) -> URL:
 
 
 def libpq_dsn(url: URL) -> str:
-    """A PostgreSQL URL as psycopg's own connect() takes it (the LISTEN
-    connection), password included."""
+    """A PostgreSQL URL as libpq, psycopg and asyncpg's own connect() take it
+    (the LISTEN connection, the direct reads), password included."""
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import psycopg
+import asyncpg
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -108,6 +108,14 @@ def dispatch(payload: str, origin: str, hub: ChangeListener) -> None:
 
 
 class NotificationListener:
+    """LISTEN on one asyncpg connection of its own: each notification is a
+    callback from asyncpg's protocol on the event loop, with no task, reader
+    registration or future per notification (psycopg's `notifies()` took a
+    third more CPU per notification: bench/findings.md, day 9). A lost
+    connection (its termination callback, or a failed connect) wakes
+    everyone at once and again at each `fallback_interval` until listening
+    again."""
+
     def __init__(
         self, url: URL, hub: ChangeListener, origin: str, fallback_interval: float = 1.0
     ) -> None:
@@ -130,7 +138,7 @@ class NotificationListener:
         while True:
             try:
                 await self._listen()
-            except (psycopg.Error, OSError) as error:
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
                 log.warning("notification listener lost its connection: %s", error)
             self.connected.clear()
             # Until we hear notifications again, wake everyone to re-read.
@@ -138,15 +146,30 @@ class NotificationListener:
             await asyncio.sleep(self._fallback_interval)
 
     async def _listen(self) -> None:
-        async with await psycopg.AsyncConnection.connect(
-            self._dsn, autocommit=True, connect_timeout=5
-        ) as conn:
-            await conn.execute(f"LISTEN {CHANNEL}")
+        """Until the connection is lost (returns) or this task is cancelled."""
+        conn = await asyncpg.connect(self._dsn, timeout=5)
+        lost = asyncio.get_running_loop().create_future()
+
+        def ended(_conn: object) -> None:
+            if not lost.done():
+                lost.set_result(None)
+
+        conn.add_termination_listener(ended)
+        try:
+            await conn.add_listener(CHANNEL, self._heard)
             self.connected.set()
             log.info("listening for changes from other processes")
             self._wake_everyone()  # anything missed while disconnected
-            async for notify in conn.notifies():
-                dispatch(notify.payload, self._origin, self._hub)
+            await lost
+            log.warning("notification listener lost its connection")
+        finally:
+            conn.terminate()
+
+    def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            dispatch(payload, self._origin, self._hub)
+        except (TypeError, AttributeError, KeyError) as error:  # JSON of another shape
+            log.warning("ignored a malformed notification (%s)", type(error).__name__)
 
     def _wake_everyone(self) -> None:
         self._hub.everything_changed()
