@@ -97,7 +97,7 @@ async def test_a_shared_failure_fails_the_batch_without_splitting() -> None:
     assert sum(len(f) for f in flushes) == 20  # each member flushed once: no split
 
 
-# -- lingering under load (SQLite's creates: lrod.store.dialect.create_linger)
+# -- lingering under load (the creates: lrod.store.dialect.create_linger)
 async def _turns(count: int = 5) -> None:
     """Let the loop run `count` times without any time passing: a flush
     that is due runs, one that waits on a timer does not."""
@@ -150,3 +150,24 @@ async def test_a_writer_that_is_not_busy_does_not_linger() -> None:
     await _turns()
     assert recorder.batches[-1] == [6]  # flushed at once: the mean batch is small
     assert await late == 60
+
+
+async def test_how_busy_counts_as_under_load_is_the_writers_own() -> None:
+    """Batches of two: under load for a writer that lingers from a mean of
+    1.5 (PostgreSQL's creates), not for one that waits for a mean of 4."""
+    for linger_from, waits in ((1.5, True), (4.0, False)):
+        recorder = Recorder()
+        commit: GroupCommit[int, int] = GroupCommit(
+            recorder.flush, linger=0.5, linger_from=linger_from
+        )
+        for _ in range(10):
+            await asyncio.gather(commit.submit(2), commit.submit(4))
+        await commit.wait_idle()
+        first = asyncio.ensure_future(commit.submit(2))
+        await _turns()
+        late = asyncio.ensure_future(commit.submit(6))  # queued during the flush of [2]
+        assert await first == 20
+        await _turns()
+        assert (recorder.batches[-1] == [2]) is waits
+        assert await late == 60
+        assert recorder.batches[-1] == [6]

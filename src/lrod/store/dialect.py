@@ -172,14 +172,18 @@ def reset_open_transactions_only(engine: Engine) -> None:
             dbapi_connection.rollback()
 
 
-def create_linger(url: str | URL) -> float:
+def create_linger(url: str | URL) -> tuple[float, float]:
     """How long, at most, Submit's group commit waits under load for more
-    creates to join a flush (lrod.store.group_commit). SQLite: 5 ms, since
-    its one writer pays a commit and a thread hop per transaction whatever
-    its size, so larger batches are cheaper per Submit; PostgreSQL: none,
-    its creates are one statement each on a pool of connections and a wait
-    would only add latency."""
-    return 0.005 if is_sqlite(url) else 0.0
+    creates to join a flush, and from what mean batch size it counts as
+    under load (lrod.store.group_commit). A flush costs the same whatever
+    its size: on SQLite a commit and a thread hop, on PostgreSQL a round
+    trip, a commit and a NOTIFY that every process's listener (this one's
+    too) wakes for. SQLite: 5 ms, from a mean of 4. PostgreSQL: 5 ms, from
+    a mean of 1.5: at 64 clients its flushes held 2-3 Submits (each out for
+    1.5-4 ms), and lingering made them 6-7 at 0.8-0.9x the server CPU per
+    Submit (bench/findings.md, day 9); a lone caller (batches of one)
+    never waits."""
+    return (0.005, 4.0) if is_sqlite(url) else (0.005, 1.5)
 
 
 def runs_on_asyncpg(dialect: Dialect) -> bool:

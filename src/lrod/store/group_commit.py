@@ -12,11 +12,13 @@ would meet alike (`shared`: the database is unavailable) fails the batch at
 once. Any batched write reuses this rule through `flush_isolated`.
 
 With `linger`, a writer under load (its recent batches averaged at least
-`LINGER_FROM` members) waits a moment before its next flush, no longer than
+`linger_from` members) waits a moment before its next flush, no longer than
 its last flush took and never more than `linger`, so that one commit takes
-more callers: on SQLite each transaction costs a commit and a hop whatever
-its size, and with many clients the batches stayed small. A writer that was
-idle flushes its first caller at once, so a lone caller waits no longer.
+more callers: each flush costs a statement, a commit and (SQLite) a hop or
+(PostgreSQL) a round trip and a NOTIFY whatever its size, and with many
+clients the batches stayed small. A writer that was idle flushes its first
+caller at once, so a lone caller waits no longer. How long and from what
+batch size is the dialect's (`dialect.create_linger`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Generic, TypeVar
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-# Mean batch size (recent flushes) from which a writer with `linger` waits.
+# Mean batch size (recent flushes) from which a writer with `linger` waits,
+# unless told otherwise.
 LINGER_FROM = 4.0
 # Weight of the newest flush in the running means.
 _RECENT = 0.2
@@ -71,9 +74,11 @@ class GroupCommit(Generic[_T, _R]):
         shared: Callable[[BaseException], bool] = _never_shared,
         track: Callable[[asyncio.Task[None]], None] | None = None,
         linger: float = 0.0,
+        linger_from: float = LINGER_FROM,
     ) -> None:
         self._flush = flush
         self._linger = linger
+        self._linger_from = linger_from
         # Running means of the batch size and of a flush's duration.
         self._mean_batch = 1.0
         self._mean_flush = 0.0
@@ -131,7 +136,7 @@ class GroupCommit(Generic[_T, _R]):
         """Under load, a moment for more callers to join the next flush."""
         if (
             self._linger <= 0
-            or self._mean_batch < LINGER_FROM
+            or self._mean_batch < self._linger_from
             or len(self._queue) >= self._max_batch
         ):
             return

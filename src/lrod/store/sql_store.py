@@ -229,11 +229,13 @@ class SqlStore:
         self._worker_writes: GroupCommit[WorkerWrite, WorkerResult] = GroupCommit(
             self._worker_batch, shared=_database_down, track=self._track
         )
+        linger, linger_from = create_linger(database.url)
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
             self._create_batch,
             shared=_database_down,
             track=self._track,
-            linger=create_linger(database.url),
+            linger=linger,
+            linger_from=linger_from,
         )
         # Submits handed off to this process's idle workers: their own group
         # commit, whose flush settles every hand-off it took (`_hand_off_batch`).
