@@ -34,7 +34,7 @@ import psycopg
 
 from bench import backlog
 from bench.client import Lrod, submit_request
-from bench.drive import drive
+from bench.drive import drive, poll_after
 from bench.infra import pg_database, pg_dsn, postgres_cluster, sqlite_database
 from bench.load import channel, closed_loop
 from bench.procs import ROOT, CpuMeter, child
@@ -176,7 +176,7 @@ async def _bulk(lrod: Lrod, url: str, args: argparse.Namespace) -> float:
     while (done := await _succeeded(url) - base) < jobs:
         if time.monotonic() - began > max(60.0, jobs / 50):
             raise TimeoutError(f"{done} of {jobs} jobs done")
-        await asyncio.sleep(backlog.POLL)
+        await asyncio.sleep(poll_after(done, jobs, time.monotonic() - began))
     return float(jobs / (time.monotonic() - began))
 
 

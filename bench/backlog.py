@@ -20,6 +20,7 @@ from google.protobuf import any_pb2, empty_pb2
 from bench import bulk as sql_bulk
 from bench import peers
 from bench.context import DATABASE_NAMES, POSTGRESQL, SQLITE, Context
+from bench.drive import poll_after
 from bench.infra import pg_dsn
 from bench.jobs import NOOP as LROD_NOOP
 from bench.load import channel
@@ -37,7 +38,6 @@ BATCH = 1000
 CALLERS = 4
 DONE_SQL = "SELECT count(*) FROM operations WHERE state = 'SUCCEEDED'"
 PGQ_DONE_SQL = "SELECT count(*) FROM pgqueuer_log WHERE status = 'successful'"
-POLL = 0.05
 
 
 def _timeout(jobs: int) -> float:
@@ -68,7 +68,7 @@ def _counter(
 
 
 async def _until(
-    done: Callable[[], Awaitable[int]], jobs: int, began: float, timeout: float
+    done: Callable[[], Awaitable[int]], jobs: int, began: float, timeout: float, already: int = 0
 ) -> float:
     while True:
         finished = await done()
@@ -77,7 +77,7 @@ async def _until(
             return now
         if now - began > timeout:
             raise TimeoutError(f"{finished} of {jobs} jobs done after {timeout:.0f} s")
-        await asyncio.sleep(POLL)
+        await asyncio.sleep(poll_after(finished - already, jobs - already, now - began))
 
 
 @contextlib.asynccontextmanager
@@ -100,7 +100,7 @@ async def lrod_backlog(ctx: Context, db: str, jobs: int) -> float:
             )
             began = time.monotonic()
             already = await done()
-            ended = await _until(done, jobs, began, _timeout(jobs))
+            ended = await _until(done, jobs, began, _timeout(jobs), already)
             return (jobs - already) / (ended - began)
 
 
@@ -122,7 +122,7 @@ async def pgqueuer_backlog(ctx: Context, jobs: int) -> float:
         async with child(worker, ctx.log("pgqueuer-backlog")):
             began = time.monotonic()
             already = await done()
-            ended = await _until(done, jobs, began, _timeout(jobs))
+            ended = await _until(done, jobs, began, _timeout(jobs), already)
             return (jobs - already) / (ended - began)
 
 

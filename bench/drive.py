@@ -9,7 +9,22 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+# The shortest and longest wait between two counts of the jobs done. The
+# count is a query on the measured database (on lrod's table a scan of every
+# row version: 6 ms each at 20,000 jobs, a tenth of a core at one count per
+# 50 ms), so it waits longer while many jobs are left, and 50 ms near the end.
 POLL = 0.05
+MOST_POLL = 0.5
+
+
+def poll_after(finished: int, jobs: int, elapsed: float) -> float:
+    """How long to wait before counting again: a quarter of the time left at
+    the rate so far (an end overshot only if the rate more than quadruples),
+    between POLL and MOST_POLL."""
+    if finished <= 0 or elapsed <= 0:
+        return POLL
+    left = (jobs - finished) * elapsed / finished
+    return min(MOST_POLL, max(POLL, left / 4))
 
 
 @dataclass(frozen=True)
@@ -54,7 +69,7 @@ async def drive(
                 return Drive(jobs, now - began, enqueued if enqueued is not None else now - began)
             if now > deadline:
                 raise TimeoutError(f"{finished} of {jobs} jobs done after {timeout:.0f} s")
-            await asyncio.sleep(POLL)
+            await asyncio.sleep(poll_after(finished, jobs, now - began))
     finally:
         if not submitting.done():
             submitting.cancel()
