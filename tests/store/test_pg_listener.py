@@ -110,14 +110,25 @@ async def test_a_malformed_notification_is_a_warning_and_the_next_is_heard(
 ) -> None:
     listener, heard = listening
     caplog.set_level(logging.WARNING, logger="lrod.store.notify")
-    for payload in ("not json", '{"o": "them", "ops": 5}', '["a list"]'):
+    malformed = (
+        "not json",
+        '{"o": "them", "ops": 5}',
+        '["a list"]',
+        '{"o": "them", "ops": ["x"], "w": "not a time"}',
+        '{"o": "them", "c": [1, 2]}',
+    )
+    woken = heard.everything  # once, at connecting
+    for payload in malformed:
         await asyncio.to_thread(_notify, postgres_url, payload)
     well_formed = pg_notify.encode("them", ["op-9"], [], False, None)
     await asyncio.to_thread(_notify, postgres_url, well_formed)
     await _until(lambda: heard.operations)
-    assert heard.operations == ["op-9"]
+    assert heard.operations == ["op-9"]  # nothing of the malformed ones
+    assert heard.cancels == []
+    assert heard.work == []
+    assert heard.everything == woken
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 3
+    assert len(warnings) == len(malformed)
     assert all(w.startswith("ignored a malformed notification") for w in warnings)
     assert all(r.exc_info is None for r in caplog.records)
     assert listener.connected.is_set()

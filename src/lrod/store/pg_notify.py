@@ -88,30 +88,43 @@ async def send(conn: AsyncConnection, payload: str) -> None:
 
 def dispatch(payload: str, origin: str, hub: ChangeListener) -> None:
     """Feed one notification into the hub; our own are skipped (the store
-    already told the hub in-process)."""
+    already told the hub in-process). A payload not in `encode`'s shape
+    (not JSON, ids not strings, a work time that is not one) is a one-line
+    warning and tells the hub nothing."""
     try:
         body = json.loads(payload)
+        if not isinstance(body, dict):
+            raise ValueError("not an object")
+        if body.get("o") == origin:
+            return
+        ops = _ids(body.get("ops", []))
+        cancels = _ids(body.get("c", []))
+        work = body.get("w")
+        due = datetime.fromisoformat(work) if isinstance(work, str) else None
     except ValueError:
         log.warning("ignored a malformed notification")
-        return
-    if body.get("o") == origin:
         return
     if body.get("all"):
         hub.everything_changed()
     else:
-        hub.operations_changed(body.get("ops", ()))
-    if body.get("c"):
-        hub.cancel_requested(body["c"])
-    work = body.get("w")
+        hub.operations_changed(ops)
+    if cancels:
+        hub.cancel_requested(cancels)
     if work:
-        hub.work_available(datetime.fromisoformat(work) if isinstance(work, str) else None)
+        hub.work_available(due)
+
+
+def _ids(value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise ValueError("not a list of ids")
+    return value
 
 
 class NotificationListener:
     """LISTEN on one asyncpg connection of its own: each notification is a
     callback from asyncpg's protocol on the event loop, with no task, reader
-    registration or future per notification (psycopg's `notifies()` took a
-    third more CPU per notification: bench/findings.md, day 9). A lost
+    registration or future per notification (psycopg's `notifies()` took
+    about 1.5x the CPU per notification: bench/findings.md, day 9). A lost
     connection (its termination callback, or a failed connect) wakes
     everyone at once and again at each `fallback_interval` until listening
     again."""
@@ -166,10 +179,7 @@ class NotificationListener:
             conn.terminate()
 
     def _heard(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        try:
-            dispatch(payload, self._origin, self._hub)
-        except (TypeError, AttributeError, KeyError) as error:  # JSON of another shape
-            log.warning("ignored a malformed notification (%s)", type(error).__name__)
+        dispatch(payload, self._origin, self._hub)
 
     def _wake_everyone(self) -> None:
         self._hub.everything_changed()
