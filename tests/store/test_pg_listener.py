@@ -8,49 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Container, Iterable, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from lrod.domain.operation import Operation
 from lrod.store import pg_notify
 from lrod.store.pg_notify import NotificationListener
 from tests.store.conftest import plain_dsn
+from tests.store.test_contract import Heard
 
 PATIENCE = 10.0
-
-
-class Heard:
-    def __init__(self) -> None:
-        self.operations: list[str] = []
-        self.cancels: list[str] = []
-        self.work: list[datetime | None] = []
-        self.everything = 0
-        self.changed = asyncio.Event()
-
-    def operations_changed(
-        self,
-        ids: Iterable[str],
-        written: Mapping[str, Operation] | None = None,
-        progressed: Container[str] = (),
-    ) -> None:
-        self.operations.extend(ids)
-        self.changed.set()
-
-    def cancel_requested(self, ids: Iterable[str]) -> None:
-        self.cancels.extend(ids)
-        self.changed.set()
-
-    def work_available(self, due: datetime | None = None) -> None:
-        self.work.append(due)
-        self.changed.set()
-
-    def everything_changed(self) -> None:
-        self.everything += 1
-        self.changed.set()
 
 
 def _notify(url: str, payload: str) -> None:
@@ -99,8 +68,8 @@ async def test_another_origin_is_heard_and_our_own_skipped(
     other = pg_notify.encode("them", ["op-1", "op-2"], ["op-3"], True, None)
     await asyncio.to_thread(_notify, postgres_url, own)
     await asyncio.to_thread(_notify, postgres_url, other)
-    await _until(lambda: heard.operations)
-    assert heard.operations == ["op-1", "op-2"]
+    await _until(lambda: heard.changed)
+    assert heard.changed == [{"op-1", "op-2"}]
     assert heard.cancels == ["op-3"]
     assert heard.work == [None]
 
@@ -122,8 +91,8 @@ async def test_a_malformed_notification_is_a_warning_and_the_next_is_heard(
         await asyncio.to_thread(_notify, postgres_url, payload)
     well_formed = pg_notify.encode("them", ["op-9"], [], False, None)
     await asyncio.to_thread(_notify, postgres_url, well_formed)
-    await _until(lambda: heard.operations)
-    assert heard.operations == ["op-9"]  # nothing of the malformed ones
+    await _until(lambda: heard.changed)
+    assert heard.changed == [{"op-9"}]  # nothing of the malformed ones
     assert heard.cancels == []
     assert heard.work == []
     assert heard.everything == woken
@@ -143,10 +112,10 @@ async def test_a_connection_the_server_ends_wakes_everyone_and_is_opened_again(
     await _until(lambda: heard.everything > woken)
     # Listening again by itself: a notification sent now is heard.
     async with asyncio.timeout(PATIENCE):
-        while not heard.operations:
+        while not heard.changed:
             await asyncio.to_thread(
                 _notify, postgres_url, pg_notify.encode("them", ["after"], [], False, None)
             )
             await asyncio.sleep(0.1)
     assert listener.connected.is_set()
-    assert set(heard.operations) == {"after"}
+    assert heard.ids() == {"after"}
