@@ -30,6 +30,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.types import TypeEngine
 from sqlalchemy.util import await_
 
+from lrod.store.group_commit import LINGER_FROM
+
 SQLITE = "sqlite"
 POSTGRESQL = "postgresql"
 _EXAMPLE = "sqlite:///lrod.db or postgresql://USER@HOST/DB"
@@ -183,7 +185,7 @@ def create_linger(url: str | URL) -> tuple[float, float]:
     1.5-4 ms), and lingering made them 6-7 at 0.8-0.9x the server CPU per
     Submit (bench/findings.md, day 9); a lone caller (batches of one)
     never waits."""
-    return (0.005, 4.0) if is_sqlite(url) else (0.005, 1.5)
+    return (0.005, LINGER_FROM) if is_sqlite(url) else (0.005, 1.5)
 
 
 def runs_on_asyncpg(dialect: Dialect) -> bool:

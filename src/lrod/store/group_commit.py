@@ -31,8 +31,9 @@ from typing import Generic, TypeVar
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
-# Mean batch size (recent flushes) from which a writer with `linger` waits,
-# unless told otherwise.
+# Mean batch size (recent flushes) from which a writer with `linger` waits
+# unless given its own `linger_from` (SQLite's creates use this one,
+# PostgreSQL's 1.5: dialect.create_linger).
 LINGER_FROM = 4.0
 # Weight of the newest flush in the running means.
 _RECENT = 0.2
