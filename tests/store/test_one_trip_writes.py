@@ -8,6 +8,7 @@ that raises has written nothing, and what was acknowledged survives a crash.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import signal
 import sqlite3
@@ -32,8 +33,10 @@ from lrod.store.driver import sqlite_transaction
 from lrod.store.engine import open_database
 from lrod.store.finishes import Finish
 from lrod.store.migrate import upgrade
+from lrod.store.protocol import Claim
 from lrod.store.sql_store import SqlStore
 from tests.helpers import in_turn
+from tests.store.test_contract import Heard
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 LEASE = timedelta(minutes=5)
@@ -199,6 +202,99 @@ async def test_each_hot_sqlite_write_is_one_hop(
     assert hops == ["_atomically"] * len(hops)
 
 
+async def test_heartbeats_share_the_worker_writes_transaction(
+    sqlite_store: SqlStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: attempts' progress heartbeats join the worker writes' group
+    commit (one transaction, one hop, beside a finish), each still fenced
+    by its own lease token, and their progress is announced as progress."""
+    store = sqlite_store
+    heard = Heard()
+    store.listener = heard
+    await _add(store, 6)
+    claims = await store.claim("w", NOW, LEASE, 6, ["t"])
+    beating, forged, finishing = claims[:4], claims[4], claims[5]
+    stale = Claim(forged.operation, "not-its-token")
+    flushes: list[int] = []
+    flush = store._worker_writes._flush
+
+    async def recording(items: list[Any]) -> Any:
+        flushes.append(len(items))
+        return await flush(items)
+
+    store._worker_writes._flush = recording  # type: ignore[assignment]
+    hops = _count_hops(monkeypatch)
+    heard.changed.clear()
+    later = NOW + timedelta(seconds=10)
+    *beats, refused, done = await asyncio.gather(
+        *(
+            store.heartbeat(c, later, LEASE, Progress(i + 1, 10, f"stage {i}"))
+            for i, c in enumerate(beating)
+        ),
+        store.heartbeat(stale, later, LEASE, Progress(9, 9, "forged")),
+        store.succeed(finishing, later, RESULT, RETENTION),
+    )
+    assert flushes == [6]
+    assert hops == ["_atomically"]
+    assert all(beat.held and not beat.cancel_requested for beat in beats)
+    assert not refused.held
+    assert done is not None
+    assert done.state is State.SUCCEEDED
+    for i, claim in enumerate(beating):
+        op = await store.get(claim.operation.id, "o", later)
+        assert (op.progress.completed, op.progress.total, op.progress.stage) == (
+            i + 1,
+            10,
+            f"stage {i}",
+        )
+        assert op.version == claim.operation.version + 1
+        assert op.update_time == later
+    untouched = await store.get(forged.operation.id, "o", later)
+    assert untouched.progress == forged.operation.progress
+    assert untouched.version == forged.operation.version
+    # One announcement for the transaction: the progress of the held beats
+    # (quiet for done-only waiters) and the finished row as written.
+    assert heard.changed == [{c.operation.id for c in beating} | {finishing.operation.id}]
+    assert heard.progressed == {c.operation.id for c in beating}
+    assert heard.written[finishing.operation.id].state is State.SUCCEEDED
+
+
+async def test_a_heartbeat_beside_a_finish_that_writes_an_outbox_row(
+    sqlite_store: SqlStore,
+) -> None:
+    """A batch whose finish writes a webhook's outbox row runs in the store's
+    own transaction: a heartbeat in it is written there, fenced as ever."""
+    store = sqlite_store
+    hooked = _job()
+    hooked = dataclasses.replace(hooked, notify_url="https://hooks.example.com/x")
+    await store.create(hooked, hooked.fingerprint())
+    await _add(store, 1)
+    claims = await store.claim("w", NOW, LEASE, 2, ["t"])
+    by_id = {c.operation.id: c for c in claims}
+    hook_claim = by_id.pop(hooked.id)
+    [other] = by_id.values()
+    flushes: list[int] = []
+    flush = store._worker_writes._flush
+
+    async def recording(items: list[Any]) -> Any:
+        flushes.append(len(items))
+        return await flush(items)
+
+    store._worker_writes._flush = recording  # type: ignore[assignment]
+    beat, finished = await asyncio.gather(
+        store.heartbeat(other, NOW, LEASE, Progress(3, 4, "half")),
+        store.succeed(hook_claim, NOW, RESULT, RETENTION),
+    )
+    assert flushes == [2]  # one transaction, the store's own
+    assert finished is not None
+    assert beat.held
+    stored = await store.get(hooked.id, "o", NOW)
+    assert stored.delivery is not None
+    progressed = await store.get(other.operation.id, "o", NOW)
+    assert (progressed.progress.completed, progressed.progress.stage) == (3, "half")
+    assert progressed.state is State.RUNNING
+
+
 async def test_a_one_hop_write_that_raises_writes_nothing(sqlite_store: SqlStore) -> None:
     writer = sqlite_store._db.writer
 
@@ -233,9 +329,9 @@ async def test_a_batch_that_fails_after_its_commit_is_not_run_again(
     writes: list[int] = []
     write = sqlite_store._worker_alone.write  # type: ignore[union-attr]
 
-    async def counted(rounds: Any, asks: Any) -> Any:
+    async def counted(rounds: Any, asks: Any, beats: Any = ()) -> Any:
         writes.append(len(asks))
-        return await write(rounds, asks)
+        return await write(rounds, asks, beats)
 
     def unreadable(*args: object) -> object:
         raise ValueError("simulated: the rows could not be read back")

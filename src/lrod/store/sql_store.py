@@ -107,7 +107,6 @@ from lrod.store.statements import (
     T,
     delete_rows,
     expired,
-    held,
     list_query,
     not_found,
     owned_by,
@@ -115,7 +114,7 @@ from lrod.store.statements import (
     rescued_values,
     terminal_values,
 )
-from lrod.store.worker_sql import ClaimAsk
+from lrod.store.worker_sql import BeatWrite, ClaimAsk
 
 log = logging.getLogger("lrod.store")
 
@@ -169,6 +168,17 @@ def _database_down(error: BaseException) -> bool:
     return isinstance(error, Unavailable) and not statement_failed(error)
 
 
+def _beats_changed(
+    beats: Sequence[BeatWrite], beaten: Sequence[bool | None], changes: Changes
+) -> None:
+    """The progress the held heartbeats wrote, announced with their commit
+    (a change of progress alone: done-only waiters are not woken)."""
+    for beat, cancel in zip(beats, beaten, strict=True):
+        if cancel is not None and beat.progress is not None:
+            changes.operations.add(beat.op_id)
+            changes.progressed.add(beat.op_id)
+
+
 def _queues_for(finishes: Sequence[Finish], ask: ClaimAsk) -> bool:
     """Whether one of `finishes` queues its job again due by the time of the
     claim `ask`, which could take it."""
@@ -199,9 +209,10 @@ def _settled(call: asyncio.Future[Any]) -> None:
 
 
 # What the worker writes through its group commit, and what each gets back
-# (a finish: the written operation, None if refused; a claim: its rows).
-WorkerWrite = Finish | ClaimAsk
-WorkerResult = Operation | list[Any] | None
+# (a finish: the written operation, None if refused; a claim: its rows; a
+# heartbeat, SQLite only: whether a cancel was asked, None if not held).
+WorkerWrite = Finish | ClaimAsk | BeatWrite
+WorkerResult = Operation | list[Any] | bool | None
 
 # Ids per statement of get_many.
 _MANY_CHUNK = 500
@@ -780,36 +791,27 @@ class SqlStore:
         self, claim: Claim, now: datetime, lease: timedelta, progress: Progress | None
     ) -> Heartbeat:
         op_id = claim.operation.id
+        reported = (
+            None if progress is None else (progress.completed, progress.total, progress.stage)
+        )
+        beat = BeatWrite(op_id, claim.lease_token, now + lease, reported, now)
+        cancel: bool | None
         if self._worker_one is not None:
             # One statement in autocommit, its NOTIFY (of the progress) in it.
-            reported = (
-                None if progress is None else (progress.completed, progress.total, progress.stage)
-            )
             async with self._write_alone() as changes:
-                cancel = await self._worker_one.heartbeat(
-                    op_id, claim.lease_token, now + lease, reported, now
-                )
+                cancel = await self._worker_one.heartbeat(beat)
                 if cancel is not None and progress is not None:
                     changes.operations.add(op_id)
                     changes.progressed.add(op_id)
-            if cancel is None:
-                return Heartbeat(held=False, cancel_requested=False)
-            return Heartbeat(held=True, cancel_requested=cancel)
-        values: dict[str, Any] = {"lease_expires_at": now + lease}
-        if progress is not None:
-            values |= progress_values(progress) | {"update_time": now, "version": T.version + 1}
-        async with self._write() as (conn, changes):
-            row = (
-                await conn.execute(
-                    update(OPS).where(*held(claim)).values(**values).returning(T.cancel_requested)
-                )
-            ).first()
-            if row is not None and progress is not None:
-                changes.operations.add(claim.operation.id)
-                changes.progressed.add(claim.operation.id)
-        if row is None:
+        else:
+            # SQLite: in the worker writes' next transaction, beside the
+            # finishes and claims of the pool and the other attempts' beats.
+            written = await self._worker_writes.submit(beat)
+            assert written is None or isinstance(written, bool)
+            cancel = written
+        if cancel is None:
             return Heartbeat(held=False, cancel_requested=False)
-        return Heartbeat(held=True, cancel_requested=bool(row.cancel_requested))
+        return Heartbeat(held=True, cancel_requested=cancel)
 
     @_shielded
     async def renew(
@@ -913,7 +915,7 @@ class SqlStore:
         check_move(State.RUNNING, target)
         finish = Finish(claim, now, target, values, error, internal_error, outcome)
         written = await self._worker_writes.submit(finish)
-        assert not isinstance(written, list)
+        assert written is None or isinstance(written, Operation)
         return written
 
     async def _worker_batch(
@@ -928,12 +930,15 @@ class SqlStore:
         statement of its own (`_worker_batch_apart`)."""
         finishes = [item for item in items if isinstance(item, Finish)]
         asks = [item for item in items if isinstance(item, ClaimAsk)]
+        beats = [item for item in items if isinstance(item, BeatWrite)]
         if self._worker_one is not None:
+            assert not beats, "PostgreSQL's heartbeats are statements of their own"
             return await self._worker_batch_apart(self._worker_one, items, finishes, asks)
+        beaten: Sequence[bool | None] = []
         if self._worker_alone is not None and not writes_outbox(finishes):
             plan = FinishPlan(finishes)
             async with self._write_alone() as changes:
-                rows, claimed = await self._worker_alone.write(plan.rounds(), asks)
+                rows, claimed, beaten = await self._worker_alone.write(plan.rounds(), asks, beats)
                 try:
                     finished = finished_alone(plan, rows, changes)
                 except Exception as error:
@@ -942,16 +947,25 @@ class SqlStore:
                     raise _AfterCommit() from error
                 for raws in claimed:
                     changes.operations.update(r.id for r in raws)
+                _beats_changed(beats, beaten, changes)
         else:
             async with self._write() as (conn, changes):
+                if beats:
+                    assert self._worker_alone is not None, "heartbeats batch on SQLite only"
+                    beaten = await self._worker_alone.beat_within(conn, beats)
+                    _beats_changed(beats, beaten, changes)
                 finished = await finish_many(conn, changes, finishes, self._worker_sql)
                 claimed = []
                 for ask in asks:
                     raws = await self._worker_sql.claim(conn, ask)
                     changes.operations.update(r.id for r in raws)
                     claimed.append(raws)
-        done, taken = iter(finished), iter(claimed)
-        return [next(done) if isinstance(item, Finish) else next(taken) for item in items]
+        done, taken, beat = iter(finished), iter(claimed), iter(beaten)
+        return [
+            next(done) if isinstance(item, Finish) else next(beat) if isinstance(item, BeatWrite)
+            else next(taken)
+            for item in items
+        ]  # fmt: skip
 
     async def _worker_batch_apart(
         self,

@@ -28,7 +28,6 @@ from lrod.domain.paging import Cursor
 from lrod.domain.retry import LEASE_EXPIRED, JobPolicy, decide_retry
 from lrod.domain.states import State, check_move
 from lrod.store.filtering import after_cursor, filter_clauses
-from lrod.store.protocol import Claim
 from lrod.store.rows import error_to_json
 from lrod.store.schema import (
     AttemptRow,
@@ -104,15 +103,6 @@ def progress_values(progress: Progress | None) -> dict[str, Any]:
         "progress_total": progress.total,
         "progress_stage": progress.stage,
     }
-
-
-def held(claim: Claim) -> tuple[Any, ...]:
-    """The fence: the row is still RUNNING under this claim's lease token."""
-    return (
-        T.id == claim.operation.id,
-        T.lease_token == claim.lease_token,
-        T.state == State.RUNNING.value,
-    )
 
 
 def terminal_values(

@@ -12,9 +12,9 @@ machinery of SQLAlchemy per batch, and the fewest trips to the database.
   trip per write.
 - SQLite (aiosqlite): the statements of a claim, or of a finishing batch, run
   in one hop to aiosqlite's thread on its plain sqlite3 connection (aiosqlite
-  hops once per DBAPI call otherwise); `alone` runs a finishing batch and
-  the claims that came with it as ONE whole transaction in that one hop
-  (BEGIN IMMEDIATE and COMMIT included).
+  hops once per DBAPI call otherwise); `alone` runs a finishing batch, the
+  claims and the attempts' progress heartbeats that came with it as ONE
+  whole transaction in that one hop (BEGIN IMMEDIATE and COMMIT included).
 
 Values go in and come out through the column types' own bind and result
 processors (the same conversions SQLAlchemy applies), so the rows are what
@@ -102,6 +102,19 @@ class ClaimAsk:
     token: str
 
 
+@dataclass(frozen=True)
+class BeatWrite:
+    """One attempt's heartbeat: its lease extended to `expires` and, if
+    given, its progress (completed, total, stage) written at `now`, fenced
+    by `token` (the row still RUNNING under it)."""
+
+    op_id: str
+    token: str
+    expires: datetime
+    progress: tuple[int, int, str] | None
+    now: datetime
+
+
 class WorkerSql(Protocol):
     async def claim(self, conn: AsyncConnection, ask: ClaimAsk) -> list[Any]:
         """The claimed rows (as written)."""
@@ -118,13 +131,25 @@ class WorkerSqlAlone(Protocol):
     """The same statements as one whole transaction of their own."""
 
     async def write(
-        self, rounds: Sequence[Sequence[FinishWrite]], claims: Sequence[ClaimAsk]
-    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
-        """Each round of finishing writes (as `WorkerSql.finish`), then each
-        claim (as `WorkerSql.claim`), in ONE transaction, committed when
-        this returns: the written rows of each round, the claimed rows of
-        each claim. The finishes go first: a job they queue again can be
-        claimed by the same transaction."""
+        self,
+        rounds: Sequence[Sequence[FinishWrite]],
+        claims: Sequence[ClaimAsk],
+        beats: Sequence[BeatWrite] = (),
+    ) -> tuple[list[dict[str, Any]], list[list[Any]], list[bool | None]]:
+        """Each heartbeat, then each round of finishing writes (as
+        `WorkerSql.finish`), then each claim (as `WorkerSql.claim`), in ONE
+        transaction, committed when this returns: the written rows of each
+        round, the claimed rows of each claim, and of each heartbeat whether
+        a cancel was requested (None: the row is no longer RUNNING under its
+        token). The finishes go before the claims: a job they queue again
+        can be claimed by the same transaction. The heartbeats go first: an
+        attempt's finishing write follows its last heartbeat."""
+        ...
+
+    async def beat_within(
+        self, conn: AsyncConnection, beats: Sequence[BeatWrite]
+    ) -> list[bool | None]:
+        """The heartbeats inside `conn`'s open transaction (as in `write`)."""
         ...
 
 
@@ -153,18 +178,10 @@ class WorkerSqlOne(Protocol):
         for the next claim)."""
         ...
 
-    async def heartbeat(
-        self,
-        op_id: str,
-        token: str,
-        expires: datetime,
-        progress: tuple[int, int, str] | None,
-        now: datetime,
-    ) -> bool | None:
-        """One attempt's lease extended to `expires` and, if given, its
-        progress (completed, total, stage) written at `now` (and announced),
-        fenced by `token`: whether a cancel was requested, None if the row
-        is no longer RUNNING under it."""
+    async def heartbeat(self, beat: BeatWrite) -> bool | None:
+        """One attempt's heartbeat (BeatWrite), its progress announced:
+        whether a cancel was requested, None if the row is no longer RUNNING
+        under its token."""
         ...
 
     async def renew(
@@ -487,19 +504,13 @@ class _PostgresOne:
         except Exception as error:
             raise ReadBackFailed() from error
 
-    async def heartbeat(
-        self,
-        op_id: str,
-        token: str,
-        expires: datetime,
-        progress: tuple[int, int, str] | None,
-        now: datetime,
-    ) -> bool | None:
+    async def heartbeat(self, beat: BeatWrite) -> bool | None:
         time = self._statements.time
+        progress = beat.progress
         completed, total, stage = progress if progress is not None else (0, 0, "")
         args = (
-            op_id, token, time(expires), progress is not None, completed, total, stage,
-            time(now), self._origin,
+            beat.op_id, beat.token, time(beat.expires), progress is not None,
+            completed, total, stage, time(beat.now), self._origin,
         )  # fmt: skip
         rows = await self._run(PG_HEARTBEAT_NOTIFY, args)
         return bool(rows[0][0]) if rows else None
@@ -542,6 +553,21 @@ _SQLITE_CLOSE = (
 )
 
 
+# A heartbeat: the lease, with or without the progress (announced, so the
+# row's version moves), fenced as the finishing write is.
+_SQLITE_BEAT = f"""
+UPDATE operations SET lease_expires_at = ?
+ WHERE id = ? AND lease_token = ? AND state = '{RUNNING}'
+RETURNING cancel_requested
+"""
+_SQLITE_BEAT_PROGRESS = f"""
+UPDATE operations SET lease_expires_at = ?,
+       progress_completed = ?, progress_total = ?, progress_stage = ?,
+       update_time = ?, version = version + 1
+ WHERE id = ? AND lease_token = ? AND state = '{RUNNING}'
+RETURNING cancel_requested
+"""
+
 # What a claim's wrapped error names.
 _SQLITE_CLAIM_NAME = "UPDATE operations SET state = 'RUNNING' ... (a claim)"
 
@@ -577,20 +603,55 @@ class _Sqlite:
         return {r.id: r for r in map(self._p.record, await within(conn)(_SQLITE_FINISH, run))}
 
     async def write_by(
-        self, hop: Hop, rounds: Sequence[Sequence[FinishWrite]], claims: Sequence[ClaimAsk]
-    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+        self,
+        hop: Hop,
+        rounds: Sequence[Sequence[FinishWrite]],
+        claims: Sequence[ClaimAsk],
+        beats: Sequence[BeatWrite] = (),
+    ) -> tuple[list[dict[str, Any]], list[list[Any]], list[bool | None]]:
+        beating = self._beat_statements(beats)
         finishing = [self._finish_statements(writes) for writes in rounds]
         claiming = [self._claim_statements(ask) for ask in claims]
 
-        def run(db: sqlite3.Connection) -> tuple[list[list[Any]], list[list[Any]]]:
-            return [fn(db) for fn in finishing], [fn(db) for fn in claiming]
+        def run(
+            db: sqlite3.Connection,
+        ) -> tuple[list[bool | None], list[list[Any]], list[list[Any]]]:
+            beaten = beating(db)
+            return beaten, [fn(db) for fn in finishing], [fn(db) for fn in claiming]
 
-        finished, claimed = await hop(_SQLITE_FINISH if rounds else _SQLITE_CLAIM_NAME, run)
+        name = _SQLITE_FINISH if rounds else _SQLITE_CLAIM_NAME if claims else _SQLITE_BEAT
+        beaten, finished, claimed = await hop(name, run)
         record = self._p.record
         return (
             [{r.id: r for r in map(record, raws)} for raws in finished],
             [[record(raw) for raw in raws] for raws in claimed],
+            beaten,
         )
+
+    async def beat_by(self, hop: Hop, beats: Sequence[BeatWrite]) -> list[bool | None]:
+        return await hop(_SQLITE_BEAT, self._beat_statements(beats))
+
+    def _beat_statements(
+        self, beats: Sequence[BeatWrite]
+    ) -> Callable[[sqlite3.Connection], list[bool | None]]:
+        time = self._p.time
+        statements: list[tuple[str, tuple[Any, ...]]] = []
+        for b in beats:
+            if b.progress is None:
+                statements.append((_SQLITE_BEAT, (time(b.expires), b.op_id, b.token)))
+            else:
+                completed, total, stage = b.progress
+                args = (time(b.expires), completed, total, stage, time(b.now), b.op_id, b.token)
+                statements.append((_SQLITE_BEAT_PROGRESS, args))
+
+        def run(db: sqlite3.Connection) -> list[bool | None]:
+            beaten: list[bool | None] = []
+            for sql, args in statements:
+                raw = db.execute(sql, args).fetchone()
+                beaten.append(None if raw is None else bool(raw[0]))
+            return beaten
+
+        return run
 
     def _claim_statements(self, ask: ClaimAsk) -> Callable[[sqlite3.Connection], list[Any]]:
         types = len(ask.job_types)
@@ -676,6 +737,14 @@ class _SqliteAlone:
         self._hop = hop
 
     async def write(
-        self, rounds: Sequence[Sequence[FinishWrite]], claims: Sequence[ClaimAsk]
-    ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
-        return await self._statements.write_by(self._hop, rounds, claims)
+        self,
+        rounds: Sequence[Sequence[FinishWrite]],
+        claims: Sequence[ClaimAsk],
+        beats: Sequence[BeatWrite] = (),
+    ) -> tuple[list[dict[str, Any]], list[list[Any]], list[bool | None]]:
+        return await self._statements.write_by(self._hop, rounds, claims, beats)
+
+    async def beat_within(
+        self, conn: AsyncConnection, beats: Sequence[BeatWrite]
+    ) -> list[bool | None]:
+        return await self._statements.beat_by(within(conn), beats)
