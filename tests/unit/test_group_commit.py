@@ -171,3 +171,96 @@ async def test_how_busy_counts_as_under_load_is_the_writers_own() -> None:
         assert (recorder.batches[-1] == [2]) is waits
         assert await late == 60
         assert recorder.batches[-1] == [6]
+
+
+class Gated:
+    """A flush that stays out until released: how many are out at once."""
+
+    def __init__(self) -> None:
+        self.out = 0
+        self.most_out = 0
+        self.batches: list[list[int]] = []
+        self.release = asyncio.Event()
+
+    async def flush(self, items: list[int]) -> list[int | BaseException]:
+        self.batches.append(list(items))
+        self.out += 1
+        self.most_out = max(self.most_out, self.out)
+        try:
+            await self.release.wait()
+        finally:
+            self.out -= 1
+        return [ValueError(f"bad {i}") if i < 0 else i * 10 for i in items]
+
+
+async def _settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_with_two_flushes_a_call_made_while_one_is_out_goes_out_beside_it() -> None:
+    gated = Gated()
+    commit: GroupCommit[int, int] = GroupCommit(gated.flush, flushes=2)
+    first = commit.enqueue(1)
+    await _settle()
+    assert gated.batches == [[1]]  # out, and held there
+    second = [commit.enqueue(i) for i in (2, 3)]
+    await _settle()
+    assert gated.batches == [[1], [2, 3]]  # a second flush, not behind the first
+    third = [commit.enqueue(i) for i in (4, 5, -6)]
+    await _settle()
+    assert gated.batches == [[1], [2, 3]]  # never more than two out at once
+    gated.release.set()
+    assert await first == 10
+    assert await asyncio.gather(*second) == [20, 30]
+    outcomes = await asyncio.gather(*third, return_exceptions=True)
+    assert outcomes[:2] == [40, 50]
+    assert isinstance(outcomes[2], ValueError)  # one bad member fails alone
+    assert gated.most_out == 2
+    # The third batch went out once a flush came back, whole.
+    assert gated.batches[2] == [4, 5, -6]
+    await commit.wait_idle()
+    async with asyncio.timeout(1):
+        assert await commit.enqueue(7) == 70  # a drain starts again
+
+
+async def test_one_flush_at_a_time_by_default() -> None:
+    gated = Gated()
+    commit: GroupCommit[int, int] = GroupCommit(gated.flush)
+    calls = [commit.enqueue(1)]
+    await _settle()
+    calls += [commit.enqueue(i) for i in (2, 3)]
+    await _settle()
+    assert gated.batches == [[1]]
+    gated.release.set()
+    assert await asyncio.gather(*calls) == [10, 20, 30]
+    assert gated.most_out == 1
+    assert gated.batches == [[1], [2, 3]]
+
+
+async def test_a_call_after_every_drain_ended_is_flushed() -> None:
+    recorder = Recorder()
+    commit: GroupCommit[int, int] = GroupCommit(recorder.flush, flushes=2)
+    for _ in range(3):
+        async with asyncio.timeout(1):
+            assert await asyncio.gather(commit.submit(0), commit.submit(2)) == [0, 20]
+            await commit.wait_idle()
+
+
+async def test_only_what_may_go_beside_starts_a_second_flush() -> None:
+    gated = Gated()
+    commit: GroupCommit[int, int] = GroupCommit(
+        gated.flush, flushes=2, beside=lambda item: item >= 100
+    )
+    calls = [commit.enqueue(1)]
+    await _settle()
+    calls += [commit.enqueue(2), commit.enqueue(3)]
+    await _settle()
+    assert gated.batches == [[1]]  # these wait for the next flush
+    calls.append(commit.enqueue(100))
+    await _settle()
+    # It goes out beside the first, with what was queued before it.
+    assert gated.batches == [[1], [2, 3, 100]]
+    gated.release.set()
+    assert await asyncio.gather(*calls) == [10, 20, 30, 1000]
+    assert gated.most_out == 2

@@ -198,14 +198,33 @@ def runs_on_asyncpg(dialect: Dialect) -> bool:
 def claims_in_flight(dialect: Dialect) -> int:
     """How many claims a worker pool keeps outstanding at once on this
     database (worker/pool.py; its room, free slots plus claim_ahead, is
-    shared among them). PostgreSQL: 2. The worker writes' group commit
-    flushes one batch at a time, a round trip each; a second claim asked
-    while the first one's flush is out joins the next flush with the
-    finishes queued by then, so that a pool that claims ahead has its next
-    jobs running while that flush is out instead of waiting for it.
+    shared among them). PostgreSQL: 2. A second claim asked while the
+    first one's flush is out goes out in the next flush with the finishes
+    queued by then (`worker_flushes`: beside the first), so that a pool
+    that claims ahead has its next jobs running while that flush is out
+    instead of waiting for it.
     SQLite: 1. Its flush is one hop to the driver's thread in this process,
     not a round trip to another: a second claim out gains no overlap there
     (bench/findings.md, "Day 6")."""
+    return 2 if dialect.name == POSTGRESQL else 1
+
+
+def worker_flushes(dialect: Dialect) -> int:
+    """How many of the worker writes' batches (finishes, claims) may be out
+    at once, each a transaction of its own (store/group_commit.py; a claim
+    asked while every one is out starts the next, `SqlStore`).
+    PostgreSQL: 2. Each is one statement on a connection of its own, and
+    its members are fenced per row (a finish by its lease token, a claim by
+    SKIP LOCKED), so two in flight cannot conflict. With one out at a time
+    the server and the database took turns, neither busy (a 20,000-job
+    backlog: the server at 52-58% of a core, PostgreSQL at 65-80%). Only a
+    claim goes out beside a flush: that is when jobs are known to wait (the
+    pool asks a second claim only then); finishes alone wait for the next
+    flush, as the batches of a busy server stay larger so. `bench.ab --call
+    bulk` (10,000 jobs, 4 rounds): 1.14x the jobs/s at the same server CPU
+    per job; any call beside: 1.10x, but end-to-end (the server's CPU the
+    limit) 0.92x (bench/findings.md, day 10). SQLite: 1. It has one writer
+    connection, which a second flush would only queue for."""
     return 2 if dialect.name == POSTGRESQL else 1
 
 

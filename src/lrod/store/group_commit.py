@@ -19,6 +19,15 @@ more callers: each flush costs a statement, a commit and (SQLite) a hop or
 clients the batches stayed small. A writer that was idle flushes its first
 caller at once, so a lone caller waits no longer. How long and from what
 batch size is the dialect's (`dialect.create_linger`).
+
+With `flushes` above one, a call that arrives while every flush is out
+(and that `beside` says may go out beside them) starts another flush, each
+its own transaction on its own connection, up to `flushes` at once; it takes
+everything queued by then. The database works on one batch while the next
+is sent and committed, where one flush at a time left the two sides taking
+turns. Only where the members' writes are fenced per row, so that two
+transactions in flight cannot conflict (the worker's writes on PostgreSQL,
+where only a claim starts a second flush: `dialect.worker_flushes`).
 """
 
 from __future__ import annotations
@@ -76,8 +85,12 @@ class GroupCommit(Generic[_T, _R]):
         track: Callable[[asyncio.Task[None]], None] | None = None,
         linger: float = 0.0,
         linger_from: float = LINGER_FROM,
+        flushes: int = 1,
+        beside: Callable[[_T], bool] = lambda _item: True,
     ) -> None:
         self._flush = flush
+        self._flushes = max(1, flushes)
+        self._beside = beside
         self._linger = linger
         self._linger_from = linger_from
         # Running means of the batch size and of a flush's duration.
@@ -88,7 +101,10 @@ class GroupCommit(Generic[_T, _R]):
         self._max_batch = max_batch
         self._shared = shared
         self._queue: list[tuple[_T, asyncio.Future[_R]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        # The draining tasks (at most `flushes`), and how many of them are
+        # out with a flush now.
+        self._drains: set[asyncio.Task[None]] = set()
+        self._flushing = 0
 
     async def submit(self, item: _T) -> _R:
         """The item's result once its batch is flushed. A caller that is
@@ -102,13 +118,24 @@ class GroupCommit(Generic[_T, _R]):
         result."""
         future: asyncio.Future[_R] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._drain(), name="lrod-group-commit")
+        drains = len(self._drains)
+        if not drains or (self._flushing == drains < self._flushes and self._beside(item)):
+            drain = asyncio.create_task(self._drain(), name="lrod-group-commit")
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
             if self._track is not None:
-                self._track(self._flusher)
+                self._track(drain)
         return future
 
     async def _drain(self) -> None:
+        try:
+            await self._drain_queue()
+        finally:
+            # At once, not in a done callback a turn later: a call queued
+            # in between must not count on this task to take it.
+            self._drains.discard(asyncio.current_task())
+
+    async def _drain_queue(self) -> None:
         first = True
         while self._queue:
             if not first:
@@ -117,12 +144,15 @@ class GroupCommit(Generic[_T, _R]):
             batch = self._queue[: self._max_batch]
             del self._queue[: self._max_batch]
             started = time.perf_counter()
+            self._flushing += 1
             try:
                 results = await flush_isolated(
                     self._flush, [item for item, _ in batch], self._shared
                 )
             except Exception as error:
                 results = [error] * len(batch)
+            finally:
+                self._flushing -= 1
             self._mean_batch += _RECENT * (len(batch) - self._mean_batch)
             self._mean_flush += _RECENT * (time.perf_counter() - started - self._mean_flush)
             for (_, future), result in zip(batch, results, strict=True):
@@ -144,5 +174,5 @@ class GroupCommit(Generic[_T, _R]):
         await asyncio.sleep(min(self._linger, self._mean_flush))
 
     async def wait_idle(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
+        while self._drains:
+            await asyncio.gather(*self._drains, return_exceptions=True)

@@ -168,6 +168,11 @@ def _database_down(error: BaseException) -> bool:
     return isinstance(error, Unavailable) and not statement_failed(error)
 
 
+def _is_claim(item: WorkerWrite) -> bool:
+    """What may start a second worker flush (dialect.worker_flushes)."""
+    return isinstance(item, ClaimAsk)
+
+
 def _beats_changed(
     beats: Sequence[BeatWrite], beaten: Sequence[bool | None], changes: Changes
 ) -> None:
@@ -238,7 +243,11 @@ class SqlStore:
         # a claim asked for while finishes wait (the slots they free ask for
         # it) commits in the same transaction as them.
         self._worker_writes: GroupCommit[WorkerWrite, WorkerResult] = GroupCommit(
-            self._worker_batch, shared=_database_down, track=self._track
+            self._worker_batch,
+            shared=_database_down,
+            track=self._track,
+            flushes=dialect.worker_flushes(database.writer.dialect),
+            beside=_is_claim,
         )
         linger, linger_from = create_linger(database.url)
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
