@@ -16,8 +16,9 @@ wait behind them.
 
 Claims run in tasks of their own, up to the store's `claims_in_flight` at
 once (PostgreSQL: two) while jobs are known to wait: a claim asked while
-another is out joins the worker writes' next flush, so that its jobs are at
-hand when the first claim's are done. Every claim out counts its whole
+another is out goes in the worker writes' next flush (on PostgreSQL out
+beside the first: dialect.worker_flushes), so that its jobs are at hand
+when the first claim's are done. Every claim out counts its whole
 `limit` against the room (free slots plus `claim_ahead`), so the pool never
 holds more jobs than that; a stop waits for the claims out and drains or
 hands back their jobs with the rest."""
