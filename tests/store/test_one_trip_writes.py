@@ -31,7 +31,6 @@ from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.driver import sqlite_transaction
 from lrod.store.engine import open_database
-from lrod.store.finishes import Finish
 from lrod.store.migrate import upgrade
 from lrod.store.protocol import Claim
 from lrod.store.sql_store import SqlStore
@@ -74,18 +73,24 @@ async def _add(store: SqlStore, count: int) -> list[Operation]:
     return [op for op, _ in created]
 
 
-async def test_one_unstorable_finish_in_a_batch_fails_alone(store: SqlStore) -> None:
-    await _add(store, 10)
-    claims = await store.claim("w", NOW, LEASE, 10, ["t"])
-    assert len(claims) == 10
+def _record_flushes(store: SqlStore) -> list[int]:
+    """The size of each flush of the store's worker writes from now on."""
     flushes: list[int] = []
     flush = store._worker_writes._flush
 
-    async def recording(items: list[Finish]) -> Any:
+    async def recording(items: list[Any]) -> Any:
         flushes.append(len(items))
         return await flush(items)
 
     store._worker_writes._flush = recording  # type: ignore[assignment]
+    return flushes
+
+
+async def test_one_unstorable_finish_in_a_batch_fails_alone(store: SqlStore) -> None:
+    await _add(store, 10)
+    claims = await store.claim("w", NOW, LEASE, 10, ["t"])
+    assert len(claims) == 10
+    flushes = _record_flushes(store)
     bad = claims[4]
 
     def progress(claim: object) -> Progress | None:
@@ -134,14 +139,7 @@ async def test_a_claim_asked_while_finishes_wait_shares_their_transaction(
 ) -> None:
     await _add(store, 2)
     first, second = await store.claim("w", NOW, LEASE, 2, ["t"])
-    flushes: list[int] = []
-    flush = store._worker_writes._flush
-
-    async def recording(items: list[Any]) -> Any:
-        flushes.append(len(items))
-        return await flush(items)
-
-    store._worker_writes._flush = recording  # type: ignore[assignment]
+    flushes = _record_flushes(store)
     oops = PublicError(Code.UNAVAILABLE, "try later", "UPSTREAM_DOWN")
     retried, succeeded, claimed = await asyncio.gather(
         store.fail(first, NOW, oops, None, NOW, RETENTION),
@@ -215,14 +213,7 @@ async def test_heartbeats_share_the_worker_writes_transaction(
     claims = await store.claim("w", NOW, LEASE, 6, ["t"])
     beating, forged, finishing = claims[:4], claims[4], claims[5]
     stale = Claim(forged.operation, "not-its-token")
-    flushes: list[int] = []
-    flush = store._worker_writes._flush
-
-    async def recording(items: list[Any]) -> Any:
-        flushes.append(len(items))
-        return await flush(items)
-
-    store._worker_writes._flush = recording  # type: ignore[assignment]
+    flushes = _record_flushes(store)
     hops = _count_hops(monkeypatch)
     heard.changed.clear()
     later = NOW + timedelta(seconds=10)
@@ -273,14 +264,7 @@ async def test_a_heartbeat_beside_a_finish_that_writes_an_outbox_row(
     by_id = {c.operation.id: c for c in claims}
     hook_claim = by_id.pop(hooked.id)
     [other] = by_id.values()
-    flushes: list[int] = []
-    flush = store._worker_writes._flush
-
-    async def recording(items: list[Any]) -> Any:
-        flushes.append(len(items))
-        return await flush(items)
-
-    store._worker_writes._flush = recording  # type: ignore[assignment]
+    flushes = _record_flushes(store)
     beat, finished = await asyncio.gather(
         store.heartbeat(other, NOW, LEASE, Progress(3, 4, "half")),
         store.succeed(hook_claim, NOW, RESULT, RETENTION),
