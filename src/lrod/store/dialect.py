@@ -218,13 +218,15 @@ def worker_flushes(dialect: Dialect) -> int:
     SKIP LOCKED), so two in flight cannot conflict. With one out at a time
     the server and the database took turns, neither busy (a 20,000-job
     backlog: the server at 52-58% of a core, PostgreSQL at 65-80%). Only a
-    claim goes out beside a flush: that is when jobs are known to wait (the
-    pool asks a second claim only then); finishes alone wait for the next
-    flush, as the batches of a busy server stay larger so. `bench.ab --call
+    claim starts a second flush: that is when jobs are known to wait (the
+    pool asks a second claim only then); once two are going, each takes the
+    next batch as it comes back, until the queue is empty. `bench.ab --call
     bulk` (10,000 jobs, 4 rounds): 1.14x the jobs/s at the same server CPU
-    per job; any call beside: 1.10x, but end-to-end (the server's CPU the
-    limit) 0.92x (bench/findings.md, day 10). SQLite: 1. It has one writer
-    connection, which a second flush would only queue for."""
+    per job, end-to-end 0.96x (within its noise); any call starting one:
+    bulk 1.10x, end-to-end 0.92x; a second drain also ending whenever only
+    finishes wait: bulk 0.98x and end-to-end 0.95x of this (bench/findings.md,
+    day 10). SQLite: 1. It has one writer connection, which a second flush
+    would only queue for."""
     return 2 if dialect.name == POSTGRESQL else 1
 
 

@@ -23,11 +23,13 @@ batch size is the dialect's (`dialect.create_linger`).
 With `flushes` above one, a call that arrives while every flush is out
 (and that `beside` says may go out beside them) starts another flush, each
 its own transaction on its own connection, up to `flushes` at once; it takes
-everything queued by then. The database works on one batch while the next
-is sent and committed, where one flush at a time left the two sides taking
-turns. Only where the members' writes are fenced per row, so that two
-transactions in flight cannot conflict (the worker's writes on PostgreSQL,
-where only a claim starts a second flush: `dialect.worker_flushes`).
+everything queued by then. Each such drain then goes on as the first does,
+taking the next batch when its flush returns, until the queue is empty. The
+database works on one batch while the next is sent and committed, where one
+flush at a time left the two sides taking turns. Only where the members'
+writes are fenced per row, so that two transactions in flight cannot
+conflict (the worker's writes on PostgreSQL, where only a claim starts a
+second flush: `dialect.worker_flushes`).
 """
 
 from __future__ import annotations
