@@ -3,9 +3,10 @@ the pool's lease renewal) are ONE statement each, a transaction of their own
 in autocommit with their NOTIFY folded in (worker_sql.one_statement). On the
 real PostgreSQL: no transaction of the store's is opened for them, another
 process hears each with the payload `pg_notify.encode` would send, a
-refused write is not announced, and a claim that fails leaves the finishes
+refused write is not announced, a claim that fails leaves the finishes
 of its batch stored (it fails alone, even with an error that is not the
-database being down)."""
+database being down), and a claim goes out beside a finishing write still
+out instead of waiting behind it."""
 
 from __future__ import annotations
 
@@ -357,3 +358,37 @@ async def test_a_write_whose_rows_cannot_be_read_back_is_not_run_again(
     for claim in claims:
         assert (await store.get(claim.operation.id, "alice", NOW)).state is State.SUCCEEDED
     assert await store.claim("w", NOW, LEASE, 2, ["t"]) == []  # the claim took them once
+
+
+async def test_a_claim_goes_out_beside_a_finishing_write_that_is_still_out(
+    store: SqlStore, postgres_url: str
+) -> None:
+    """Two worker flushes out at once (dialect.worker_flushes): a finish held
+    up by a row lock another session holds, and a claim asked meanwhile, which
+    does not wait behind it and takes only queued rows (SKIP LOCKED); the
+    finish commits once the lock is released, still fenced by its token."""
+    ops = await _queued(store, 4)
+    [held_up] = await store.claim("w1", NOW, LEASE, 1, ["t"])
+    blocker = await psycopg.AsyncConnection.connect(plain_dsn(postgres_url))
+    try:
+        await blocker.execute(
+            "SELECT 1 FROM operations WHERE id = %s FOR UPDATE", (held_up.operation.id,)
+        )
+        finishing = asyncio.ensure_future(store.succeed(held_up, NOW, RESULT, KEEP))
+        async with asyncio.timeout(5):
+            while not store._worker_writes._flushing:
+                await asyncio.sleep(0.01)
+        await asyncio.sleep(0.1)
+        assert not finishing.done()  # waiting for the row lock
+        async with asyncio.timeout(5):
+            claimed = await store.claim("w2", NOW, LEASE, 5, ["t"])
+        assert not finishing.done()  # the claim did not wait behind it
+        assert {c.operation.id for c in claimed} == {op.id for op in ops} - {held_up.operation.id}
+    finally:
+        await blocker.rollback()
+        await blocker.close()
+    async with asyncio.timeout(5):
+        done = await finishing
+    assert done is not None
+    assert done.state is State.SUCCEEDED
+    assert (await store.get(held_up.operation.id, "alice", NOW)).state is State.SUCCEEDED

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     BigInteger,
@@ -174,7 +174,15 @@ def reset_open_transactions_only(engine: Engine) -> None:
             dbapi_connection.rollback()
 
 
-def create_linger(url: str | URL) -> tuple[float, float]:
+class Linger(NamedTuple):
+    """Submit's group commit under load: wait at most `seconds` for more
+    creates, once its recent batches averaged `from_batch` or more."""
+
+    seconds: float
+    from_batch: float
+
+
+def create_linger(url: str | URL) -> Linger:
     """How long, at most, Submit's group commit waits under load for more
     creates to join a flush, and from what mean batch size it counts as
     under load (lrod.store.group_commit). A flush costs the same whatever
@@ -185,7 +193,7 @@ def create_linger(url: str | URL) -> tuple[float, float]:
     1.5-4 ms), and lingering made them 6-7 at 0.8-0.9x the server CPU per
     Submit (bench/findings.md, day 9); a lone caller (batches of one)
     never waits."""
-    return (0.005, LINGER_FROM) if is_sqlite(url) else (0.005, 1.5)
+    return Linger(0.005, LINGER_FROM) if is_sqlite(url) else Linger(0.005, 1.5)
 
 
 def runs_on_asyncpg(dialect: Dialect) -> bool:

@@ -249,13 +249,13 @@ class SqlStore:
             flushes=dialect.worker_flushes(database.writer.dialect),
             beside=_is_claim,
         )
-        linger, linger_from = create_linger(database.url)
+        linger = create_linger(database.url)
         self._creates: GroupCommit[tuple[NewJob, str], tuple[Operation, bool]] = GroupCommit(
             self._create_batch,
             shared=_database_down,
             track=self._track,
-            linger=linger,
-            linger_from=linger_from,
+            linger=linger.seconds,
+            linger_from=linger.from_batch,
         )
         # Submits handed off to this process's idle workers: their own group
         # commit, whose flush settles every hand-off it took (`_hand_off_batch`).
