@@ -29,6 +29,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -115,6 +116,13 @@ async def serve(kind: str, extra: str, work: Path) -> None:
 
 async def run(args: argparse.Namespace) -> None:
     work = Path(tempfile.mkdtemp(prefix="lrod-floor-"))
+    try:
+        await _measure(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+async def _measure(args: argparse.Namespace, work: Path) -> None:
     async with contextlib.AsyncExitStack() as stack:
         pids: dict[str, int] = {}
         calls: dict[str, Any] = {}
