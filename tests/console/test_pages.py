@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+import lrod.console
 from lrod.app import Service
+from lrod.console import ASSETS
 from tests.console.conftest import console_registry
 from tests.console.test_browser import submit, wait_done
 from tests.jobs import Gates
@@ -32,6 +35,22 @@ async def test_error_pages_answer_with_the_error_tables_status(base_url: str) ->
             assert (response.status, response.content_type) == (status, "text/html"), path
             assert text in body, path
             assert "Traceback" not in body
+
+
+async def test_the_stylesheet_and_script_are_served_from_memory(base_url: str) -> None:
+    static = Path(lrod.console.__file__).parent / "static"
+    # Every file of the folder is served: one added without an entry would 404.
+    assert sorted(p.name for p in static.iterdir()) == sorted(ASSETS)
+    async with aiohttp.ClientSession(base_url) as http:
+        for name, media in ASSETS.items():
+            response = await http.get(f"/console/static/{name}")
+            assert (response.status, response.content_type) == (200, media), name
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert await response.read() == (static / name).read_bytes()
+        for path in ("/console/static/nothing.css", "/console/static/", "/console/static/a/b"):
+            missing = await http.get(path)
+            assert (missing.status, missing.content_type) == (404, "text/html"), path
+            assert "No such page" in await missing.text()
 
 
 async def test_the_event_stream_sends_the_operation_until_done(base_url: str) -> None:

@@ -4,6 +4,7 @@ from the same manager and store (docs/http-mapping.md, "The console")."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import jinja2
@@ -15,6 +16,8 @@ from lrod.manager import OperationManager
 
 PREFIX = "/console"
 _HERE = Path(__file__).parent
+# The stylesheet and the script under /static, with their media types.
+ASSETS = {"console.css": "text/css", "console.js": "text/javascript"}
 
 
 def templates() -> jinja2.Environment:
@@ -56,9 +59,31 @@ def build_console(manager: OperationManager, access: Access | None = None) -> we
     app.router.add_get("/login", views.login_page)
     app.router.add_post("/login", views.login)
     app.router.add_post("/logout", views.logout)
-    app.router.add_static("/static", _HERE / "static", follow_symlinks=False)
+    app.router.add_get("/static/{name}", _assets())
     app.router.add_route("*", "/{tail:.*}", views.not_found)
     return app
+
+
+def _assets() -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The /static handler: the assets read once, answered from memory.
+
+    aiohttp's static route opens each file in a thread; a request cancelled
+    while it does (the browser left the page, and handler_cancellation is on)
+    drops the open file, which then leaks until collected. Answering bytes
+    opens nothing per request. Caching stays off (no-store), as for every
+    console page."""
+    loaded = {
+        name: ((_HERE / "static" / name).read_bytes(), media) for name, media in ASSETS.items()
+    }
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        found = loaded.get(request.match_info["name"])
+        if found is None:
+            return await views.not_found(request)
+        body, media = found
+        return web.Response(body=body, content_type=media, charset="utf-8")
+
+    return serve
 
 
 def mount(app: web.Application, console: web.Application) -> None:
