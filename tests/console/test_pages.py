@@ -53,6 +53,26 @@ async def test_the_stylesheet_and_script_are_served_from_memory(base_url: str) -
             assert "No such page" in await missing.text()
 
 
+async def test_serving_the_assets_opens_no_file(
+    base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A request cancelled while a file of its own is being opened would drop
+    # it open (aiohttp's static route): the assets are answered from memory.
+    opened: list[str] = []
+    real_open = Path.open
+
+    def spy(self: Path, *args: object, **kwargs: object) -> object:
+        if self.parent.name == "static":
+            opened.append(self.name)
+        return real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(Path, "open", spy)
+    async with aiohttp.ClientSession(base_url) as http:
+        for name in ASSETS:
+            assert (await http.get(f"/console/static/{name}")).status == 200
+    assert opened == []
+
+
 async def test_the_event_stream_sends_the_operation_until_done(base_url: str) -> None:
     op_id = await submit(base_url, "examples.sleep", {"duration": "0.3s", "steps": 3})
     events = []

@@ -799,19 +799,16 @@ class SqlStore:
     async def heartbeat(
         self, claim: Claim, now: datetime, lease: timedelta, progress: Progress | None
     ) -> Heartbeat:
-        op_id = claim.operation.id
         reported = (
             None if progress is None else (progress.completed, progress.total, progress.stage)
         )
-        beat = BeatWrite(op_id, claim.lease_token, now + lease, reported, now)
+        beat = BeatWrite(claim.operation.id, claim.lease_token, now + lease, reported, now)
         cancel: bool | None
         if self._worker_one is not None:
             # One statement in autocommit, its NOTIFY (of the progress) in it.
             async with self._write_alone() as changes:
                 cancel = await self._worker_one.heartbeat(beat)
-                if cancel is not None and progress is not None:
-                    changes.operations.add(op_id)
-                    changes.progressed.add(op_id)
+                _beats_changed((beat,), (cancel,), changes)
         else:
             # SQLite: in the worker writes' next transaction, beside the
             # finishes and claims of the pool and the other attempts' beats.
