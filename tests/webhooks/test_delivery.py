@@ -77,8 +77,11 @@ async def test_retries_keep_the_webhook_id_with_growing_gaps(database_url, recei
     async with hooked(database_url) as h:
         op = await h.submit(receiver.url("/flaky/3"))
         end = await h.ended(op.name)
-        delivered = _sample(h.service, "lrod_webhook_deliveries_total", outcome="delivered")
-        errors = _sample(h.service, "lrod_webhook_attempts_total", outcome="http_error")
+    # Read once the service has stopped, which waits for the deliveries in
+    # flight: the delivered counter moves just after the row is written, so
+    # a reader can see DELIVERED a moment before it.
+    delivered = _sample(h.service, "lrod_webhook_deliveries_total", outcome="delivered")
+    errors = _sample(h.service, "lrod_webhook_attempts_total", outcome="http_error")
     assert end.state == Delivery.STATE_DELIVERED
     assert end.attempts == 4
     calls = receiver.of(end.webhook_id)
@@ -116,7 +119,7 @@ async def test_a_receiver_answering_500_forever_is_marked_failed(database_url, r
     async with hooked(database_url, shorter(schedule="0.1,0.2")) as h:
         op = await h.submit(receiver.url("/fail"))
         end = await h.ended(op.name)
-        failed = _sample(h.service, "lrod_webhook_deliveries_total", outcome="failed")
+    failed = _sample(h.service, "lrod_webhook_deliveries_total", outcome="failed")  # as above
     assert end.state == Delivery.STATE_FAILED
     assert (end.attempts, end.last_http_status, end.last_error) == (3, 500, "HTTP_500")
     assert end.HasField("end_time")
@@ -129,7 +132,7 @@ async def test_a_slow_receiver_is_timed_out(database_url, receiver) -> None:
     async with hooked(database_url, shorter(schedule="0.1", timeout=0.3)) as h:
         op = await h.submit(receiver.url("/slow"))
         end = await h.ended(op.name)
-        timeouts = _sample(h.service, "lrod_webhook_attempts_total", outcome="timeout")
+    timeouts = _sample(h.service, "lrod_webhook_attempts_total", outcome="timeout")
     assert end.state == Delivery.STATE_FAILED
     assert (end.attempts, end.last_http_status, end.last_error) == (2, 0, "TIMEOUT")
     assert timeouts == 2
