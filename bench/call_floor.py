@@ -28,7 +28,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import itertools
+import os
 import shutil
 import sqlite3
 import tempfile
@@ -76,12 +78,32 @@ def _sleep0() -> None:
     time.sleep(0)
 
 
+_HASHED = b"x" * 4096
+
+
+def _release() -> None:
+    # hashlib lets go of the GIL for data over 2 KiB: a release with no
+    # system call and about the read's own length of work.
+    hashlib.sha256(_HASHED).digest()
+
+
+def _syscalls() -> None:
+    # Three system calls with the GIL held, as many as a read makes (two
+    # fcntl locks and a stat): os.getpid does not release it.
+    os.getpid()
+    os.getpid()
+    os.getpid()
+
+
+EXTRAS = {"sleep0": _sleep0, "release": _release, "syscalls": _syscalls}
+
+
 async def serve(kind: str, extra: str, work: Path) -> None:
     message = operations_pb2.Operation(name="operations/floor")
     answer = message.SerializeToString()
     step: Any = None
     if kind == "read":
-        step = _inline_read(work / "floor.db") if extra == "none" else _sleep0
+        step = _inline_read(work / "floor.db") if extra == "none" else EXTRAS[extra]
 
     async def echo(request: Any, context: grpc.aio.ServicerContext) -> Any:
         return message  # figure 2's baseline: a message, serialized by grpc
@@ -191,9 +213,11 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=4.0, help="seconds measured per round")
     parser.add_argument(
         "--extra",
-        choices=("none", "sleep0"),
+        choices=("none", *EXTRAS),
         default="none",
-        help="sleep0: the `read` server sleeps(0) per call instead of reading",
+        help="what the `read` server does per call instead of reading: sleep0, time.sleep(0);"
+        " release, a GIL release without a system call (hashlib); syscalls, three system"
+        " calls with the GIL held",
     )
     parser.add_argument("--serve", choices=KINDS[:3], help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)

@@ -8,7 +8,6 @@ from typing import Any
 from lrod.domain.errors import Code
 from lrod.domain.operation import Operation, Payload, Progress, PublicError
 from lrod.domain.states import State
-from lrod.domain.submission import NewJob
 from lrod.domain.webhooks import Delivery, DeliveryState
 
 
@@ -34,34 +33,6 @@ def error_from_json(data: dict[str, Any] | None) -> PublicError | None:
         domain=data["domain"],
         metadata=data.get("metadata") or {},
     )
-
-
-def new_row(job: NewJob, fingerprint: str) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "owner": job.owner,
-        "job_type": job.job_type,
-        "state": State.QUEUED.value,
-        "priority": job.priority,
-        "input_type": job.input.type_url,
-        "input_value": job.input.value,
-        "labels": dict(job.labels),
-        "request_id": job.request_id,
-        "request_fingerprint": fingerprint if job.request_id else None,
-        "dedupe_key": job.dedupe_key,
-        "attempt": 0,
-        "max_attempts": job.max_attempts,
-        "timeout_seconds": job.timeout.total_seconds() if job.timeout is not None else None,
-        "create_time": job.create_time,
-        "update_time": job.create_time,
-        "run_after": job.run_after,
-        "cancel_requested": False,
-        "progress_completed": 0,
-        "progress_total": 0,
-        "progress_stage": "",
-        "version": 1,
-        "notify_url": job.notify_url,
-    }
 
 
 # Every read, claim and create converts rows: the frozen dataclasses are built

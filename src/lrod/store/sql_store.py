@@ -69,6 +69,7 @@ from lrod.store.errors import database_unavailable, statement_failed, translated
 from lrod.store.finishes import Finish, FinishPlan, finish_many, finished_alone, writes_outbox
 from lrod.store.group_commit import GroupCommit, flush_isolated
 from lrod.store.planner_stats import PlannerStatistics
+from lrod.store.prepared import PreparedRead
 from lrod.store.protocol import (
     AttemptRecord,
     ChangeFeed,
@@ -560,33 +561,27 @@ class SqlStore:
         get_row, get_tombstone = self._get_prepared[owner is not None]
         reader = inline or direct
         assert reader is not None
-        # A primary-key read: on SQLite on this thread, on PostgreSQL on raw
-        # asyncpg. Nothing to cancel or undo half-way: no task, no shield.
+        # A primary-key read: on SQLite on this thread (each read below is
+        # synchronous there), on PostgreSQL on raw asyncpg. Nothing to cancel
+        # or undo half-way: no task, no shield.
         with translated_errors():
-            if inline is not None and kept is not None:
-                # On SQLite the version alone first: an unchanged one is
-                # answered without reading the whole row.
+            if kept is not None and (inline is not None or kept.version(op_id) is not None):
+                # The version alone first: an unchanged one is answered from
+                # `kept` without reading the whole row. Always on SQLite; on
+                # PostgreSQL where an answer is kept for the operation (the
+                # narrow row costs less on both ends of the round trip; a
+                # changed version costs a second one).
                 version_read = self._version_prepared[owner is not None]
-                head = inline.first_raw(version_read, params)
+                head = (
+                    inline.first_raw(version_read, params)
+                    if inline is not None
+                    else await reader.first_raw(version_read, params)
+                )
                 if head is None:
-                    tombstone = inline.first_raw(get_tombstone, params)
-                    return _found(tombstone is not None, op_id, now)
+                    return await self._tombstone_found(get_tombstone, params, op_id, now)
                 answer = kept.known(op_id, head[0])
                 if answer is not None:
-                    _check_unexpired(inline.column(version_read, head, 1), op_id, now)
-                    return answer
-            elif direct is not None and kept is not None and kept.version(op_id) is not None:
-                # On PostgreSQL too, where an answer is kept for the
-                # operation: the narrow row costs less on both ends of the
-                # round trip; a changed version costs a second one.
-                version_read = self._version_prepared[owner is not None]
-                head = await direct.first_raw(version_read, params)
-                if head is None:
-                    tombstone = await direct.first_raw(get_tombstone, params)
-                    return _found(tombstone is not None, op_id, now)
-                answer = kept.known(op_id, head[0])
-                if answer is not None:
-                    _check_unexpired(direct.column(version_read, head, 1), op_id, now)
+                    _check_unexpired(reader.column(version_read, head, 1), op_id, now)
                     return answer
             raw = (
                 inline.first_raw(get_row, params)
@@ -594,12 +589,7 @@ class SqlStore:
                 else await reader.first_raw(get_row, params)
             )
             if raw is None:
-                tombstone = (
-                    inline.first_raw(get_tombstone, params)
-                    if inline is not None
-                    else await reader.first_raw(get_tombstone, params)
-                )
-                return _found(tombstone is not None, op_id, now)
+                return await self._tombstone_found(get_tombstone, params, op_id, now)
             if kept is not None:
                 # The caller's answer for this version, if it keeps one: the
                 # row's other columns are not even processed.
@@ -617,6 +607,18 @@ class SqlStore:
                 )
                 delivery = None if found is None else to_delivery(found)
         return _found((row, delivery), op_id, now)
+
+    async def _tombstone_found(
+        self, get_tombstone: PreparedRead, params: dict[str, str], op_id: str, now: datetime
+    ) -> Operation:
+        """No row: EXPIRED if its tombstone is there, else NOT_FOUND (raised)."""
+        inline, direct = self._db.inline, self._db.direct
+        if inline is not None:
+            tombstone = inline.first_raw(get_tombstone, params)
+        else:
+            assert direct is not None
+            tombstone = await direct.first_raw(get_tombstone, params)
+        return _found(tombstone is not None, op_id, now)
 
     @_shielded
     async def _get_read(self, params: dict[str, str], op_id: str) -> Any:
