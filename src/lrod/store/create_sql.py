@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -437,6 +437,25 @@ class _Postgres:
         return [job.id in claimed for job in jobs]
 
 
+class _TimeText:
+    """dialect.sqlite_time, remembering the last moment converted: the jobs
+    of one create share their create_time (one clock reading per
+    BatchSubmit), so a batch converts it once instead of once per row (0.9
+    of the 1.1 us a row took to build)."""
+
+    __slots__ = ("_moment", "_text")
+
+    def __init__(self) -> None:
+        self._moment: datetime | None = None
+        self._text = ""
+
+    def __call__(self, moment: datetime) -> str:
+        if moment is not self._moment:
+            self._text = sqlite_time(moment)
+            self._moment = moment
+        return self._text
+
+
 class _Sqlite:
     """Values converted here, once per row, as SQLAlchemy's processors would
     (dialect.sqlite_time, json.dumps of the labels): its per-value
@@ -447,10 +466,10 @@ class _Sqlite:
         self._ahead: dict[int, str] = {}
 
     @staticmethod
-    def _row(job: NewJob, fingerprint: str) -> tuple[Any, ...]:
+    def _row(job: NewJob, fingerprint: str, time: _TimeText) -> tuple[Any, ...]:
         timeout = job.timeout
         labels = job.labels
-        created = sqlite_time(job.create_time)
+        created = time(job.create_time)
         run_after = job.run_after
         return (
             job.id, job.owner, job.job_type, job.priority,
@@ -458,9 +477,13 @@ class _Sqlite:
             job.request_id, fingerprint if job.request_id else None, job.dedupe_key,
             job.max_attempts, timeout.total_seconds() if timeout is not None else None,
             created, created,
-            created if run_after is job.create_time else sqlite_time(run_after),
+            created if run_after is job.create_time else time(run_after),
             job.notify_url,
         )  # fmt: skip
+
+    def _rows(self, jobs: Iterable[tuple[NewJob, str]]) -> list[tuple[Any, ...]]:
+        time = _TimeText()
+        return [self._row(job, fingerprint, time) for job, fingerprint in jobs]
 
     async def insert_claimed(self, conn: AsyncConnection, items: Sequence[HandedOff]) -> list[bool]:
         return await self.insert_claimed_by(within(conn), items)
@@ -473,7 +496,7 @@ class _Sqlite:
             marks = ", ".join("?" * len(types))
             ahead_sql = self._ahead.setdefault(len(types), SQLITE_AHEAD.format(marks=marks))
         ahead_args = (time(moment), *types)
-        rows = [self._row(job, fingerprint) for job, fingerprint, _ in items]
+        rows = self._rows((job, fingerprint) for job, fingerprint, _ in items)
         claims = []
         attempts = []
         for (job, _, g), row in zip(items, rows, strict=True):
@@ -508,7 +531,7 @@ class _Sqlite:
         await self.insert_by(within(conn), items)
 
     async def insert_by(self, hop: Hop, items: Sequence[tuple[NewJob, str]]) -> None:
-        rows = [self._row(job, fingerprint) for job, fingerprint in items]
+        rows = self._rows(items)
         labels = _labels(items)
 
         def run(db: sqlite3.Connection) -> None:
