@@ -170,6 +170,25 @@ async def test_a_created_row_is_the_row_sqlalchemy_writes_and_reads_back(
     assert len(str(ours["create_time"])) == len("2026-06-01 12:00:00.000000")
 
 
+async def test_a_batch_converts_each_row_s_own_times(store: tuple[SqlStore, str]) -> None:
+    """A create converts a time shared by the rows before it once
+    (create_sql._TimeText): a row whose time differs, or that follows one
+    whose time differs, still holds its own."""
+    opened, path = store
+    shared = datetime(2026, 6, 1, 12, 0, 0, 0, tzinfo=UTC)
+    other = datetime(2026, 6, 1, 5, 0, 0, 1, tzinfo=timezone(timedelta(hours=2)))
+    later = datetime(2026, 6, 1, 14, 0, 0, 7, tzinfo=UTC)
+    times = [(shared, shared), (shared, shared), (other, other), (shared, later), (shared, shared)]
+    jobs = [replace(_job(), create_time=c, run_after=r) for c, r in times]
+    await opened.create_all([(job, job.fingerprint()) for job in jobs])
+    for job in jobs:
+        ours = _stored(path, job.id)
+        theirs = _stored(path, await _sqlalchemy_insert(opened, job, job.fingerprint()))
+        assert ours == theirs
+        assert ours["create_time"] == sqlite_time(job.create_time)
+        assert ours["run_after"] == sqlite_time(job.run_after)
+
+
 async def test_a_claimed_row_is_the_row_sqlalchemy_writes_and_reads_back(
     store: tuple[SqlStore, str],
 ) -> None:
