@@ -11,6 +11,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from lrod.domain.states import State
+from lrod.domain.submission import NewJob
 from lrod.store import pg_notify
 from lrod.store.engine import Database, open_database
 from lrod.store.migrate import upgrade
@@ -38,6 +40,36 @@ async def opened(database_url: str) -> AsyncIterator[tuple[Database, SqlStore]]:
     finally:
         await store.close()
         await database.dispose()
+
+
+def new_row(job: NewJob, fingerprint: str) -> dict[str, Any]:
+    """`job` as the mapping SQLAlchemy's INSERT of OperationRow takes: the
+    reference the hand-written creates are held to."""
+    return {
+        "id": job.id,
+        "owner": job.owner,
+        "job_type": job.job_type,
+        "state": State.QUEUED.value,
+        "priority": job.priority,
+        "input_type": job.input.type_url,
+        "input_value": job.input.value,
+        "labels": dict(job.labels),
+        "request_id": job.request_id,
+        "request_fingerprint": fingerprint if job.request_id else None,
+        "dedupe_key": job.dedupe_key,
+        "attempt": 0,
+        "max_attempts": job.max_attempts,
+        "timeout_seconds": job.timeout.total_seconds() if job.timeout is not None else None,
+        "create_time": job.create_time,
+        "update_time": job.create_time,
+        "run_after": job.run_after,
+        "cancel_requested": False,
+        "progress_completed": 0,
+        "progress_total": 0,
+        "progress_stage": "",
+        "version": 1,
+        "notify_url": job.notify_url,
+    }
 
 
 def plain_dsn(url: str) -> str:

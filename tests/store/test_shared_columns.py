@@ -22,12 +22,11 @@ from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 
 from lrod.domain.names import new_operation_id
 from lrod.domain.operation import Payload
-from lrod.domain.states import State
 from lrod.domain.submission import NewJob
 from lrod.store.create_sql import _ROW, SHARED, _Postgres
 from lrod.store.schema import LabelRow, OperationRow
 from lrod.store.sql_store import SqlStore
-from tests.store.conftest import plain_dsn
+from tests.store.conftest import new_row, plain_dsn
 from tests.store.test_contract import NOW, Grant, new_job
 
 Items = list[tuple[NewJob, str]]
@@ -56,36 +55,6 @@ async def _taken(url: str, ids: Sequence[str]) -> tuple[list[str], list[tuple[An
         await conn.execute("DELETE FROM operations WHERE id = ANY(%s)", [ids])
     assert len(rows) == len(ids)
     return [row[0] for row in rows], labels
-
-
-def new_row(job: NewJob, fingerprint: str) -> dict[str, Any]:
-    """`job` as the mapping SQLAlchemy's INSERT of OperationRow takes: the
-    reference the hand-written creates are held to."""
-    return {
-        "id": job.id,
-        "owner": job.owner,
-        "job_type": job.job_type,
-        "state": State.QUEUED.value,
-        "priority": job.priority,
-        "input_type": job.input.type_url,
-        "input_value": job.input.value,
-        "labels": dict(job.labels),
-        "request_id": job.request_id,
-        "request_fingerprint": fingerprint if job.request_id else None,
-        "dedupe_key": job.dedupe_key,
-        "attempt": 0,
-        "max_attempts": job.max_attempts,
-        "timeout_seconds": job.timeout.total_seconds() if job.timeout is not None else None,
-        "create_time": job.create_time,
-        "update_time": job.create_time,
-        "run_after": job.run_after,
-        "cancel_requested": False,
-        "progress_completed": 0,
-        "progress_total": 0,
-        "progress_stage": "",
-        "version": 1,
-        "notify_url": job.notify_url,
-    }
 
 
 async def _sqlalchemy_insert(store: SqlStore, items: Items) -> None:

@@ -27,6 +27,7 @@ from lrod.store.migrate import upgrade
 from lrod.store.schema import OperationRow
 from lrod.store.sql_store import SqlStore
 from lrod.store.statements import T
+from tests.store.conftest import new_row
 from tests.store.test_contract import Grant
 
 MOMENTS = [
@@ -121,31 +122,8 @@ async def _sqlalchemy_insert(store: SqlStore, job: NewJob, fingerprint: str) -> 
     async with store._db.writer.begin() as conn:
         await conn.execute(
             insert(OperationRow),
-            {
-                "id": op_id,
-                "owner": job.owner,
-                "job_type": job.job_type,
-                "state": "QUEUED",
-                "priority": job.priority,
-                "input_type": job.input.type_url,
-                "input_value": job.input.value,
-                "labels": dict(job.labels),
-                "request_id": None,  # unique per owner: the text compared aside
-                "request_fingerprint": fingerprint if job.request_id else None,
-                "dedupe_key": None,
-                "attempt": 0,
-                "max_attempts": job.max_attempts,
-                "timeout_seconds": job.timeout.total_seconds() if job.timeout else None,
-                "create_time": job.create_time,
-                "update_time": job.create_time,
-                "run_after": job.run_after,
-                "cancel_requested": False,
-                "progress_completed": 0,
-                "progress_total": 0,
-                "progress_stage": "",
-                "version": 1,
-                "notify_url": job.notify_url,
-            },
+            # request_id and dedupe_key are unique per owner: their text is compared aside
+            {**new_row(job, fingerprint), "id": op_id, "request_id": None, "dedupe_key": None},
         )
     return op_id
 
