@@ -283,3 +283,48 @@ async def test_the_database_chooses_the_claims_out(sql_store: SqlStore, database
     assert sql_store.claims_in_flight == expected
     pool = _pool(sql_store, Counted(), claims_in_flight=None)
     assert pool._claims_in_flight == expected
+
+
+class SucceedsHeld:
+    """The store for the pool: every finishing write (succeed) waits until
+    `let_go`, counted while it waits."""
+
+    def __init__(self, store: SqlStore) -> None:
+        self._store = store
+        self.let_go = asyncio.Event()
+        self.waiting = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def succeed(self, *args: Any, **kwargs: Any) -> Any:
+        self.waiting += 1
+        try:
+            await self.let_go.wait()
+        finally:
+            self.waiting -= 1
+        return await self._store.succeed(*args, **kwargs)
+
+
+async def test_a_written_outcome_starts_the_next_queued_job(sql_store: SqlStore) -> None:
+    # One slot, eight ahead, one claim out at most: the outcomes being
+    # written (the slot's and one more) hold the slot, with jobs waiting in
+    # the local queue and no handler running. Once those writes are done,
+    # the queued jobs must start, with no handler's return or claim's
+    # answer to set them off (the poll is a minute away).
+    counted = Counted()
+    ids = await _add(sql_store, [f"k{i}" for i in range(10)])
+    held = SucceedsHeld(sql_store)
+    pool = _pool(held, counted, concurrency=1, claim_ahead=8, claims_in_flight=1)
+    pool.start()
+    try:
+        await _until(lambda: held.waiting == 2, "two outcomes being written")
+        assert counted.running == 0
+        assert pool.queued_count == 7
+        held.let_go.set()
+        await _all_done(sql_store, ids)
+    finally:
+        held.let_go.set()
+        await pool.stop(1.0)
+    assert set((await _states(sql_store, ids)).values()) == {State.SUCCEEDED}
+    assert counted.runs == Counter(dict.fromkeys(ids, 1))

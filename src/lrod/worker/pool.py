@@ -391,7 +391,13 @@ class WorkerPool:
                 "another worker will take the job"
             )
         finally:
+            # A written outcome frees a slot too when the writes out held
+            # them all (`_free_slots`): its queued job starts now, not at
+            # the next handler's return or claim answer (with every handler
+            # done there may be neither).
             self._running.pop(task, None)  # type: ignore[arg-type]
+            if not self._stopping.is_set():
+                self._start_queued()
             self._poke()
 
     async def _renew_loop(self) -> None:
