@@ -5,11 +5,17 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+import time
 
 import pytest
 
 from lrod.domain.errors import Code, InvalidArgument
-from lrod.domain.names import new_operation_id, new_operation_ids, parse_operation_name
+from lrod.domain.names import (
+    new_operation_id,
+    new_operation_ids,
+    parse_operation_name,
+    time_prefix,
+)
 from lrod.domain.operation import OPERATION_PREFIX
 
 URL_SAFE_22 = re.compile(r"[A-Za-z0-9_-]{22}")
@@ -31,30 +37,48 @@ def test_new_ids_are_22_url_safe_characters() -> None:
         assert URL_SAFE_22.fullmatch(new_operation_id())
 
 
-def test_ids_made_together_are_made_as_one_is() -> None:
+def test_ids_made_together_are_made_as_one_is(monkeypatch: pytest.MonkeyPatch) -> None:
     ids = new_operation_ids(1000)
     assert len(set(ids)) == 1000
     assert all(URL_SAFE_22.fullmatch(i) for i in ids)
-    # Every id is all 16 of its own bytes: decodes back to 16 bytes, none shared.
-    raw = [base64.urlsafe_b64decode(i + "==") for i in ids]
-    assert {len(r) for r in raw} == {16}
+    # One millisecond's prefix, then each id's own 78 random bits: 10 bytes
+    # of the draw each, none shared.
+    assert len({i[:9] for i in ids}) == 1
+    draw = bytes(range(30))
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: draw[:n])
+    made = new_operation_ids(3)
+    for index, op_id in enumerate(made):
+        part = draw[10 * index : 10 * index + 10]
+        assert op_id[9:] == base64.urlsafe_b64encode(part)[:13].decode()
     assert new_operation_ids(0) == []
+
+
+def test_ids_sort_in_the_order_they_were_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = 1_796_000_000_000  # December 2026, in milliseconds
+    moments = sorted({0, 1, 31, 32, 1023, 1024, 2**40, now - 1, now, now + 1, 2**45 - 1})
+    prefixes = [time_prefix(ms) for ms in moments]
+    assert all(len(p) == 9 and re.fullmatch(r"[0-9a-v]{9}", p) for p in prefixes)
+    assert prefixes == sorted(prefixes)
+    assert len(set(prefixes)) == len(prefixes)
+    # Whole ids: a later millisecond sorts after, whatever the random part.
+    clock = iter([now * 1_000_000, (now + 1) * 1_000_000])
+    monkeypatch.setattr(time, "time_ns", lambda: next(clock))
+    draws = iter([b"\xff" * 10, b"\x00" * 10])
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: next(draws))
+    first, second = new_operation_id(), new_operation_id()
+    assert first[9:] > second[9:]
+    assert first < second
 
 
 def test_new_ids_never_begin_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     # A shell argument that begins with "-" is read as an option (`lrod get
-    # -2Xh...` failed with "No such option '-2'"): such a draw is drawn again.
-    dash = bytes([0xF8]) + bytes(15)  # top six bits 62: base64url "-"
-    assert base64.urlsafe_b64encode(dash).startswith(b"-")
-    plain = bytes([0x04]) + bytes(15)
-    draws = iter([dash, dash, plain])
-    monkeypatch.setattr(secrets, "token_bytes", lambda n: next(draws))
-    assert new_operation_id() == base64.urlsafe_b64encode(plain)[:22].decode()
-    draws = iter([plain + dash + plain, plain])
-    assert [i[0] for i in new_operation_ids(3)] == ["B", "B", "B"]
+    # -2Xh...` failed with "No such option '-2'"): a new id begins with its
+    # time prefix, a digit until the year 3084, whatever its random part.
+    monkeypatch.setattr(secrets, "token_bytes", lambda n: bytes([0xF8]) * n)
+    assert base64.urlsafe_b64encode(bytes([0xF8]) * 10).startswith(b"-")
+    assert new_operation_id()[0].isdigit()
     monkeypatch.undo()
-    assert not any(i.startswith("-") for i in new_operation_ids(6400))
-    assert not any(new_operation_id().startswith("-") for _ in range(6400))
+    assert all(i[0].isdigit() for i in new_operation_ids(6400))
 
 
 def test_new_ids_are_unique() -> None:

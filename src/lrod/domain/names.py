@@ -1,37 +1,64 @@
-"""Operation ids: unguessable, URL-safe, and checked before any lookup.
+"""Operation ids: unguessable, URL-safe, in the order they were made, and
+checked before any lookup.
 
-A new id never begins with "-": a shell command's argument that does (`lrod
-get -2Xh...`, `curl`, `grep`) is read as an option. One id in 64 would, so
-such a draw is drawn again (the ids stay uniform over the rest: 128 bits less
-0.02). Ids stored before this may still begin with one and stay valid."""
+An id is 22 characters: 9 of the millisecond it was made (base 32, digits
+and a-v, so that ids sort by time under any collation, PostgreSQL's locales
+included), then 13 of base64url from 78 random bits. The time prefix is for
+the databases' indexes: a new id lands beside the last ones (the operations'
+primary key, the attempt history's index), where a fully random id
+touched a page of its own in each, at each insert (a BatchSubmit of 1,000
+dirtied about 1,000 index pages; a worker's claim one per job). It is not a
+timestamp to read: `create_time` is that. 78 random bits per millisecond
+keep ids unguessable (UUIDv7 has 74) and collisions out of reach.
+
+A new id never begins with "-" (it begins with a digit until the year
+3084): a shell command's argument that does (`lrod get -2Xh...`, `curl`,
+`grep`) is read as an option. Ids stored before this (22 characters from
+128 random bits, possibly with a leading "-") have the same form and stay
+valid."""
 
 from __future__ import annotations
 
 import base64
 import re
 import secrets
+import time
 
 from lrod.domain.errors import FieldViolation, InvalidArgument
 from lrod.domain.operation import OPERATION_PREFIX
 
-# 16 random bytes, base64url without padding: 22 characters, 128 bits.
+# 22 base64url characters (both the time-ordered ids and the older random ones).
 _ID = re.compile(r"[A-Za-z0-9_-]{22}")
+# Base 32 in ASCII order, which every collation keeps for these characters.
+_DIGITS = "0123456789abcdefghijklmnopqrstuv"
+_TIME_CHARS = 9  # 45 bits of milliseconds: until the year 3084
+_RANDOM_BYTES = 10  # 13 base64url characters of them: 78 bits
+
+
+def time_prefix(ms: int) -> str:
+    """The 9 characters of an id made at `ms` (milliseconds since the
+    epoch): later milliseconds sort after earlier ones, byte for byte."""
+    out = []
+    for _ in range(_TIME_CHARS):
+        ms, digit = divmod(ms, 32)
+        out.append(_DIGITS[digit])
+    return "".join(reversed(out))
 
 
 def new_operation_id() -> str:
-    while True:
-        op_id = secrets.token_urlsafe(16)
-        if not op_id.startswith("-"):
-            return op_id
+    return new_operation_ids(1)[0]
 
 
 def new_operation_ids(count: int) -> list[str]:
-    """`count` ids as new_operation_id makes them, from one read of the
-    system's randomness (secrets' source) instead of one per id."""
-    raw = secrets.token_bytes(16 * count)
+    """`count` ids of this millisecond, from one read of the system's
+    randomness (secrets' source) instead of one per id."""
+    prefix = time_prefix(time.time_ns() // 1_000_000)
+    raw = secrets.token_bytes(_RANDOM_BYTES * count)
     encode = base64.urlsafe_b64encode
-    ids = [encode(raw[at : at + 16])[:22].decode() for at in range(0, 16 * count, 16)]
-    return [new_operation_id() if i.startswith("-") else i for i in ids]
+    step = _RANDOM_BYTES
+    return [
+        prefix + encode(raw[at : at + step])[:13].decode() for at in range(0, step * count, step)
+    ]
 
 
 def parse_operation_name(name: str, field: str = "name") -> str:
