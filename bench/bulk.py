@@ -3,8 +3,11 @@ store writes them (compare SqlStore.create, claim and succeed): fast enough
 to put a million rows in place before measuring.
 
 Finished rows are SUCCEEDED no-ops with their one attempt row; queued rows
-are fresh QUEUED no-ops. Ids are 22 random characters, like the store's.
-Creation times step back one millisecond per row from now.
+are fresh QUEUED no-ops. Creation times are a millisecond apart, the last
+just before now. Ids are 22 characters in creation order, as the store
+makes them (lrod.domain.names): here 9 hex digits of the row's creation
+millisecond (modulo 2^36), then 13 random ones, so the loaded indexes have
+the shape the store's own inserts give them.
 """
 
 from __future__ import annotations
@@ -71,7 +74,9 @@ def _load_sqlite(path: str, count: int, state: str, job_type: str, base: int) ->
             f"""
             INSERT INTO operations ({_COLUMNS})
             WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < :count - 1)
-            SELECT hex(randomblob(11)), 'anonymous', :job_type, :state, 0, '{EMPTY}', x'', '{{}}',
+            SELECT printf('%09x', (:base * 1000 + i) % 68719476736)
+                   || substr(hex(randomblob(7)), 1, 13),
+                   'anonymous', :job_type, :state, 0, '{EMPTY}', x'', '{{}}',
                    {_SQLITE_VALUES[state]}
             FROM (SELECT i, {_SQLITE_TS} AS ts FROM n)
             """,
@@ -98,7 +103,8 @@ def _load_pg(url: str, count: int, state: str, job_type: str, base: int) -> None
         conn.execute(
             f"""
             INSERT INTO operations ({_COLUMNS})
-            SELECT upper(substr(md5(random()::text || i::text), 1, 22)), 'anonymous',
+            SELECT lpad(to_hex((%(base)s::bigint * 1000 + i) %% 68719476736), 9, '0')
+                   || upper(substr(md5(random()::text || i::text), 1, 13)), 'anonymous',
                    %(job_type)s, %(state)s, 0, '{EMPTY}', '\\x'::bytea, '{{}}'::json,
                    {_PG_VALUES[state]}
             FROM (SELECT i, to_timestamp(%(base)s + i / 1000.0) AS ts
