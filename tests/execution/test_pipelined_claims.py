@@ -328,3 +328,33 @@ async def test_a_written_outcome_starts_the_next_queued_job(sql_store: SqlStore)
         await pool.stop(1.0)
     assert set((await _states(sql_store, ids)).values()) == {State.SUCCEEDED}
     assert counted.runs == Counter(dict.fromkeys(ids, 1))
+
+
+async def test_a_hand_off_stored_queued_starts_the_next_queued_job(sql_store: SqlStore) -> None:
+    # One slot, held for a Submit being handed off, while claims bring the
+    # jobs stored meanwhile into the local queue (the slot is not free: none
+    # starts) until the room is more than half held and the pool claims no
+    # more. The Submit is then stored queued (not claimed): the slot is free
+    # again and a queued job must start, with no handler's return or claim's
+    # answer to set it off (the poll is a minute away).
+    counted = Counted()
+    pool = _pool(
+        sql_store, counted, concurrency=1, claim_ahead=8, claims_in_flight=1, hand_off=True
+    )
+    pool.start()
+    try:
+        await _until(lambda: pool.idle, "the pool idle")
+        held = pool.reserve(COUNTED, 0, datetime.now(UTC))
+        assert held is not None
+        ids = await _add(sql_store, [f"k{i}" for i in range(7)])
+        await _until(
+            lambda: pool.queued_count >= 5 and not pool._claiming and pool._claim_wanted() == 0,
+            "claimed ahead until no further claim is wanted",
+        )
+        assert counted.running == 0
+        held.stored(None)
+        await _all_done(sql_store, ids)
+    finally:
+        await pool.stop(1.0)
+    assert set((await _states(sql_store, ids)).values()) == {State.SUCCEEDED}
+    assert counted.runs == Counter(dict.fromkeys(ids, 1))

@@ -279,6 +279,10 @@ class WorkerPool:
                 )
             else:
                 self._start(claim)
+        elif not self._stopping.is_set():
+            # Stored queued: the slot it held is free, for a job claimed
+            # ahead meanwhile (as a written outcome's is, in `_run`).
+            self._start_queued()
         if self._reserved == 0:
             self._settled.set()
 
