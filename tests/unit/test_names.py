@@ -58,6 +58,7 @@ def test_ids_sort_in_the_order_they_were_made(monkeypatch: pytest.MonkeyPatch) -
     moments = sorted({0, 1, 31, 32, 1023, 1024, 2**40, now - 1, now, now + 1, 2**45 - 1})
     prefixes = [time_prefix(ms) for ms in moments]
     assert all(len(p) == 9 and re.fullmatch(r"[0-9a-v]{9}", p) for p in prefixes)
+    assert [int(p, 32) for p in prefixes] == moments  # base 32, digits 0-9a-v
     assert prefixes == sorted(prefixes)
     assert len(set(prefixes)) == len(prefixes)
     # Whole ids: a later millisecond sorts after, whatever the random part.

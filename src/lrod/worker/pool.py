@@ -279,10 +279,8 @@ class WorkerPool:
                 )
             else:
                 self._start(claim)
-        elif not self._stopping.is_set():
-            # Stored queued: the slot it held is free, for a job claimed
-            # ahead meanwhile (as a written outcome's is, in `_run`).
-            self._start_queued()
+        else:
+            self._slot_freed()  # stored queued: the slot it held is free
         if self._reserved == 0:
             self._settled.set()
 
@@ -346,6 +344,16 @@ class WorkerPool:
             self._queued = deque(ordered)
         self._start_queued()
 
+    def _slot_freed(self) -> None:
+        """A slot may be free: a handler returned, an outcome was written,
+        or a reservation ended unclaimed. Start the jobs waiting in the local
+        queue now (not at the next handler's return or claim's answer: with
+        every handler done there may be neither, and a pool whose room is
+        more than half held makes no claim), and wake the claim loop."""
+        if not self._stopping.is_set():
+            self._start_queued()
+        self._poke()
+
     def _start_queued(self) -> None:
         while self._queued and self._free_slots() > 0:
             self._start(self._queued.popleft())
@@ -383,9 +391,7 @@ class WorkerPool:
             # while this one's outcome is written.
             self._handler_took(loop.time() - began)
             self._busy.discard(task)
-            if not self._stopping.is_set():
-                self._start_queued()
-            self._poke()
+            self._slot_freed()
         try:
             if outcome is not None:
                 await attempt.record(*outcome)
@@ -396,13 +402,9 @@ class WorkerPool:
             )
         finally:
             # A written outcome frees a slot too when the writes out held
-            # them all (`_free_slots`): its queued job starts now, not at
-            # the next handler's return or claim answer (with every handler
-            # done there may be neither).
+            # them all (`_free_slots`).
             self._running.pop(task, None)  # type: ignore[arg-type]
-            if not self._stopping.is_set():
-                self._start_queued()
-            self._poke()
+            self._slot_freed()
 
     async def _renew_loop(self) -> None:
         """The pool's one heartbeat: every third of the lease, renew every
