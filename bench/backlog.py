@@ -204,17 +204,23 @@ async def measure(ctx: Context) -> list[Figure]:
         peer_key = f"{kind}.pgqueuer"
         lrod: dict[str, list[float]] = {db: [] for db in ctx.databases}
         failed: dict[str, str] = {}
-        for _ in range(ctx.plan.e2e_rounds):
-            if ctx.cluster is not None:
+        for round_n in range(ctx.plan.processing_rounds):
+            # PgQueuer first in even rounds and last in odd ones, so that a
+            # drift in the machine's load does not favour either side.
+            sides = [peer_key, *ctx.databases]
+            for side in sides if round_n % 2 == 0 else reversed(sides):
+                if side == peer_key:
+                    if ctx.cluster is None:
+                        continue
+                    try:
+                        peer.append(await peer_run(ctx, jobs))
+                    except (OSError, RuntimeError, TimeoutError, ImportError) as error:
+                        failed[side] = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+                    continue
                 try:
-                    peer.append(await peer_run(ctx, jobs))
-                except (OSError, RuntimeError, TimeoutError, ImportError) as error:
-                    failed[peer_key] = f"{type(error).__name__}: {error}".splitlines()[0][:200]
-            for db in ctx.databases:
-                try:
-                    lrod[db].append(await lrod_run(ctx, db, jobs))
+                    lrod[side].append(await lrod_run(ctx, side, jobs))
                 except (OSError, RuntimeError, TimeoutError) as error:
-                    failed[db] = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+                    failed[side] = f"{type(error).__name__}: {error}".splitlines()[0][:200]
         how = f"; BatchSubmit, {BATCH} per call, {CALLERS} callers" if kind == "bulk" else ""
         label = f"PgQueuer on the same PostgreSQL, {jobs} jobs"
         if peer:

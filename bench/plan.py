@@ -19,9 +19,11 @@ class Plan:
     # End-to-end jobs per system and rounds of it.
     e2e_jobs: int
     e2e_rounds: int
-    # Processing rates: a queued backlog, and bulk through BatchSubmit.
+    # Processing rates: a queued backlog, and bulk through BatchSubmit; rounds
+    # of each (every round runs PgQueuer and lrod on each database once).
     backlog_jobs: int
     bulk_jobs: int
+    processing_rounds: int
     # Many waiters.
     watchers: int
     watcher_rounds: int
@@ -52,6 +54,9 @@ FULL = Plan(
     # lrod PostgreSQL, PgQueuer), about 3.8 min more than 30,000 would, so
     # the full plan stays under its 15 minutes (10.3 min with 30,000).
     bulk_jobs=100_000,
+    # PgQueuer's bulk alone swung 4,991-7,287 jobs/s between one-round runs
+    # on day 14 (bench/findings.md): three rounds, the ratio their median.
+    processing_rounds=3,
     watchers=10_000,
     watcher_rounds=1,
     growth_sizes=(10_000, 1_000_000),
@@ -74,6 +79,7 @@ QUICK = Plan(
     e2e_rounds=1,
     backlog_jobs=2_000,
     bulk_jobs=5_000,
+    processing_rounds=1,
     watchers=1_000,
     watcher_rounds=1,
     growth_sizes=(2_000, 50_000),
