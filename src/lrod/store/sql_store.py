@@ -105,6 +105,7 @@ from lrod.store.statements import (
     RENEW_LEASES,
     SERVER_KEYS,
     TOMBSTONE_RETENTION,
+    USAGE,
     T,
     delete_rows,
     expired,
@@ -1283,17 +1284,7 @@ class SqlStore:
 
     @_shielded
     async def usage(self) -> Usage:
-        stmt = (
-            select(
-                T.owner,
-                T.state,
-                func.count().label("n"),
-                func.coalesce(func.sum(func.length(T.input_value)), 0).label("size"),
-            )
-            .where(T.state.in_([State.QUEUED.value, State.RUNNING.value]))
-            .group_by(T.owner, T.state)
-        )
-        rows = await self._read(lambda conn: conn.execute(stmt).all())
+        rows = await self._read(lambda conn: conn.execute(USAGE).all())
         active: dict[str, int] = {}
         queued = queued_bytes = 0
         for row in rows:

@@ -15,8 +15,11 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    func,
     insert,
+    literal_column,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -177,6 +180,38 @@ GET_DELIVERY = select(DELIVERIES).where(DELIVERIES.c.operation_id == bindparam("
 GET_OPERATIONS_IN_ARRAY = select(OPS).where(T.id == any_(bindparam("ids", type_=ARRAY(String))))
 GET_DELIVERIES_IN_ARRAY = select(DELIVERIES).where(
     DELIVERIES.c.operation_id == any_(bindparam("ids", type_=ARRAY(String)))
+)
+
+
+def _in_state(state: State, *columns: Any) -> Any:
+    # MATERIALIZED: each state's rows are read through its partial index
+    # (ix_operations_claim, ix_operations_lease), as many rows as are in that
+    # state. Written as one select with `state IN (...)` and grouped by owner,
+    # no index matched it, and both databases read every stored row:
+    # 195 ms a read on SQLite at 1,000,000 stored, every second of Submits.
+    # The state written into the SQL, not bound: a partial index serves a
+    # query whose WHERE implies the index's at planning time.
+    value = literal_column(f"'{state.value}'", String)
+    return select(*columns).where(T.state == value).cte().prefix_with("MATERIALIZED")
+
+
+_QUEUED = _in_state(State.QUEUED, T.owner, func.length(T.input_value).label("size"))
+_RUNNING = _in_state(State.RUNNING, T.owner)
+# The quotas' counts (OperationStore.usage): per owner and active state, the
+# rows and (queued) their input bytes.
+USAGE = union_all(
+    select(
+        _QUEUED.c.owner,
+        literal_column(f"'{State.QUEUED.value}'").label("state"),
+        func.count().label("n"),
+        func.coalesce(func.sum(_QUEUED.c.size), literal_column("0")).label("size"),
+    ).group_by(_QUEUED.c.owner),
+    select(
+        _RUNNING.c.owner,
+        literal_column(f"'{State.RUNNING.value}'").label("state"),
+        func.count().label("n"),
+        literal_column("0").label("size"),
+    ).group_by(_RUNNING.c.owner),
 )
 
 
