@@ -65,6 +65,8 @@ async def test_overview_counts_active_now_and_finished_in_the_window(store: SqlS
         JobTypeOverview("b", running=1, cancelled=1),
     ]
     assert found[0].finished == 2
+    # Plain ints on both databases (PostgreSQL sums counts as numeric).
+    assert all(type(n) is int for n in (found[0].queued, found[0].succeeded, found[1].running))
 
 
 async def test_overview_of_one_owner_leaves_out_the_others(store: SqlStore) -> None:
